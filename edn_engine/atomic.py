@@ -1,0 +1,65 @@
+"""Atomic writes: write to a temporary file in the same folder, fsync, then rename over the target.
+
+An interrupted job (SIGKILL, full disk) never leaves a half-written track, checkpoint or frame behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .errors import EdnError
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success it is renamed to `target`, on failure removed.
+
+    `suffix` defaults to the target's own suffix so that writers which choose a format by extension
+    (cv2.imwrite, np.savez) behave as for the real name.
+    """
+    target = Path(target)
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdnError(f"cannot create the output folder ({exc.strerror})", path=folder) from exc
+    if not os.access(folder, os.W_OK):
+        raise EdnError("the output folder is not writable", path=folder)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix, dir=folder)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_bytes(target: str | Path, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(target: str | Path, text: str) -> None:
+    write_bytes(target, text.encode("utf-8"))
+
+
+def write_json(target: str | Path, obj: Any) -> None:
+    write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_with(target: str | Path, writer: Callable[[Path], Any]) -> None:
+    """Call `writer(tmp_path)` and move the result into place atomically."""
+    with atomic_path(target) as tmp:
+        result = writer(tmp)
+        if result is False:  # cv2.imwrite reports failure by returning False
+            raise EdnError("could not write the file", path=target)

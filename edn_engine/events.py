@@ -1,0 +1,101 @@
+"""Progress reporting: a progress bar on a terminal, or one JSON object per line for the Blender add-on.
+
+Events (the contract with `blender_addon.jobs`):
+    {"event": "progress", "done": i, "total": n, "stage": "...", ...extra}
+    {"event": "preview", "path": "..."}
+    {"event": "log", "message": "..."}
+    {"event": "done", ...summary}
+    {"event": "error", "message": "..."}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+
+class Reporter:
+    """Writes events. In JSON mode every event is one flushed line on stdout; otherwise a bar on stderr."""
+
+    def __init__(self, json_mode: bool = False, stream: TextIO | None = None, min_interval: float = 0.1):
+        self.json_mode = json_mode
+        self.stream = stream or (sys.stdout if json_mode else sys.stderr)
+        self.min_interval = min_interval
+        self._last = 0.0
+        self._start = time.monotonic()
+        self._bar_open = False
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self.json_mode:
+            self.stream.write(json.dumps({"event": event, **fields}, default=_jsonable) + "\n")
+            self.stream.flush()
+
+    def progress(self, done: int, total: int | None, stage: str = "", **extra: Any) -> None:
+        now = time.monotonic()
+        last = total is not None and done >= total
+        if not last and now - self._last < self.min_interval:
+            return
+        self._last = now
+        if self.json_mode:
+            self.emit("progress", done=done, total=total, stage=stage, **extra)
+            return
+        if not self.stream.isatty() and not last:
+            return
+        width = 30
+        frac = (done / total) if total else 0.0
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        info = " ".join(f"{k}={_short(v)}" for k, v in extra.items())
+        self.stream.write(f"\r{stage:<10} [{bar}] {done}/{total if total else '?'} {info}"[:160])
+        self._bar_open = True
+        if last:
+            self.stream.write("\n")
+            self._bar_open = False
+        self.stream.flush()
+
+    def preview(self, path: str) -> None:
+        self.emit("preview", path=str(path))
+
+    def log(self, message: str) -> None:
+        if self.json_mode:
+            self.emit("log", message=message)
+        else:
+            self._close_bar()
+            print(message, file=self.stream, flush=True)
+
+    def done(self, **summary: Any) -> None:
+        if self.json_mode:
+            self.emit("done", **summary)
+        else:
+            self._close_bar()
+            print(json.dumps(summary, indent=2, default=_jsonable), file=sys.stdout, flush=True)
+
+    def error(self, message: str) -> None:
+        if self.json_mode:
+            self.emit("error", message=message)
+        else:
+            self._close_bar()
+            print(f"edn: error: {message}", file=sys.stderr, flush=True)
+
+    def _close_bar(self) -> None:
+        if self._bar_open:
+            self.stream.write("\n")
+            self._bar_open = False
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _jsonable(v: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(v)

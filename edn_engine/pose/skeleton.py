@@ -1,0 +1,38 @@
+"""OpenPose keypoint layouts: BODY_25, the 21-point hand and the 70-point face, with names and limbs.
+
+These orders are a file-format contract (OpenPose JSON, `.npz` tracks, the add-on's bone maps).
+"""
+
+from __future__ import annotations
+
+BODY_25 = (
+    "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist",
+    "MidHip", "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle",
+    "REye", "LEye", "REar", "LEar", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel",
+)
+B = {name: i for i, name in enumerate(BODY_25)}
+
+# OpenPose's BODY_25 limb list, in its drawing order (the order fixes the colours).
+BODY_25_LIMBS = (
+    (1, 8), (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (8, 9), (9, 10), (10, 11), (8, 12), (12, 13),
+    (13, 14), (1, 0), (0, 15), (15, 17), (0, 16), (16, 18), (14, 19), (19, 20), (14, 21), (11, 22),
+    (22, 23), (11, 24),
+)
+
+# OpenPose's hand: wrist, then four points per finger from thumb to little finger (base to tip).
+HAND_21 = ("Wrist",) + tuple(f"{finger}{k}" for finger in ("Thumb", "Index", "Middle", "Ring", "Pinky")
+                             for k in range(1, 5))
+HAND_LIMBS = tuple((0 if k == 0 else 1 + 4 * f + k - 1, 1 + 4 * f + k) for f in range(5) for k in range(4))
+
+# OpenPose's face: the 68 iBUG points (0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth),
+# then 68 right pupil and 69 left pupil.
+FACE_70_COUNT = 70
+FACE_CONTOURS = (
+    tuple(range(0, 17)), tuple(range(17, 22)), tuple(range(22, 27)), tuple(range(27, 31)), tuple(range(31, 36)),
+    tuple(range(36, 42)) + (36,), tuple(range(42, 48)) + (42,), tuple(range(48, 60)) + (48,),
+    tuple(range(60, 68)) + (60,),
+)
+# The paper's sparse face: 8 points (eye corners, nose tip... ), used by the default stick-figure style.
+FACE_SPARSE_8 = (36, 39, 42, 45, 30, 48, 54, 8)
+
+PARTS = ("body", "hands", "face")
