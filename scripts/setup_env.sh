@@ -25,7 +25,6 @@ if ! ensure_venv .venv requirements/engine.txt requirements/mediapipe.txt requir
   pipq .venv -r requirements/engine.txt -r requirements/test.txt
   pipq .venv --no-deps -r requirements/mediapipe.txt
   pipq .venv --no-deps --no-build-isolation -e .
-  "$PY" -c 'pass'  # keep set -e happy on older shells
   stamp_of requirements/engine.txt requirements/mediapipe.txt requirements/test.txt > .venv/.edn-stamp
 fi
 
