@@ -32,7 +32,17 @@ FACE_CONTOURS = (
     tuple(range(36, 42)) + (36,), tuple(range(42, 48)) + (42,), tuple(range(48, 60)) + (48,),
     tuple(range(60, 68)) + (60,),
 )
-# The paper's sparse face: 8 points (eye corners, nose tip... ), used by the default stick-figure style.
-FACE_SPARSE_8 = (36, 39, 42, 45, 30, 48, 54, 8)
+# The paper's sparse face, as its official code draws it (`renderface_sparse`, "sparse 8 default"): top of the
+# nose bridge, nose tip, chin, both jaw ends (beside the ears), bottom of the nose, right and left pupil. They give
+# the head's position, turn and tilt without the noisy mouth and eye contours. Used by the default figure style.
+FACE_SPARSE_8 = (27, 30, 8, 0, 16, 33, 68, 69)
+
+# OpenPose's COCO-18 body (older models, ControlNet's annotator): its point i is BODY_25 point COCO_18_TO_BODY_25[i].
+# COCO-18 has no MidHip, toes or heels.
+COCO_18 = (
+    "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist",
+    "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar",
+)
+COCO_18_TO_BODY_25 = tuple(B[name] for name in COCO_18)
 
 PARTS = ("body", "hands", "face")
