@@ -1,0 +1,154 @@
+"""Model profiles: every size, switch and loss weight of the networks in one JSON-safe dataclass.
+
+A `ModelConfig` travels inside each checkpoint (`to_dict`/`from_dict`), so a run can always rebuild the exact
+networks it was trained with. Profiles name the three supported set-ups; `get_profile` applies overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import EdnError
+
+UPSAMPLE_MODES = ("transpose", "resize")
+PERCEPTUAL_MODES = ("vgg19", "none")
+
+
+def default_face_size(width: int, height: int) -> int:
+    """The paper's 128 px face crop at 1024x512, scaled with the frame height (the person's scale), multiple of 8."""
+    return max(32, int(round(128 * height / 512 / 8)) * 8)
+
+
+@dataclass
+class ModelConfig:
+    # --- frames ---
+    width: int = 512  # training width in pixels
+    height: int = 256  # training height in pixels
+    label_nc: int = 3  # channels of the conditioning input: the stick figure RGB in [-1, 1]
+    # --- body generator (pix2pixHD GlobalGenerator, optionally with one LocalEnhancer) ---
+    ngf: int = 64  # channels of the global generator's first layer (doubled at each downsampling)
+    max_channels: int = 1024  # cap on the global generator's channels (pix2pixHD: none, 64 * 2**4 = 1024)
+    n_downsample: int = 4  # stride-2 downsamplings in the global generator
+    n_blocks: int = 9  # residual blocks at the global generator's bottleneck
+    n_local_enhancers: int = 0  # 0, or 1: a LocalEnhancer doubles the resolution (pix2pixHD "local")
+    n_blocks_local: int = 3  # residual blocks in the local enhancer (pix2pixHD: 3)
+    upsample: str = "transpose"  # "transpose" (pix2pixHD) or "resize" (nearest upsample + conv: no checkerboard)
+    skips: bool = False  # additive encoder->decoder skips per resolution (U-Net style; not in pix2pixHD)
+    norm: str = "instance"  # normalization layer; pix2pixHD uses non-affine instance norm
+    temporal: bool = True  # generator also takes its previous output (3 channels); D judges consecutive pairs
+    alpha: bool = True  # generator also predicts the person's matte (sigmoid), so frames come out RGBA
+    # --- discriminator (multi-scale PatchGAN) ---
+    ndf: int = 64  # channels of each discriminator's first layer
+    n_layers_d: int = 3  # strided layers per PatchGAN
+    num_d: int = 2  # discriminator scales (input halved between scales)
+    # --- face GAN (the paper's second stage: a residual on the body generator's face crop) ---
+    face: bool = True  # train/run the face stage
+    face_size: int = 64  # face crop side in pixels at this training size (128 at 1024x512)
+    face_ngf: int = 32  # channels of the face generator's first layer
+    face_n_downsample: int = 3  # downsamplings in the face generator
+    face_n_blocks: int = 5  # residual blocks in the face generator
+    face_ndf: int = 64  # channels of the face discriminator's first layer
+    face_n_layers_d: int = 3  # strided layers of the face PatchGAN (a single scale)
+    # --- losses (generator side; the discriminator uses plain LSGAN) ---
+    perceptual: str = "vgg19"  # "vgg19": VGG19 perceptual loss; "none": no VGG weights needed, L1 instead
+    lambda_gan: float = 1.0  # LSGAN adversarial term
+    lambda_feat: float = 10.0  # discriminator feature matching (pix2pixHD)
+    lambda_vgg: float = 10.0  # VGG19 perceptual loss (pix2pixHD)
+    lambda_l1: float = 0.0  # plain L1 to the real frame (with perceptual "none", lambda_vgg is added to it)
+    lambda_person: float = 0.0  # extra L1 weight inside the real matte (the person matters more than the room)
+    lambda_limb: float = 0.0  # extra L1 weight near the stick figure's lines (thin arms, hands, face)
+    limb_radius: int = 0  # dilation of the stick figure's lines, in pixels, for the limb weight
+    lambda_alpha: float = 10.0  # L1 of the predicted matte against the dataset's matte
+    lambda_face_gan: float = 1.0  # face stage: LSGAN term of the face discriminator
+    lambda_face_feat: float = 10.0  # face stage: face discriminator feature matching
+    lambda_face_vgg: float = 10.0  # face stage: VGG19 loss on the face crop
+    lambda_face_l1: float = 0.0  # face stage: L1 on the face crop (with perceptual "none", lambda_face_vgg added)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def gen_input_channels(self) -> int:
+        """Stick figure, plus the previous generated frame when temporal."""
+        return self.label_nc + (3 if self.temporal else 0)
+
+    @property
+    def gen_output_channels(self) -> int:
+        """RGB, plus one matte channel when `alpha`."""
+        return 3 + (1 if self.alpha else 0)
+
+    def validate(self) -> None:
+        """Refuse combinations the networks cannot build, naming the field."""
+        if self.upsample not in UPSAMPLE_MODES:
+            raise EdnError(f"model upsample must be one of {UPSAMPLE_MODES}, not {self.upsample!r}")
+        if self.perceptual not in PERCEPTUAL_MODES:
+            raise EdnError(f"perceptual loss must be one of {PERCEPTUAL_MODES}, not {self.perceptual!r}")
+        if self.norm != "instance":
+            raise EdnError(f"only instance norm is supported, not {self.norm!r}")
+        if self.n_local_enhancers not in (0, 1):
+            raise EdnError(f"n_local_enhancers must be 0 or 1, not {self.n_local_enhancers}")
+        for name in ("ngf", "ndf", "n_layers_d", "num_d", "face_ngf", "face_ndf", "face_n_layers_d", "max_channels"):
+            if getattr(self, name) < 1:
+                raise EdnError(f"model {name} must be at least 1, not {getattr(self, name)}")
+        factor = 2 ** (self.n_downsample + self.n_local_enhancers)
+        if self.width % factor or self.height % factor or self.width < factor or self.height < factor:
+            raise EdnError(f"training size {self.width}x{self.height} must be a multiple of {factor} "
+                           f"({self.n_downsample} downsamplings, {self.n_local_enhancers} local enhancer)")
+        face_factor = 2 ** self.face_n_downsample
+        if self.face and (self.face_size % face_factor or self.face_size < face_factor):
+            raise EdnError(f"face_size {self.face_size} must be a multiple of {face_factor}")
+        if self.face and self.face_size > min(self.width, self.height):
+            raise EdnError(f"face_size {self.face_size} does not fit in {self.width}x{self.height} frames")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        """Rebuild from a checkpoint; unknown keys mean a foreign or newer file and are refused."""
+        if not isinstance(data, dict):
+            raise EdnError("model config in checkpoint is not a mapping")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise EdnError(f"model config has unknown fields {unknown} (written by a newer EDN?)")
+        return cls(**data)
+
+
+_PAPER_GLOBAL = ModelConfig(width=512, height=256, face_size=default_face_size(512, 256))
+
+PROFILES: dict[str, ModelConfig] = {
+    # pix2pixHD "global" as used by the paper's first stage: 512x256, 2 discriminators.
+    "paper-global": _PAPER_GLOBAL,
+    # pix2pixHD "local": the same global generator (ngf 64) inside a local enhancer (ngf 32) at 1024x512, 3 D.
+    "paper-local": dataclasses.replace(_PAPER_GLOBAL, width=1024, height=512, n_local_enhancers=1, num_d=3,
+                                       face_size=default_face_size(1024, 512)),
+    # The default for machines without a GPU, sized by measurement (scripts/bench_train.py, bench_quality.py):
+    # - thin layers at full resolution (16 channels; a channel there costs 256x one at 1/16 resolution) and the
+    #   capacity at 1/16 resolution (6 residual blocks of 256 channels, as wide as pix2pixHD's at ngf 16);
+    # - resize-convolution upsampling: no checkerboard; U-Net skips carry the stick figure's thin lines (arms,
+    #   hands, face) straight to the output layers instead of through a 16x16 bottleneck;
+    # - no VGG19 by default: it needs a weight download and costs ~3/4 of a step at this size; its weight goes to
+    #   L1, plus L1 normalized over the person's matte and over a band around the stick figure's lines, so a
+    #   thin arm counts as much as the room behind it (`--perceptual vgg19` turns VGG back on).
+    "cpu": ModelConfig(width=256, height=256, ngf=16, max_channels=256, n_downsample=4, n_blocks=6,
+                       upsample="resize", skips=True, ndf=32, n_layers_d=3, num_d=2,
+                       face_size=default_face_size(256, 256), face_ngf=16, face_n_blocks=3, face_ndf=32,
+                       perceptual="none", lambda_l1=0.0, lambda_person=10.0, lambda_limb=10.0, limb_radius=4),
+}
+
+
+def get_profile(name: str, **overrides) -> ModelConfig:
+    """A copy of profile `name` with `overrides` applied; face_size follows a changed size unless given."""
+    if name not in PROFILES:
+        raise EdnError(f"unknown model profile {name!r}; choose one of {sorted(PROFILES)}")
+    base = PROFILES[name]
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise EdnError(f"unknown model settings {bad}")
+    if ("width" in overrides or "height" in overrides) and "face_size" not in overrides:
+        overrides["face_size"] = default_face_size(overrides.get("width", base.width),
+                                                   overrides.get("height", base.height))
+    return dataclasses.replace(base, **overrides)

@@ -1,0 +1,73 @@
+"""`TrainConfig`: how long and how to train, as opposed to `ModelConfig` (what to train). Saved in checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import EdnError
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 10000  # optimizer steps in all, body stage plus face stage (one step = one batch of pairs)
+    minutes: float | None = None  # a wall-clock budget instead: stop and save when it runs out
+    face_fraction: float = 0.2  # the last fraction of the steps trains the Face GAN with the body frozen (paper)
+    decay_start: float = 0.5  # fraction of each stage's steps at constant lr; then linear decay to 0 (pix2pixHD)
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    batch_size: int = 1  # pairs per step per process (pix2pixHD trains with batch 1)
+    save_every: int = 500  # checkpoint every N steps (and always at the end)
+    preview_every: int = 250  # preview PNG, CSV rows and loss curve every N steps
+    preview_frames: int = 3  # held-out frames shown in each preview
+    keep_checkpoints: int = 2  # checkpoints kept on disk; older ones are removed after a good save
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast where the device computes bf16 natively
+    num_workers: int = 0  # data loader processes (0: load in the training process)
+    vgg_weights: str | None = None  # torchvision's vgg19-dcbb9e9d.pth; default: the torch hub cache (or download)
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        self.validate()
+
+    def validate(self) -> None:
+        if self.minutes is None and self.steps < 1:
+            raise EdnError(f"--steps must be at least 1, not {self.steps}")
+        if self.minutes is not None and not self.minutes > 0:
+            raise EdnError(f"--minutes must be positive, not {self.minutes}")
+        if self.save_every < 1 or self.preview_every < 1:
+            raise EdnError("--save-every and --preview-every must be at least 1")
+        if self.batch_size < 1:
+            raise EdnError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if not 0.0 <= self.face_fraction < 1.0:
+            raise EdnError(f"face_fraction must be in [0, 1), not {self.face_fraction}")
+        if not 0.0 <= self.decay_start <= 1.0:
+            raise EdnError(f"decay_start must be in [0, 1], not {self.decay_start}")
+        if self.keep_checkpoints < 1:
+            raise EdnError("keep_checkpoints must be at least 1")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def lr_at(step: int, stage_start: int, stage_steps: int, cfg: TrainConfig) -> float:
+    """pix2pixHD's schedule within a stage: constant for `decay_start` of it, then linear down to 0.
+
+    A pure function of the step, so a resumed run follows exactly the same schedule: the scheduler's
+    state is the step counter saved in the checkpoint.
+    """
+    if stage_steps <= 0:
+        return cfg.lr
+    t = step - stage_start
+    flat = int(round(cfg.decay_start * stage_steps))
+    if t < flat:
+        return cfg.lr
+    return cfg.lr * max(0.0, 1.0 - (t - flat) / max(1, stage_steps - flat))

@@ -1,0 +1,125 @@
+"""`edn generate` with the shared tiny run: RGBA frames named by source frame, alpha that follows the matte,
+transparent frames where there is no pose, resume, the mp4 preview, JSON events and bad input."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+import tiny_run
+from edn_engine.dataset import load_manifest
+from edn_engine.errors import EdnError
+from edn_engine.generate import generate
+from edn_engine.pose.track import PoseTrack
+
+
+@pytest.fixture(scope="session")
+def root(tmp_path_factory):
+    return tmp_path_factory.getbasetemp() / "edn_shared"
+
+
+@pytest.fixture(scope="session")
+def run(root):
+    return tiny_run.trained_run(root)[0]
+
+
+@pytest.fixture(scope="session")
+def dataset(root):
+    return tiny_run.dataset(root)
+
+
+def _holdout_track(dataset, tmp_path, blank: int | None = None):
+    """The held-out frames' own poses, in source pixels (the target's frame size), one row optionally blanked."""
+    m = load_manifest(dataset)
+    hold = [e["frame"] for e in m["frames"] if e["split"] == "holdout"]
+    src = PoseTrack.load(dataset / "track_source.npz")
+    track = src.slice(hold[0] - src.frame_start, hold[-1] - src.frame_start + 1).copy()
+    if blank is not None:
+        for part in (track.body, track.hands, track.face):
+            part[blank] = 0
+    path = tmp_path / "drive.npz"
+    track.save(path)
+    return path, hold
+
+
+def test_generate_writes_rgba_frames_whose_alpha_follows_the_matte(run, dataset, tmp_path, odd_dir):
+    track, hold = _holdout_track(dataset, tmp_path, blank=2)
+    out, video = odd_dir / "frames", odd_dir / "preview.mp4"
+    res = tiny_run.edn("generate", run, track, "-o", out, "--video", video, "--device", "cpu", "--json")
+    assert res.returncode == 0, res.stderr
+    events = tiny_run.json_events(res.stdout)
+    done = events[-1]
+    assert done["event"] == "done" and done["written"] == len(hold) - 1 and done["empty"] == 1
+    assert done["face_gan"] is True and done["step"] == tiny_run.TRAIN_STEPS
+    assert [p.name for p in sorted(out.iterdir())] == [f"frame_{n:06d}.png" for n in hold]
+    cap = cv2.VideoCapture(str(video))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(hold)
+    cap.release()
+
+    blank = cv2.imread(str(out / f"frame_{hold[2]:06d}.png"), cv2.IMREAD_UNCHANGED)
+    assert blank.shape == (64, 64, 4) and blank.max() == 0  # no pose: fully transparent
+    inside, outside = [], []
+    for k, n in enumerate(hold):
+        if k == 2:
+            continue
+        rgba = cv2.imread(str(out / f"frame_{n:06d}.png"), cv2.IMREAD_UNCHANGED)
+        assert rgba.shape == (64, 64, 4) and rgba.dtype == np.uint8
+        matte = cv2.imread(str(dataset / "mattes" / f"matte_{n:06d}.png"), cv2.IMREAD_GRAYSCALE) > 127
+        alpha = rgba[..., 3].astype(float) / 255
+        inside.append(alpha[matte].mean())
+        outside.append(alpha[~matte].mean())
+    # never trained on these frames: the predicted matte still covers the person more than the background
+    assert np.mean(inside) > np.mean(outside) + 0.15, (np.mean(inside), np.mean(outside))
+
+
+def test_resume_keeps_written_frames_and_continues(run, dataset, tmp_path):
+    track, hold = _holdout_track(dataset, tmp_path)
+    out = tmp_path / "frames"
+    with tiny_run.one_thread():
+        first = generate(run, track, out, device="cpu")
+    assert first["written"] == len(hold)
+    reference = cv2.imread(str(out / f"frame_{hold[-1]:06d}.png"), cv2.IMREAD_UNCHANGED)
+    for n in hold[-2:]:
+        (out / f"frame_{n:06d}.png").unlink()
+    with tiny_run.one_thread():
+        again = generate(run, track, out, device="cpu", resume=True)
+    assert again["kept"] == len(hold) - 2 and again["written"] == 2
+    redone = cv2.imread(str(out / f"frame_{hold[-1]:06d}.png"), cv2.IMREAD_UNCHANGED)
+    # fed back from the 8-bit frame on disk instead of the float one: the same picture within rounding
+    assert np.abs(redone.astype(int) - reference.astype(int)).mean() < 2.0
+
+
+def test_bad_input(run, dataset, tmp_path):
+    track, _ = _holdout_track(dataset, tmp_path)
+    nobody = PoseTrack.load(track)
+    nobody = nobody.replace(body=np.zeros_like(nobody.body))
+    nobody.save(tmp_path / "nobody.npz")
+    with pytest.raises(EdnError, match="no person in any frame"):
+        generate(run, tmp_path / "nobody.npz", tmp_path / "out")
+    blocker = tmp_path / "a file"
+    blocker.write_text("x")
+    with pytest.raises(EdnError, match="is a file"):
+        generate(run, track, blocker / "frames")
+    (tmp_path / "empty run").mkdir()
+    with pytest.raises(EdnError, match="no checkpoint"):
+        generate(tmp_path / "empty run", track, tmp_path / "out")
+    res = tiny_run.edn("generate", tmp_path / "empty run", track, "-o", tmp_path / "out", "--json")
+    assert res.returncode == 2 and tiny_run.json_events(res.stdout)[-1]["event"] == "error"
+
+
+def test_a_dataset_without_mattes_trains_no_alpha_and_generates_opaque_frames(root, tmp_path):
+    from edn_engine.dataset import build_dataset
+    from edn_engine.training import TrainConfig, train
+
+    track, _ = tiny_run.source_pose(root)
+    summary = build_dataset(tiny_run.CLIP, tmp_path / "ds", (32, 32), track=track, mattes="none", holdout=0.0,
+                            end=5)
+    assert summary["mattes"] is False and not (tmp_path / "ds" / "mattes").exists()
+    with tiny_run.one_thread():
+        train(tmp_path / "ds", tmp_path / "run", TrainConfig(steps=2, face_fraction=0, device="cpu"),
+              overrides=dict(tiny_run.TINY))
+        out = generate(tmp_path / "run", track, tmp_path / "frames", device="cpu")
+    assert out["written"] == tiny_run.FRAMES
+    rgba = cv2.imread(str(tmp_path / "frames" / "frame_000003.png"), cv2.IMREAD_UNCHANGED)
+    assert rgba.shape == (32, 32, 4) and rgba[..., 3].min() == 255

@@ -1,0 +1,273 @@
+"""Training on real footage with tiny networks: it learns, resumes exactly after SIGKILL, stops cleanly on
+SIGTERM, survives bad checkpoints and full disks, trains in two processes (gloo), and speaks JSON lines."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import math
+import pathlib
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+
+import tiny_run
+from conftest import ENGINE_PYTHON
+from edn_engine import device as devices
+from edn_engine.dataset import FrameStore, build_dataset
+from edn_engine.errors import EdnError
+from edn_engine.events import Reporter
+from edn_engine.generate import Synthesizer, load_run
+from edn_engine.models import build_generator, get_profile
+from edn_engine.training import TrainConfig, train
+from edn_engine.training.checkpoint import list_checkpoints, load_latest, read_checkpoint, save_checkpoint
+
+
+@pytest.fixture(scope="session")
+def root(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "edn_shared"
+
+
+@pytest.fixture(scope="session")
+def dataset(root) -> Path:
+    return tiny_run.dataset(root)
+
+
+@pytest.fixture(scope="session")
+def run(root) -> tuple[Path, dict]:
+    return tiny_run.trained_run(root)
+
+
+def _l1_on_training_frames(G, cfg, store, frames) -> float:
+    synth = Synthesizer(G, None, cfg, torch.device("cpu"))
+    errs = []
+    for n in frames:
+        synth.reset()
+        rgb, _ = synth.next_frame(store.label(n))
+        errs.append((rgb - store.image(n)).abs().mean().item())
+    return sum(errs) / len(errs)
+
+
+def test_generator_learns_the_target(run, dataset):
+    run_dir, summary = run
+    assert summary["step"] == tiny_run.TRAIN_STEPS and summary["stopped"] == "steps" and summary["face_stage"]
+    with open(run_dir / "losses.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == list(range(1, tiny_run.TRAIN_STEPS + 1))
+    assert {r["stage"] for r in rows} == {"body", "face"}
+    values = [float(v) for r in rows for k, v in r.items() if k[:2] in ("G_", "D_", "F_") and v]
+    assert values and all(math.isfinite(v) for v in values)
+    assert (run_dir / "loss_curve.png").stat().st_size > 1000
+    assert sorted(p.name for p in (run_dir / "previews").iterdir()) == ["preview_00000045.png",
+                                                                         "preview_00000090.png"]
+    preview = cv2.imread(str(run_dir / "previews" / "preview_00000090.png"))
+    assert preview.shape == (3 * 64, 3 * 64, 3)  # 3 held-out frames: stick figure | generated | real
+    assert [p.name for p in list_checkpoints(run_dir)] == ["step_00000060.pt", "step_00000090.pt"]
+
+    store = FrameStore(dataset)
+    frames = store.frames("train")[:6]
+    with tiny_run.one_thread():
+        trained = load_run(run_dir, "cpu")
+        torch.manual_seed(0)  # the run's seed: the very weights it started from
+        G0 = build_generator(get_profile("cpu", width=64, height=64, **tiny_run.TINY))
+        before = _l1_on_training_frames(G0, trained.cfg, store, frames)
+        after = _l1_on_training_frames(trained.G, trained.cfg, store, frames)
+    assert after < 0.5 * before, (before, after)
+
+
+def _train_cmd(dataset: Path, out: Path, *extra: str) -> list[str]:
+    return [ENGINE_PYTHON, "-m", "edn_engine", "train", str(dataset), "-o", str(out), "--device", "cpu", "--json",
+            *tiny_run.tiny_args(), *extra]
+
+
+def test_resume_after_sigkill_gives_the_same_weights(dataset, tmp_path):
+    args = ("--steps", "24", "--save-every", "4", "--preview-every", "8", "--face-fraction", "0.25")
+    whole = subprocess.run(_train_cmd(dataset, tmp_path / "whole", *args), capture_output=True, text=True,
+                           env=tiny_run.engine_env(), timeout=240)
+    assert whole.returncode == 0, whole.stderr
+    events = tiny_run.json_events(whole.stdout)  # the JSON stream parses line by line
+    assert events[-1]["event"] == "done" and events[-1]["step"] == 24
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress[-1]["done"] == 24 and progress[-1]["total"] == 24
+    assert {"losses", "sec_per_step", "eta_s", "preview"} <= set(progress[-1])
+    previews = [e["path"] for e in events if e["event"] == "preview"]
+    assert len(previews) == 3 and all(Path(p).is_file() for p in previews)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(dataset, killed, *args), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=tiny_run.engine_env())
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoints" / "step_00000008.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    steps_done = int(list_checkpoints(killed)[-1].stem.split("_")[1])
+    assert 8 <= steps_done < 24, "the run finished before it could be killed"
+
+    resumed = subprocess.run(_train_cmd(dataset, killed, *args, "--resume"), capture_output=True, text=True,
+                             env=tiny_run.engine_env(), timeout=240)
+    assert resumed.returncode == 0, resumed.stderr
+    assert tiny_run.json_events(resumed.stdout)[-1]["step"] == 24
+    a = read_checkpoint(tmp_path / "whole" / "checkpoints" / "step_00000024.pt")
+    b = read_checkpoint(killed / "checkpoints" / "step_00000024.pt")
+    assert set(a["nets"]) == {"G", "D", "FG", "FD"}
+    for net in a["nets"]:
+        for k, v in a["nets"][net].items():
+            assert torch.equal(v, b["nets"][net][k]), f"{net}.{k} differs after resume"
+    for name in a["optim"]:
+        for pid, st in a["optim"][name]["state"].items():
+            for k, v in st.items():
+                assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["optim"][name]["state"][pid][k]))
+    with open(killed / "losses.csv", newline="") as fh:
+        assert [int(r["step"]) for r in csv.DictReader(fh)] == list(range(1, 25))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_sigterm_and_ctrl_c_save_a_checkpoint_and_exit_cleanly(dataset, tmp_path, sig):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(dataset, out, "--steps", "5000", "--save-every", "1000"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tiny_run.engine_env())
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["event"] == "progress" and event["done"] >= 3:
+            proc.send_signal(sig)
+            break
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    done = json.loads(rest.splitlines()[-1])
+    assert done["event"] == "done" and done["stopped"] == "signal" and 3 <= done["step"] < 5000
+    state = read_checkpoint(list_checkpoints(out)[-1])
+    assert state["step"] == done["step"]
+
+
+class _Payload:
+    """A pickle that would run code when loaded: here it would create a file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def test_truncated_and_malicious_checkpoints_fall_back_to_the_previous_one(run, tmp_path):
+    run_dir = tiny_run.copy_run(run[0], tmp_path / "run")
+    newest = list_checkpoints(run_dir)[-1]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated (a crash mid-copy, say)
+    log = io.StringIO()
+    state, path = load_latest(run_dir, Reporter(True, stream=log))
+    assert state["step"] == 60 and path.name == "step_00000060.pt"
+    assert "step_00000090.pt" in log.getvalue() and "truncated" in log.getvalue()
+
+    marker = tmp_path / "code ran"
+    evil = run_dir / "checkpoints" / "step_00000999.pt"
+    torch.save({"format": "edn-checkpoint", "payload": _Payload(marker)}, evil)
+    with pytest.raises(EdnError, match="refused"):
+        read_checkpoint(evil)
+    state, path = load_latest(run_dir, Reporter(True, stream=io.StringIO()))
+    assert path.name == "step_00000060.pt" and not marker.exists()
+
+    (run_dir / "checkpoints" / "step_00000060.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(EdnError, match="no usable checkpoint"):
+        load_latest(run_dir, Reporter(True, stream=io.StringIO()))
+
+
+def test_full_disk_while_saving_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
+    real_save = torch.save
+    calls = []
+
+    def save_until_disk_full(obj, f, *a, **kw):
+        calls.append(f)
+        if len(calls) == 1:
+            return real_save(obj, f, *a, **kw)
+        Path(f).write_bytes(b"PK\x03\x04 half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_until_disk_full)
+    tcfg = TrainConfig(steps=6, save_every=2, preview_every=100, face_fraction=0, device="cpu")
+    with tiny_run.one_thread(), pytest.raises(EdnError, match="disk is full"):
+        train(dataset, tmp_path / "run", tcfg, overrides=dict(tiny_run.TINY))
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step_00000002.pt"]
+    assert read_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000002.pt")["step"] == 2
+    assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.startswith(".")]  # no debris
+    monkeypatch.setattr(torch, "save", real_save)
+    (tmp_path / "a file").write_text("x")
+    with pytest.raises(EdnError, match="cannot create"):
+        save_checkpoint(tmp_path / "a file" / "run", {}, 1)  # a parent that cannot be created
+
+
+def test_bad_input(run, dataset, tmp_path, root):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EdnError, match="not an EDN dataset"):
+        train(empty, tmp_path / "r1", TrainConfig(steps=1), overrides=dict(tiny_run.TINY))
+    # a dataset built at another size than the run being resumed
+    track, mattes = tiny_run.source_pose(root)
+    build_dataset(tiny_run.CLIP, tmp_path / "ds32", (32, 32), track=track, mattes=mattes, end=9)
+    run_dir = tiny_run.copy_run(run[0], tmp_path / "run")
+    with pytest.raises(EdnError, match="built at 32x32 but this run trains at 64x64"):
+        train(tmp_path / "ds32", run_dir, TrainConfig(steps=100, device="cpu"), resume=True)
+    with pytest.raises(EdnError, match="already holds checkpoints"):
+        train(dataset, run_dir, TrainConfig(steps=100, device="cpu"), overrides=dict(tiny_run.TINY))
+    blocker = tmp_path / "a file"
+    blocker.write_text("x")
+    with pytest.raises(EdnError, match="is a file"):
+        train(dataset, blocker / "run", TrainConfig(steps=1, device="cpu"), overrides=dict(tiny_run.TINY))
+    res = tiny_run.edn("train", dataset, "-o", tmp_path / "r0", "--steps", "0", "--json")
+    assert res.returncode == 2
+    assert "--steps must be at least 1" in json.loads(res.stdout.splitlines()[-1])["message"]
+
+
+def test_two_processes_with_gloo_hold_identical_weights(dataset, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [ENGINE_PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "edn_engine", "train", str(dataset), "-o", str(out), "--device", "cpu", "--json", "--steps", "4",
+           "--save-every", "2", "--face-fraction", "0.25", *tiny_run.tiny_args()]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=tiny_run.engine_env(), timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    done = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")][-1]
+    assert done["event"] == "done" and done["world_size"] == 2 and done["step"] == 4
+    digests = done["generator_sha256"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    state = read_checkpoint(out / "checkpoints" / "step_00000004.pt")
+    assert state["step"] == 4 and len(list_checkpoints(out)) == 2
+    # the weights moved: the processes trained, they did not just agree on the initial weights
+    torch.manual_seed(0)
+    G0 = build_generator(get_profile("cpu", width=64, height=64, **tiny_run.TINY))
+    assert any(not torch.equal(v, state["nets"]["G"][k]) for k, v in G0.state_dict().items())
+
+
+def test_minutes_budget_stops_and_saves(dataset, tmp_path):
+    tcfg = TrainConfig(steps=10**9, minutes=0.04, save_every=10**6, preview_every=10**6, device="cpu")
+    t0 = time.monotonic()
+    with tiny_run.one_thread():
+        summary = train(dataset, tmp_path / "run", tcfg, overrides=dict(tiny_run.TINY))
+    assert summary["stopped"] in ("time", "steps") and summary["step"] >= 1
+    assert time.monotonic() - t0 < 60
+    assert read_checkpoint(list_checkpoints(tmp_path / "run")[-1])["step"] == summary["step"]
+
+
+def test_device_choice_and_bf16_by_capability():
+    assert devices.choose_device("cpu").type == "cpu"
+    with pytest.raises(EdnError, match="unknown device"):
+        devices.choose_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(EdnError, match="no CUDA GPU"):
+            devices.choose_device("cuda")
+        assert devices.choose_device("auto").type in ("cpu", "mps")
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    if flags:
+        native = any(f in flags for f in ("amx_bf16", "avx512_bf16", "bf16"))
+        assert devices.bf16_supported(torch.device("cpu")) == native
+    cpu = torch.device("cpu")
+    assert devices.use_channels_last(cpu, training=True) is False  # measured slower for CPU training
+    ctx = devices.autocast(cpu, enabled=False)
+    with ctx:
+        assert torch.get_autocast_dtype("cpu") is not None and not torch.is_autocast_enabled("cpu")
