@@ -25,7 +25,7 @@ from edn_engine.dataset import FrameStore, build_dataset
 from edn_engine.errors import EdnError
 from edn_engine.events import Reporter
 from edn_engine.generate import Synthesizer, load_run
-from edn_engine.models import build_generator, get_profile
+from edn_engine.models import build_face_generator, build_generator, get_profile
 from edn_engine.training import TrainConfig, train
 from edn_engine.training.checkpoint import list_checkpoints, load_latest, read_checkpoint, save_checkpoint
 
@@ -226,22 +226,36 @@ def test_bad_input(run, dataset, tmp_path, root):
 
 
 def test_two_processes_with_gloo_hold_identical_weights(dataset, tmp_path):
+    """One process trains 2 steps, two processes (DDP over gloo) resume it to 4 (the last in the face stage),
+    one process resumes that to 6: checkpoints move both ways between one and several processes."""
     out = tmp_path / "ddp"
+    with tiny_run.one_thread():
+        train(dataset, out, TrainConfig(steps=2, save_every=100, preview_every=100, face_fraction=0.25,
+                                        device="cpu"), overrides=dict(tiny_run.TINY))
+    first = read_checkpoint(out / "checkpoints" / "step_00000002.pt")
     cmd = [ENGINE_PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "edn_engine", "train", str(dataset), "-o", str(out), "--device", "cpu", "--json", "--steps", "4",
-           "--save-every", "2", "--face-fraction", "0.25", *tiny_run.tiny_args()]
+           "--save-every", "100", "--resume", *tiny_run.tiny_args()]
     res = subprocess.run(cmd, capture_output=True, text=True, env=tiny_run.engine_env(), timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
-    done = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")][-1]
+    events = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert [e["stage"] for e in events if e["event"] == "progress"] == ["train", "face"]  # only rank 0 reports
+    done = events[-1]
     assert done["event"] == "done" and done["world_size"] == 2 and done["step"] == 4
     digests = done["generator_sha256"]
     assert len(digests) == 2 and digests[0] == digests[1]
     state = read_checkpoint(out / "checkpoints" / "step_00000004.pt")
-    assert state["step"] == 4 and len(list_checkpoints(out)) == 2
-    # the weights moved: the processes trained, they did not just agree on the initial weights
-    torch.manual_seed(0)
-    G0 = build_generator(get_profile("cpu", width=64, height=64, **tiny_run.TINY))
-    assert any(not torch.equal(v, state["nets"]["G"][k]) for k, v in G0.state_dict().items())
+    # the processes trained every network, they did not just agree on the weights they started from
+    for net in ("G", "D", "FG", "FD"):
+        assert any(not torch.equal(v, state["nets"][net][k]) for k, v in first["nets"][net].items()), net
+    # the bare networks' weights are saved, without DDP's "module." prefix
+    cfg = get_profile("cpu", width=64, height=64, **tiny_run.TINY)
+    assert state["nets"]["G"].keys() == build_generator(cfg).state_dict().keys()
+    assert state["nets"]["FG"].keys() == build_face_generator(cfg).state_dict().keys()
+    with tiny_run.one_thread():
+        summary = train(dataset, out, TrainConfig(steps=6, save_every=100, preview_every=100, device="cpu"),
+                        resume=True)
+    assert summary["world_size"] == 1 and summary["step"] == 6 and summary["stopped"] == "steps"
 
 
 def test_minutes_budget_stops_and_saves(dataset, tmp_path):

@@ -11,17 +11,23 @@ the restored RNG states, and checkpoints are written only between steps, so kill
 the same weights as never stopping (on CPU, where the kernels are deterministic).
 
 Several processes (`torchrun --nproc_per_node N -m edn_engine train ...`): each takes its own share of every
-step's samples and the gradients are averaged across processes before each optimizer step, which is what
-DistributedDataParallel does; it is done explicitly here because the generator runs twice per step and the
-discriminator in both the G and D passes, patterns DDP's bucketed reducer does not support without extra
-flags. Rank 0 alone writes checkpoints, previews and logs; every process reads the checkpoint on --resume, so
-across several machines RUN_DIR must be on a shared filesystem.
+step's samples (`StepSampler`), and the trained networks are wrapped in DistributedDataParallel, which copies
+rank 0's weights to every process at the start and averages the gradients across processes in each backward.
+As in pix2pixHD-style GAN code, G and D are updated separately, and D's pass inside the generator update (D
+frozen, only the gradient towards G wanted) calls the bare module around its DDP wrapper: that pass needs no
+gradient sync. Running G twice before one backward, and D twice (fake, real) in its own update, needs no extra
+DDP flags (checked on torch 2.13 with gloo: gradients equal to a hand all-reduce). Not `static_graph=True`:
+with D's frozen pass going through DDP, it silently averaged wrong D gradients in that check. With one
+process there is no wrapper at all. Checkpoints hold the bare modules' weights, so a run trained in several
+processes resumes in one and the other way round. Rank 0 alone writes checkpoints, previews and logs; every
+process reads the checkpoint on --resume, so across several machines RUN_DIR must be on a shared filesystem.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import hashlib
 import math
 import os
@@ -31,6 +37,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .. import device as devices
 from ..atomic import atomic_path, write_json
@@ -121,11 +129,7 @@ def train(dataset_dir: str | Path, run_dir: str | Path, tcfg: TrainConfig, *, pr
         step = int(state["step"])
         if tcfg.minutes is None and state["plan"]["steps"] == tcfg.steps:
             plan = dict(state["plan"])
-    if world > 1:
-        for net in nets.values():
-            if net is not None:
-                for t in net.state_dict().values():
-                    dist.broadcast(t, 0)
+    trained = _for_training(nets, world, dev)  # what the steps call: DDP wrappers when world > 1
 
     # -- outputs of rank 0: run.json, losses.csv, previews -------------------------------------------
     if main:
@@ -165,9 +169,10 @@ def train(dataset_dir: str | Path, run_dir: str | Path, tcfg: TrainConfig, *, pr
                     group["lr"] = lr
             amp = devices.autocast(dev, tcfg.amp)
             if face_stage:
-                losses = face_step(G, FG, FD, opt["FG"], opt["FD"], batch, mcfg, gan, vgg, amp, world)
+                losses = face_step(G, trained["FG"], trained["FD"], opt["FG"], opt["FD"], batch, mcfg, gan, vgg, amp)
             else:
-                losses = body_step(G, D, opt["G"], opt["D"], batch, mcfg, gan, vgg, amp, world, has_mattes)
+                losses = body_step(trained["G"], trained["D"], opt["G"], opt["D"], batch, mcfg, gan, vgg, amp,
+                                   has_mattes)
             step += 1
             times.append(time.monotonic() - t0)
             if tcfg.minutes is not None and len(times) == 4:  # plan the run's length from the measured speed
@@ -203,6 +208,10 @@ def train(dataset_dir: str | Path, run_dir: str | Path, tcfg: TrainConfig, *, pr
         "device": devices.describe(dev),
     }
     if world > 1:
+        # Drop the DDP wrappers before their process group: a minimal gloo script that kept them aborted at
+        # exit in 3 of 6 runs ("terminate called without an active exception", torch 2.13), 0 of 6 without.
+        trained.clear()
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
     return summary
@@ -211,9 +220,10 @@ def train(dataset_dir: str | Path, run_dir: str | Path, tcfg: TrainConfig, *, pr
 # -------------------------------------------------------------------------------------------------------------
 # one step of each stage
 # -------------------------------------------------------------------------------------------------------------
-def body_step(G, D, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast, world: int,
+def body_step(G, D, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast,
               mattes: bool = True) -> dict[str, float]:
-    """One temporal-pair step of the body GAN: the generator update, then the discriminator's."""
+    """One temporal-pair step of the body GAN: the generator update, then the discriminator's.
+    G and D are the networks, or their DDP wrappers when several processes train (see the module docstring)."""
     label, real = batch["label"], batch["image"]
     x0, x1, y0, y1 = label[:, 0], label[:, 1], real[:, 0], real[:, 1]
     m0, m1 = (batch["matte"][:, 0], batch["matte"][:, 1]) if mattes else (None, None)
@@ -223,18 +233,17 @@ def body_step(G, D, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast, w
     fake0, fake1 = fake0.float(), fake1.float()
 
     # generator: fool D on the pair, match D's features on the real pair, look like the real frames
-    D.requires_grad_(False)
+    frozen_d = _bare(D).requires_grad_(False)  # around DDP: D's weights get no gradient here, nothing to sync
     with autocast:
-        d_fake = D(torch.cat([x0, x1, fake0, fake1], 1))
+        d_fake = frozen_d(torch.cat([x0, x1, fake0, fake1], 1))
         with torch.no_grad():
-            d_real = D(torch.cat([x0, x1, y0, y1], 1))
+            d_real = frozen_d(torch.cat([x0, x1, y0, y1], 1))
         g = generator_losses(cfg, gan, d_fake, d_real, [fake0, fake1], [y0, y1], [x0, x1], [alpha0, alpha1],
                              [m0, m1], vgg)
     opt_g.zero_grad(set_to_none=False)
-    g["total"].backward()
-    _average_gradients(G, world)
+    g["total"].backward()  # with DDP, the gradients are averaged across processes here
     opt_g.step()
-    D.requires_grad_(True)
+    frozen_d.requires_grad_(True)
 
     # discriminator: real pairs towards 1, generated pairs towards 0 (LSGAN)
     with autocast:
@@ -243,15 +252,16 @@ def body_step(G, D, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast, w
         d = discriminator_losses(gan, d_fake, d_real)
     opt_d.zero_grad(set_to_none=False)
     d["total"].backward()
-    _average_gradients(D, world)
     opt_d.step()
     out = {f"G_{k}": float(v.detach()) for k, v in g.items() if k != "total"}
     out.update(D_real=float(d["d_real"].detach()), D_fake=float(d["d_fake"].detach()))
     return out
 
 
-def face_step(G, FG, FD, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast, world: int) -> dict[str, float]:
-    """One step of the Face GAN on both frames of each pair; the body generator is frozen (paper, sec. 3.3)."""
+def face_step(G, refine, FD, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast) -> dict[str, float]:
+    """One step of the Face GAN on both frames of each pair; the body generator is frozen (paper, sec. 3.3).
+    G is the bare body generator; `refine` is the face generator in a `FaceRefine`, and FD the face
+    discriminator, or their DDP wrappers when several processes train."""
     label, real = batch["label"], batch["image"]
     with torch.no_grad(), autocast:
         fake0, _ = G(label[:, 0], None)
@@ -266,18 +276,17 @@ def face_step(G, FG, FD, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autoca
     origins = face_origins(torch.where(centres >= 0, centres, torch.tensor([w / 2, h / 2])), size, h, w)
     lab_c, fake_c, real_c = (crop_faces(t, origins, size) for t in (labels, fakes, reals))
 
-    FD.requires_grad_(False)
+    frozen_fd = _bare(FD).requires_grad_(False)  # around DDP, as D in `body_step`
     with autocast:
-        refined = FG.refine(lab_c, fake_c).float()
-        d_fake = FD(torch.cat([lab_c, refined], 1))
+        refined = refine(lab_c, fake_c).float()
+        d_fake = frozen_fd(torch.cat([lab_c, refined], 1))
         with torch.no_grad():
-            d_real = FD(torch.cat([lab_c, real_c], 1))
+            d_real = frozen_fd(torch.cat([lab_c, real_c], 1))
         g = face_generator_losses(cfg, gan, d_fake, d_real, refined, real_c, vgg)
     opt_g.zero_grad(set_to_none=False)
     (weight * g["total"]).backward()
-    _average_gradients(FG, world)
     opt_g.step()
-    FD.requires_grad_(True)
+    frozen_fd.requires_grad_(True)
 
     with autocast:
         d_fake = FD(torch.cat([lab_c, refined.detach()], 1))
@@ -285,7 +294,6 @@ def face_step(G, FG, FD, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autoca
         d = discriminator_losses(gan, d_fake, d_real)
     opt_d.zero_grad(set_to_none=False)
     (weight * d["total"]).backward()
-    _average_gradients(FD, world)
     opt_d.step()
     out = {f"F_{k}": float(v.detach()) for k, v in g.items() if k != "total"}
     out.update(FD_real=float(d["d_real"].detach()), FD_fake=float(d["d_fake"].detach()))
@@ -298,7 +306,13 @@ def face_step(G, FG, FD, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autoca
 class StepSampler:
     """The samples of each step as a pure function of (step, rank): the role of a DistributedSampler, but
     resumable at any step. The stream of samples is a sequence of seeded permutations (one per epoch); step s
-    takes `batch * world` consecutive samples of it and rank r its own `batch` of those."""
+    takes `batch * world` consecutive samples of it and rank r its own `batch` of those.
+
+    Not torch's DistributedSampler with set_epoch: it shards per epoch, so resuming mid-epoch would need the
+    DataLoader fast-forwarded through the batches already trained, and it pads or drops samples to make the
+    epoch divide by the number of processes, so the data order would depend on the world size. Here the
+    stream is the same for any number of processes (N processes at batch b see what one process at batch N*b
+    sees), which is what lets a checkpoint move between one and several processes."""
 
     def __init__(self, n: int, batch: int, rank: int, world: int, seed: int):
         self.n, self.batch, self.rank, self.world, self.seed = n, batch, rank, world, seed
@@ -339,18 +353,33 @@ def _init_distributed(dev: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _average_gradients(net: torch.nn.Module, world: int) -> None:
-    """All-reduce the gradients as one flat buffer and divide by the number of processes (DDP's average)."""
-    if world <= 1:
-        return
-    grads = [p.grad for p in net.parameters() if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
+class FaceRefine(nn.Module):
+    """The face generator's `refine` as a module's forward: DDP syncs only what runs through `forward`."""
+
+    def __init__(self, face_generator: nn.Module):
+        super().__init__()
+        self.fg = face_generator
+
+    def forward(self, label_crop: torch.Tensor, face_crop: torch.Tensor) -> torch.Tensor:
+        return self.fg.refine(label_crop, face_crop)
+
+
+def _for_training(nets: dict, world: int, dev: torch.device) -> dict[str, nn.Module]:
+    """The modules the steps call: the networks themselves in one process (no wrapper, no overhead); in
+    several, each in DistributedDataParallel, whose constructor broadcasts rank 0's weights (so every process
+    starts from the same ones, also after --resume) and whose backward averages the gradients."""
+    out = {"G": nets["G"], "D": nets["D"]}
+    if nets["FG"] is not None:
+        out.update(FG=FaceRefine(nets["FG"]), FD=nets["FD"])
+    if world > 1:
+        ids = [dev.index] if dev.type == "cuda" else None
+        out = {k: DistributedDataParallel(m, device_ids=ids) for k, m in out.items()}
+    return out
+
+
+def _bare(net: nn.Module) -> nn.Module:
+    """The network inside a DDP wrapper (or the network itself)."""
+    return net.module if isinstance(net, DistributedDataParallel) else net
 
 
 def _any_rank(flag: bool, world: int, dev: torch.device) -> bool:
