@@ -203,7 +203,8 @@ def measure(track: PoseTrack, config: NormalizeConfig = NormalizeConfig(), name:
     close = float(np.percentile(a, config.close_percentile))
     median = float(np.median(a))
     lowest = median - config.far_band * max(close - median, 0.0)
-    far = float(a[(a >= lowest) & (a <= median)].min())
+    band = a[(a >= lowest) & (a <= median)]  # empty when an even count puts the median in a gap between values
+    far = float(band.min()) if band.size else float(a[a <= median].max())
     far = min(far, close)
     tol = max(config.height_band * (close - far), 0.01 * float(np.median(h)))
     height_close, height_far = _height_near(a, h, close, tol, config), _height_near(a, h, far, tol, config)

@@ -1,0 +1,280 @@
+"""`edn demo`: the whole product on a synthetic target, needing nothing but the project.
+
+Blender (the bpy module, Cycles on the CPU) renders a procedural mannequin dancing; its armature gives the
+ground-truth pose, so nothing depends on a detector recognising a mannequin. EDN learns the mannequin from the
+dance, then makes it perform a second, different motion whose ground truth Blender also renders, so the demo
+ends with `edn eval`'s figures against ground truth. Stages (reused on a re-run when their inputs are unchanged):
+
+    render_train   the training dance: frames, mattes, pose             OUT/scene_dance/
+    render_test    the second motion, and its .blend                    OUT/scene_transfer/
+    dataset        the dance at the training size                       OUT/dataset/
+    train          the `cpu` profile for a few minutes                  OUT/run/
+    generate       the mannequin performing the second motion (RGBA)    OUT/generated/
+    evaluate       figures against the ground-truth render, contact sheet and side-by-side video
+                                                                        OUT/report.json, contact_sheet.png,
+                                                                        side_by_side.mp4, stick_figures/
+    blend          a .blend whose Sequencer holds the source render, the stick figures and the result
+                                                                        OUT/edn_demo.blend
+
+Blender runs in a subprocess (`python -m blender_addon.demo_scene`), as the engine never imports bpy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .errors import EdnError
+from .events import Reporter
+from .stages import Stages
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # holds edn_engine/ and blender_addon/
+
+
+@dataclasses.dataclass
+class DemoOptions:
+    minutes: float = 6.0  # training budget
+    frames: int = 96  # frames of the training dance
+    test_frames: int = 48  # frames of the second motion (generated and evaluated)
+    size: int = 256  # square render and training size
+    samples: int = 4  # Cycles samples per pixel (denoised with OpenImageDenoise)
+    profile: str = "cpu"
+
+    def validate(self) -> None:
+        if not self.minutes > 0:
+            raise EdnError(f"--minutes must be positive, not {self.minutes}")
+        if self.frames < 8 or self.test_frames < 2:
+            raise EdnError("the demo needs at least 8 training frames and 2 test frames")
+        if not 32 <= self.size <= 2048:
+            raise EdnError(f"--size must be 32 to 2048 pixels, not {self.size}")
+
+
+def run_demo(out_dir: str | Path, options: DemoOptions | None = None, reporter: Reporter | None = None) -> dict:
+    """Run (or resume) the demo in `out_dir`; returns a summary naming every output and timing each stage."""
+    opts = options or DemoOptions()
+    opts.validate()
+    reporter = reporter or Reporter(False)
+    if importlib.util.find_spec("bpy") is None:
+        raise EdnError("the demo renders with Blender as a Python module, which this Python lacks: run "
+                       "`bash scripts/setup_env.sh` (it installs bpy into .venv) and use .venv/bin/edn")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    st = Stages(out, reporter)
+    timings: dict[str, float] = {}
+    t_start = time.monotonic()
+
+    def timed(name, inputs, outputs, work):
+        t0 = time.monotonic()
+        st.run(name, inputs, outputs, work)
+        timings[name] = round(time.monotonic() - t0, 1)
+
+    size = opts.size
+    dance, test = out / "scene_dance", out / "scene_transfer"
+    scene_args = ["--size", str(size), "--samples", str(opts.samples)]
+    render_info: dict[str, dict] = {}
+
+    def render(motion: str, folder: Path, frames: int, blend: bool) -> None:
+        if folder.exists():
+            shutil.rmtree(folder)
+        args = ["--out", str(folder), "--motion", motion, "--frames", str(frames), *scene_args]
+        if blend:
+            args += ["--blend", str(folder / "scene.blend")]
+        render_info[motion] = run_blender("blender_addon.demo_scene", args, reporter, f"render {motion}",
+                                          out / "logs" / f"render_{motion}.log")
+
+    scene_opts = {"size": size, "samples": opts.samples, "scene": _source_stamp()}
+    timed("render_train", {**scene_opts, "frames": opts.frames}, [dance / "track.npz"],
+          lambda: render("dance", dance, opts.frames, False))
+    timed("render_test", {**scene_opts, "frames": opts.test_frames}, [test / "track.npz", test / "scene.blend"],
+          lambda: render("transfer", test, opts.test_frames, True))
+
+    dataset = out / "dataset"
+    timed("dataset", {"frames": dance / "frames", "track": dance / "track.npz", "mattes": dance / "mattes"},
+          [dataset / "manifest.json"], lambda: _build_dataset(dance, dataset, size, reporter))
+
+    run_dir = out / "run"
+    perceptual = _perceptual(reporter)
+    timed("train", {"manifest": dataset / "manifest.json", "minutes": opts.minutes, "profile": opts.profile,
+                    "perceptual": perceptual}, [run_dir / "run.json"],
+          lambda: _train(dataset, run_dir, opts, perceptual, reporter, resume=st.resumable))
+
+    generated = out / "generated"
+    timed("generate", {"run": run_dir / "checkpoints", "track": test / "track.npz"}, [generated],
+          lambda: _generate(run_dir, test / "track.npz", generated, reporter))
+
+    outputs = [out / "report.json", out / "contact_sheet.png", out / "side_by_side.mp4", out / "stick_figures"]
+    timed("evaluate", {"generated": generated, "truth": test / "frames", "dataset": dataset / "manifest.json"},
+          outputs, lambda: evaluate_demo(out, dataset, test, generated, reporter))
+
+    blend = out / "edn_demo.blend"
+    timed("blend", {"scene": test / "scene.blend", "generated": generated, "sticks": out / "stick_figures"},
+          [blend], lambda: run_blender(
+              "blender_addon.demo_blend",
+              ["--scene", str(test / "scene.blend"), "--out", str(blend),
+               "--strip", f"Source render={test / 'frames'}", "--strip", f"Stick figures={out / 'stick_figures'}",
+               "--strip", f"EDN result={generated}:alpha"],
+              reporter, "blend", out / "logs" / "blend.log"))
+
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    summary = {
+        "output": str(out), "blend": str(blend), "contact_sheet": str(out / "contact_sheet.png"),
+        "side_by_side": str(out / "side_by_side.mp4"), "report": str(out / "report.json"),
+        "generated": str(generated), "run": str(run_dir), "stages": dict(st.status), "seconds": timings,
+        "total_seconds": round(time.monotonic() - t_start, 1), "perceptual": perceptual,
+        "render": render_info, **report,
+    }
+    return summary
+
+
+# -- Blender in a subprocess ----------------------------------------------------------------------------
+
+def run_blender(module: str, args: list[str], reporter: Reporter, stage: str, log_path: Path) -> dict:
+    """Run `python -m module args` with bpy; relay its JSON progress lines; return its `done` event."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    done, error = None, None
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8", errors="replace")
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                if not line.startswith("{"):
+                    continue
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                kind = event.get("event")
+                if kind == "progress":
+                    reporter.progress(event["done"], event["total"], stage=stage)
+                elif kind == "done":
+                    done = event
+                elif kind == "error":
+                    error = event.get("message")
+            rc = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    if rc != 0 or done is None:
+        tail = error or _tail(log_path)
+        raise EdnError(f"Blender ({module}) failed with exit code {rc}: {tail}", path=log_path)
+    return done
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _source_stamp() -> dict:
+    """The scene builder's own file: editing the mannequin re-renders on the next run."""
+    path = REPO_ROOT / "blender_addon" / "demo_scene.py"
+    return {"size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns} if path.is_file() else {}
+
+
+# -- engine stages ----------------------------------------------------------------------------------------
+
+def _build_dataset(scene: Path, dataset: Path, size: int, reporter: Reporter) -> None:
+    from .dataset import build_dataset
+
+    # Little held out: the demo evaluates on the second motion; these frames only feed training previews.
+    build_dataset(scene / "frames", dataset, (size, size), track=scene / "track.npz", mattes=scene / "mattes",
+                  holdout=0.05, reporter=reporter)
+
+
+def _perceptual(reporter: Reporter) -> str:
+    """VGG19's perceptual loss when its weights are on this machine; never a 548 MB download inside the demo."""
+    from .models.vgg import find_vgg19
+
+    try:
+        find_vgg19(allow_download=False)
+        return "vgg19"
+    except EdnError:
+        reporter.log("VGG19 weights not found in the torch hub cache: training with L1 instead of the perceptual loss")
+        return "none"
+
+
+def _train(dataset: Path, run_dir: Path, opts: DemoOptions, perceptual: str, reporter: Reporter,
+           resume: bool = False) -> None:
+    from .training import TrainConfig, train
+    from .training.checkpoint import list_checkpoints
+
+    resume = resume and bool(list_checkpoints(run_dir))  # interrupted with the same inputs: continue it
+    if run_dir.exists() and not resume:
+        shutil.rmtree(run_dir)
+    tcfg = TrainConfig(steps=10**9, minutes=opts.minutes, save_every=500, preview_every=200)
+    summary = train(dataset, run_dir, tcfg, profile=opts.profile, overrides={"perceptual": perceptual},
+                    resume=resume, reporter=reporter)
+    if summary.get("stopped") == "signal":  # Ctrl-C or SIGTERM: the checkpoint is saved, the stage unfinished
+        raise KeyboardInterrupt
+
+
+def _generate(run_dir: Path, track: Path, out: Path, reporter: Reporter) -> None:
+    from .generate import generate
+
+    if out.exists():
+        shutil.rmtree(out)
+    generate(run_dir, track, out, reporter=reporter)
+
+
+def evaluate_demo(out: Path, dataset: Path, truth: Path, generated: Path, reporter: Reporter) -> dict:
+    """`edn eval`'s figures for the second motion against its ground-truth render (and its armature pose)."""
+    import cv2
+
+    from .dataset import FrameStore, stick_figure
+    from .evaluate import Sample, evaluate_frames, face_box_of, retrieve
+    from .pose.framing import Framing
+    from .pose.track import PoseTrack
+    from .video import read_image, write_image
+
+    store = FrameStore(dataset)
+    fr = Framing.from_dict(store.manifest["framing"])
+    gt = PoseTrack.load(truth / "track.npz")
+    framed = gt.replace(body=fr.points(gt.body), hands=fr.points(gt.hands), face=fr.points(gt.face),
+                        width=store.size[0], height=store.size[1])
+    sticks = out / "stick_figures"
+    if sticks.exists():
+        shutil.rmtree(sticks)
+    samples = []
+    for i in range(gt.frames):
+        n = gt.frame_start + i
+        real = fr.image(read_image(truth / "frames" / f"frame_{n:06d}.png"))
+        matte = fr.image(read_image(truth / "mattes" / f"matte_{n:06d}.png", cv2.IMREAD_GRAYSCALE))
+        samples.append(Sample(n, real, matte, face_box_of(store, framed.body[i], framed.face[i])))
+        write_image(sticks / f"frame_{n:06d}.png", stick_figure(framed, i))
+    nearest = retrieve(store, framed.body)
+    return evaluate_frames(out, store, samples, generated, nearest, framed, reference=framed, reporter=reporter)
+
+
+def describe(summary: dict) -> str:
+    """Where everything is, for the terminal."""
+    m, r = summary["model"], summary["retrieval"]
+
+    def f(v, fmt="{:.3f}"):
+        return "n/a" if v is None else fmt.format(v)
+
+    lines = [
+        "", f"EDN demo finished in {summary['total_seconds'] / 60:.1f} min. Outputs in {summary['output']}:",
+        f"  Blender file (Sequencer: source render, stick figures, EDN result): {summary['blend']}",
+        f"  side-by-side video (stick figure | retrieval | EDN | ground truth): {summary['side_by_side']}",
+        f"  contact sheet: {summary['contact_sheet']}",
+        f"  generated RGBA frames: {summary['generated']}",
+        f"  figures: {summary['report']}",
+        "", f"  {'':<12}{'SSIM person':>12}{'PSNR person':>12}{'SSIM face':>11}{'pose error':>12}{'flicker':>9}",
+    ]
+    for name, d in (("EDN", m), ("retrieval", r)):
+        lines.append(f"  {name:<12}{f(d['ssim_person']):>12}{f(d['psnr_person'], '{:.2f}'):>12}"
+                     f"{f(d['ssim_face']):>11}{f(d['pose_error']):>12}{f(d['flicker'], '{:.2f}'):>9}")
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""The demo's synthetic target: Blender renders a mannequin, and the armature's projected pose lies on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")  # the engine's Python; the Blender 4.2 test venv has only bpy and numpy
+pytest.importorskip("bpy")
+
+from conftest import REPO  # noqa: E402
+from edn_engine.pose.skeleton import B  # noqa: E402
+from edn_engine.pose.track import PoseTrack  # noqa: E402
+pytestmark = pytest.mark.slow
+
+
+def _scene(out, *extra):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "blender_addon.demo_scene", "--out", str(out), *extra],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return events[-1]
+
+
+def test_mannequin_render_and_ground_truth_track_agree(odd_dir):
+    out = odd_dir / "scene"
+    done = _scene(out, "--frames", "3", "--size", "96", "--samples", "2")
+    assert done["event"] == "done" and done["frames"] == 3
+    track = PoseTrack.load(out / "track.npz")
+    assert (track.frames, track.width, track.height) == (3, 96, 96)
+    for i in range(3):
+        img = cv2.imread(str(out / "frames" / f"frame_{i:06d}.png"))
+        matte = cv2.imread(str(out / "mattes" / f"matte_{i:06d}.png"), cv2.IMREAD_GRAYSCALE)
+        assert img.shape == (96, 96, 3) and matte.shape == (96, 96)
+        person = matte > 127
+        assert 0.03 < person.mean() < 0.5, "the mannequin fills a sensible part of the frame"
+        # Clothing reads as distinct colours: a blue shirt (B > R) and red trousers (R > B) inside the matte.
+        b, r = img[..., 0].astype(int), img[..., 2].astype(int)
+        assert ((b - r > 40) & person).sum() > 20 and ((r - b > 40) & person).sum() > 20
+        # The projected pose lies on the mannequin: head, neck, hips, wrists, ankles, hands, face.
+        near = cv2.dilate(person.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+
+        def on(points):
+            pts = points[points[:, 2] > 0]
+            xy = np.round(pts[:, :2]).astype(int)
+            inside = (xy[:, 0] >= 0) & (xy[:, 0] < 96) & (xy[:, 1] >= 0) & (xy[:, 1] < 96)
+            return inside.all() and near[xy[:, 1], xy[:, 0]].mean()
+
+        joints = [B[n] for n in ("Nose", "Neck", "MidHip", "RWrist", "LWrist", "RAnkle", "LAnkle")]
+        assert on(track.body[i, joints]) == 1.0
+        assert on(track.hands[i].reshape(-1, 3)) > 0.9
+        assert on(track.face[i]) > 0.85
+    # The dance moves: the wrists travel between frames.
+    assert np.abs(np.diff(track.body[:, B["RWrist"], :2], axis=0)).max() > 1.0
+
+
+def test_transfer_motion_differs_from_the_dance(tmp_path):
+    _scene(tmp_path / "a", "--frames", "8", "--size", "64", "--no-render")
+    _scene(tmp_path / "b", "--frames", "8", "--size", "64", "--no-render", "--motion", "transfer")
+    a, b = PoseTrack.load(tmp_path / "a" / "track.npz"), PoseTrack.load(tmp_path / "b" / "track.npz")
+    assert np.abs(a.body[1:, :15, :2] - b.body[1:, :15, :2]).mean() > 1.0
