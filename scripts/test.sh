@@ -8,5 +8,5 @@ export EDN_ENGINE_PYTHON="$PWD/.venv/bin/python"
 .venv/bin/python -m pytest -q "$@"
 if [ $# -eq 0 ]; then
   echo "--- add-on tests on Blender 4.2 LTS ---"
-  .venv-bpy42/bin/python -m pytest -q -m blender -p no:cacheprovider tests
+  .venv-bpy42/bin/python -m pytest -q -m blender -p no:cacheprovider tests/test_addon_blender.py tests/test_addon_jobs.py
 fi
