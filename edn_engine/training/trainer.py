@@ -175,7 +175,10 @@ def train(dataset_dir: str | Path, run_dir: str | Path, tcfg: TrainConfig, *, pr
                                    has_mattes)
             step += 1
             times.append(time.monotonic() - t0)
-            if tcfg.minutes is not None and len(times) == 4:  # plan the run's length from the measured speed
+            # With --minutes, plan the run's length from the measured speed, and re-plan while the learning rate
+            # is still constant (so the decay and the face stage still fit the budget if the speed changes).
+            if tcfg.minutes is not None and (len(times) == 4 or (len(times) % 25 == 0 and
+                                                                 step < tcfg.decay_start * plan["body_steps"])):
                 plan = _plan_from_time(step, times, tcfg, use_face, time.monotonic() - t_start)
 
             if main:
@@ -451,8 +454,9 @@ def _body_steps(steps: int, tcfg: TrainConfig, use_face: bool) -> int:
 
 
 def _plan_from_time(step: int, times: list[float], tcfg: TrainConfig, use_face: bool, elapsed: float) -> dict:
-    """With --minutes: how many steps fit, from the speed of steps 2-4 (the first one warms up)."""
-    sec = sum(times[1:]) / len(times[1:])
+    """With --minutes: how many steps fit, from the speed of the last steps (the first one warms up)."""
+    recent = times[1:][-50:]
+    sec = sum(recent) / len(recent)
     steps = max(step, step + int((tcfg.minutes * 60 - elapsed) / max(sec, 1e-6)))
     return {"steps": steps, "body_steps": _body_steps(steps, tcfg, use_face)}
 
