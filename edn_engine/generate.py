@@ -26,7 +26,9 @@ from . import device as devices
 from .dataset import face_centre, stick_figure, to_image, to_tensor
 from .errors import EdnError
 from .events import Reporter
-from .models import ModelConfig, build_face_generator, build_generator, crop_faces, face_origins, paste_faces
+from .models.config import ModelConfig
+from .models.face import build_face_generator, crop_faces, face_origins, paste_faces
+from .models.generator import build_generator
 from .pose.framing import Framing
 from .pose.track import PoseTrack
 

@@ -34,7 +34,9 @@ from edn_engine import device as devices  # noqa: E402
 from edn_engine.atomic import write_json  # noqa: E402
 from edn_engine.dataset import stick_figure, to_tensor  # noqa: E402
 from edn_engine.generate import Synthesizer, generate  # noqa: E402
-from edn_engine.models import build_face_generator, build_generator, get_profile  # noqa: E402
+from edn_engine.models.config import get_profile  # noqa: E402
+from edn_engine.models.face import build_face_generator  # noqa: E402
+from edn_engine.models.generator import build_generator  # noqa: E402
 from edn_engine.pose.framing import Framing  # noqa: E402
 from edn_engine.pose.skeleton import B  # noqa: E402
 from edn_engine.pose.track import PoseTrack  # noqa: E402

@@ -43,8 +43,10 @@ def run_case(case: dict) -> dict:
     import torch
 
     from edn_engine import device as devices
-    from edn_engine.models import (build_discriminator, build_face_discriminator, build_face_generator,
-                                   build_generator, get_profile)
+    from edn_engine.models.config import get_profile
+    from edn_engine.models.discriminator import build_discriminator
+    from edn_engine.models.face import build_face_discriminator, build_face_generator
+    from edn_engine.models.generator import build_generator
     from edn_engine.models.losses import GANLoss, VGGLoss
     from edn_engine.models.vgg import VGG19
     from edn_engine.training.config import TrainConfig
@@ -123,7 +125,7 @@ def run_case(case: dict) -> dict:
 # ------------------------------------------------------------------------------------------------------------
 def cases(args) -> list[dict]:
     from edn_engine import device as devices
-    from edn_engine.models import get_profile
+    from edn_engine.models.config import get_profile
 
     dev = devices.choose_device(args.device)
     precisions = {"auto": ["bf16" if devices.bf16_supported(dev) else "fp32"], "fp32": ["fp32"],

@@ -10,9 +10,11 @@ import torch
 from torch import nn
 
 from edn_engine.errors import EdnError
-from edn_engine.models import (PROFILES, ModelConfig, build_discriminator, build_face_discriminator,
-                               build_face_generator, build_generator, crop_faces, default_face_size,
-                               disc_input_channels, face_origins, get_profile, paste_faces)
+from edn_engine.models.config import PROFILES, ModelConfig, default_face_size, get_profile
+from edn_engine.models.discriminator import build_discriminator, disc_input_channels
+from edn_engine.models.face import (build_face_discriminator, build_face_generator, crop_faces, face_origins,
+                                    paste_faces)
+from edn_engine.models.generator import build_generator
 from edn_engine.models.blocks import up
 from edn_engine.models.losses import (GANLoss, VGGLoss, discriminator_losses, face_generator_losses,
                                       feature_matching_loss, generator_losses, limb_mask, masked_l1)

@@ -25,7 +25,9 @@ from edn_engine.dataset import FrameStore, build_dataset
 from edn_engine.errors import EdnError
 from edn_engine.events import Reporter
 from edn_engine.generate import Synthesizer, load_run
-from edn_engine.models import build_face_generator, build_generator, get_profile
+from edn_engine.models.config import get_profile
+from edn_engine.models.face import build_face_generator
+from edn_engine.models.generator import build_generator
 from edn_engine.training import TrainConfig, train
 from edn_engine.training.checkpoint import list_checkpoints, load_latest, read_checkpoint, save_checkpoint
 

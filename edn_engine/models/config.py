@@ -34,7 +34,7 @@ class ModelConfig:
     n_local_enhancers: int = 0  # 0, or 1: a LocalEnhancer doubles the resolution (pix2pixHD "local")
     n_blocks_local: int = 3  # residual blocks in the local enhancer (pix2pixHD: 3)
     upsample: str = "transpose"  # "transpose" (pix2pixHD) or "resize" (nearest upsample + conv: no checkerboard)
-    skips: bool = False  # additive encoder->decoder skips per resolution (U-Net style; not in pix2pixHD)
+    skips: bool = False  # additive encoder->decoder skips below full resolution (U-Net style; not in pix2pixHD)
     norm: str = "instance"  # normalization layer; pix2pixHD uses non-affine instance norm
     temporal: bool = True  # generator also takes its previous output (3 channels); D judges consecutive pairs
     alpha: bool = True  # generator also predicts the person's matte (sigmoid), so frames come out RGBA
@@ -127,8 +127,8 @@ PROFILES: dict[str, ModelConfig] = {
     # The default for machines without a GPU, sized by measurement (scripts/bench_train.py, bench_quality.py):
     # - thin layers at full resolution (16 channels; a channel there costs 256x one at 1/16 resolution) and the
     #   capacity at 1/16 resolution (6 residual blocks of 256 channels, as wide as pix2pixHD's at ngf 16);
-    # - resize-convolution upsampling: no checkerboard; U-Net skips carry the stick figure's thin lines (arms,
-    #   hands, face) straight to the output layers instead of through a 16x16 bottleneck;
+    # - resize-convolution upsampling: no checkerboard; U-Net skips (at 1/2 to 1/8 resolution) carry where the
+    #   thin limbs are to the decoder instead of through a 16x16 bottleneck;
     # - no VGG19 by default: it needs a weight download and costs ~3/4 of a step at this size; its weight goes to
     #   L1, plus L1 normalized over the person's matte and over a band around the stick figure's lines, so a
     #   thin arm counts as much as the room behind it (`--perceptual vgg19` turns VGG back on).

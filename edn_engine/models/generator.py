@@ -31,7 +31,9 @@ class GlobalGenerator(nn.Module):
     """Encoder (7x7 stem, strided convs), residual blocks at the bottleneck, decoder back to full resolution.
 
     `features(x)` returns the last full-resolution feature map (`ngf` channels), which the LocalEnhancer consumes
-    (pix2pixHD drops the global generator's output layer when it is nested)."""
+    (pix2pixHD drops the global generator's output layer when it is nested).
+    `skips` adds each encoder feature map to the decoder's at the same resolution, except the full one: a
+    full-resolution skip was seen to paint the stick figure's colours onto the person early in training."""
 
     def __init__(self, in_ch: int, out_ch: int, ngf: int, n_downsample: int, n_blocks: int, max_channels: int,
                  upsample: str, skips: bool):
@@ -51,7 +53,7 @@ class GlobalGenerator(nn.Module):
         x = self.blocks(enc[-1])
         for i, layer in enumerate(self.up):
             x = layer(x)
-            if self.skips:
+            if self.skips and i < len(self.up) - 1:  # not at full resolution: the stick figure's colours leak
                 x = x + enc[-2 - i]
         return x
 
@@ -66,7 +68,6 @@ class LocalEnhancer(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, cfg: ModelConfig):
         super().__init__()
         ngf_local = max(1, cfg.ngf // 2)
-        self.skips = cfg.skips
         self.global_net = GlobalGenerator(in_ch, 0, cfg.ngf, cfg.n_downsample, cfg.n_blocks, cfg.max_channels,
                                           cfg.upsample, cfg.skips)
         g_out = min(cfg.ngf, cfg.max_channels)
@@ -80,10 +81,7 @@ class LocalEnhancer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.global_net.features(self.downsample(x))
         s = self.local_stem(x)
-        y = self.local_up(self.local_blocks(self.local_down(s) + g))
-        if self.skips:
-            y = y + s
-        return self.head(y)
+        return self.head(self.local_up(self.local_blocks(self.local_down(s) + g)))
 
 
 class Generator(nn.Module):

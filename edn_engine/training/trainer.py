@@ -45,8 +45,10 @@ from ..atomic import atomic_path, write_json
 from ..dataset import PairDataset, load_manifest
 from ..errors import EdnError
 from ..events import Reporter
-from ..models import (ModelConfig, build_discriminator, build_face_discriminator, build_face_generator,
-                      build_generator, crop_faces, face_origins, get_profile)
+from ..models.config import ModelConfig, get_profile
+from ..models.discriminator import build_discriminator
+from ..models.face import build_face_discriminator, build_face_generator, crop_faces, face_origins
+from ..models.generator import build_generator
 from ..models.losses import (GANLoss, VGGLoss, discriminator_losses, face_generator_losses,
                              generator_losses)
 from ..models.vgg import load_vgg19
