@@ -310,7 +310,7 @@ class EDN_OT_extract_pose(_Op, bpy.types.Operator):
             else:
                 sc.edn.source_kind, sc.edn.source_strip, sc.edn.source_track = "STRIP", src.name, str(out)
 
-        job = submit(context, scene, f"Extract pose: {src.name}", steps, _scene_cb(scene, done))
+        submit(context, scene, f"Extract pose: {src.name}", steps, _scene_cb(scene, done))
         return f"Extracting pose from '{src.name}' ({src.frames} frames)"
 
 

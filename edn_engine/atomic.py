@@ -15,6 +15,25 @@ from typing import Any, Callable, Iterator
 from .errors import EdnError
 
 
+def ensure_dir(folder: str | Path, what: str = "output folder") -> Path:
+    """Create `folder` and its parents and check it can be written; the error names the folder and says why."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise EdnError(f"the {what} is a file, not a folder", path=folder)
+    for parent in folder.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise EdnError(f"cannot create the {what}: {parent} is a file, not a folder", path=folder)
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdnError(f"cannot create the {what} ({exc.strerror or exc})", path=folder) from exc
+    if not os.access(folder, os.W_OK):
+        raise EdnError(f"the {what} is not writable", path=folder)
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it is renamed to `target`, on failure removed.
@@ -23,13 +42,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     (cv2.imwrite, np.savez) behave as for the real name.
     """
     target = Path(target)
-    folder = target.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EdnError(f"cannot create the output folder ({exc.strerror})", path=folder) from exc
-    if not os.access(folder, os.W_OK):
-        raise EdnError("the output folder is not writable", path=folder)
+    folder = ensure_dir(target.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix, dir=folder)
     os.close(fd)
     tmp = Path(tmp_name)

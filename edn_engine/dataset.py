@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from .atomic import write_json
+from .atomic import ensure_dir, write_json
 from .errors import EdnError
 from .events import Reporter
 from .pose.framing import Framing
@@ -220,21 +220,13 @@ def build_dataset(
 
 
 def _prepare_output(output: Path) -> None:
-    for parent in [output, *output.absolute().parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise EdnError(f"cannot write here: {parent} is a file, not a folder", path=output)
-            break
+    ensure_dir(output, "dataset folder")
     if (output / MANIFEST).exists() or (output / "frames").exists():
         # Rebuilding over an old dataset: drop it so no stale frame survives with a new framing.
         if (output / MANIFEST).exists():
             (output / MANIFEST).unlink()
         for sub in ("frames", "mattes"):
             shutil.rmtree(output / sub, ignore_errors=True)
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EdnError(f"cannot create the dataset folder ({exc.strerror})", path=output) from exc
 
 
 def _read_matte(path: Path, size: tuple[int, int]) -> np.ndarray | None:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import device as devices
+from .atomic import ensure_dir
 from .dataset import face_centre, stick_figure, to_image, to_tensor
 from .errors import EdnError
 from .events import Reporter
@@ -133,7 +134,7 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
     present = (track.body[..., 2] > 0).any(axis=1)
     if not present.any():
         raise EdnError("the track has no person in any frame: nothing to generate", path=track_path)
-    _check_output_dir(output)
+    ensure_dir(output)
     if video is not None and Path(video).suffix.lower() != ".mp4":
         raise EdnError("the preview video must be an .mp4 file", path=video)
     run = load_run(run_dir, device, reporter)
@@ -212,13 +213,3 @@ class _BackgroundWrites:
             self.pool.shutdown(wait=True)
 
 
-def _check_output_dir(output: Path) -> None:
-    for parent in [output, *output.absolute().parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise EdnError(f"cannot write here: {parent} is a file, not a folder", path=output)
-            break
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EdnError(f"cannot create the output folder ({exc.strerror})", path=output) from exc

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .vgg import VGG19, load_vgg19  # noqa: F401  (re-exported: the trainer builds its VGGLoss from here)
+from .vgg import VGG19
 
 # pix2pixHD's weights for relu1_1 ... relu5_1: the deepest (most semantic) layer counts most.
 VGG_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)

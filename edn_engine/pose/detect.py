@@ -33,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..atomic import ensure_dir  # noqa: E402
 from ..errors import EdnError  # noqa: E402
 from ..events import Reporter  # noqa: E402
 from ..video import FrameSource, ImageFolderSource, open_source, prefetch, write_image  # noqa: E402
@@ -64,7 +65,7 @@ def extract_pose(path: str | Path, *, start: int | None = None, end: int | None 
     t0 = time.monotonic()
     path = Path(path)
     source = open_source(path, start, end)
-    mattes = _prepare_mattes_dir(mattes_dir)
+    mattes = ensure_dir(mattes_dir, "mattes folder") if mattes_dir is not None else None
     parts = _split(source, _worker_count(source, config))
     total = source.frame_count
     progress = _Progress(reporter, total)
@@ -239,21 +240,6 @@ class _MatteWriter:
                     fut.result()
         finally:
             self.pool.shutdown(wait=True)
-
-
-def _prepare_mattes_dir(mattes_dir: str | Path | None) -> Path | None:
-    if mattes_dir is None:
-        return None
-    folder = Path(mattes_dir)
-    if folder.exists() and not folder.is_dir():
-        raise EdnError("the mattes folder is a file", path=folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EdnError(f"cannot create the mattes folder ({exc.strerror or exc})", path=folder) from exc
-    if not os.access(folder, os.W_OK):
-        raise EdnError("the mattes folder is not writable", path=folder)
-    return folder
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import device as devices
-from ..atomic import atomic_path, write_json
+from ..atomic import atomic_path, ensure_dir, write_json
 from ..dataset import PairDataset, load_manifest
 from ..errors import EdnError
 from ..events import Reporter
@@ -75,7 +75,7 @@ def train(dataset_dir: str | Path, run_dir: str | Path, tcfg: TrainConfig, *, pr
     manifest = load_manifest(dataset_dir)
     data = PairDataset(dataset_dir, "train")
     size = tuple(manifest["size"])
-    _check_run_dir(run_dir)
+    ensure_dir(run_dir / "checkpoints", "run folder")
     found = load_latest(run_dir, reporter) if resume else None
     if not resume and list_checkpoints(run_dir):
         raise EdnError("this run folder already holds checkpoints: pass --resume to continue it, "
@@ -480,20 +480,6 @@ def _save(run_dir, step, nets, opt, mcfg, tcfg, plan, manifest, world, main, pro
         save_checkpoint(run_dir, state, step, keep=tcfg.keep_checkpoints)
     if world > 1:
         dist.barrier()
-
-
-def _check_run_dir(run_dir: Path) -> None:
-    for parent in [run_dir, *run_dir.absolute().parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise EdnError(f"cannot write here: {parent} is a file, not a folder", path=run_dir)
-            break
-    try:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EdnError(f"cannot create the run folder ({exc.strerror})", path=run_dir) from exc
-    if not os.access(run_dir, os.W_OK):
-        raise EdnError("the run folder is not writable", path=run_dir)
 
 
 def _float(preds):
