@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create or reuse the project's virtual environments and install only what changed.
 #   bash scripts/setup_env.sh          engine (.venv): edn, torch, mediapipe, and the bpy module for the demo/tests
-#   bash scripts/setup_env.sh --bpy42  also .venv-bpy42: Blender 4.2 LTS as a module, for the add-on tests on 4.2
+#   bash scripts/setup_env.sh --lts    also .venv-bpy42 and .venv-bpy45: Blender 4.2 and 4.5 LTS as modules, for the
+#                                      add-on tests on those versions (the engine still runs from .venv)
 # A stamp file holds a hash of the requirement files; when it matches, nothing is installed (a second run takes
 # seconds).
 set -euo pipefail
@@ -28,10 +29,12 @@ if ! ensure_venv .venv requirements/engine.txt requirements/mediapipe.txt requir
   stamp_of requirements/engine.txt requirements/mediapipe.txt requirements/test.txt > .venv/.edn-stamp
 fi
 
-if [ "${1:-}" = "--bpy42" ]; then
-  if ! ensure_venv .venv-bpy42 requirements/test-bpy42.txt; then
-    echo "setting up .venv-bpy42 (Blender 4.2 LTS module)..." >&2
-    pipq .venv-bpy42 -r requirements/test-bpy42.txt
-    stamp_of requirements/test-bpy42.txt > .venv-bpy42/.edn-stamp
-  fi
+if [ "${1:-}" = "--lts" ]; then
+  for v in 42 45; do
+    if ! ensure_venv ".venv-bpy$v" "requirements/test-bpy$v.txt"; then
+      echo "setting up .venv-bpy$v (Blender ${v:0:1}.${v:1} LTS module)..." >&2
+      pipq ".venv-bpy$v" -r "requirements/test-bpy$v.txt"
+      stamp_of "requirements/test-bpy$v.txt" > ".venv-bpy$v/.edn-stamp"
+    fi
+  done
 fi

@@ -1,7 +1,7 @@
 """The add-on in the real bpy module, installed from the built zip the way a user installs it.
 
 The engine really runs (as a subprocess, via the add-on's job runner) with the Python in $EDN_ENGINE_PYTHON, at
-tiny sizes and short frame ranges. These tests run on bpy 5.0 (.venv) and bpy 4.2 (.venv-bpy42, no torch there:
+tiny sizes and short frame ranges. These tests run on bpy 5.0 (.venv), 4.2 and 4.5 (.venv-bpy42, .venv-bpy45; no torch there:
 nothing heavy is imported in-process).
 """
 
