@@ -315,6 +315,24 @@ def _animate(arm_obj: bpy.types.Object, motion: str, frames: int, fps: float) ->
 
 # -- scene ---------------------------------------------------------------------------------------------
 
+def _plane(scene, name: str, location, rotation, material) -> "bpy.types.Object":
+    """A 4 m square with a textured material mapped by object coordinates (a bmesh grid has no generated UVs)."""
+    mesh = bpy.data.meshes.new(name)
+    bm = bmesh.new()
+    bmesh.ops.create_grid(bm, x_segments=1, y_segments=1, size=4.0)
+    bm.to_mesh(mesh)
+    bm.free()
+    ob = bpy.data.objects.new(name, mesh)
+    ob.location, ob.rotation_euler = location, rotation
+    mesh.materials.append(material)
+    nodes = material.node_tree.nodes
+    tex = [n for n in nodes if n.type.startswith("TEX_")][0]
+    coord = nodes.new("ShaderNodeTexCoord")
+    material.node_tree.links.new(coord.outputs["Object"], tex.inputs["Vector"])
+    scene.collection.objects.link(ob)
+    return ob
+
+
 def build_scene(motion: str, frames: int, size: int, fps: float = 24.0, samples: int = 16) -> dict:
     """Reset Blender to an empty scene and build the mannequin, set, lights, camera and animation."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -329,30 +347,10 @@ def build_scene(motion: str, frames: int, size: int, fps: float = 24.0, samples:
     arm = _build_armature(bones)
     body = _build_mannequin(arm, {n: (h, t) for n, h, t, _ in bone_list})
 
-    floor_mesh = bpy.data.meshes.new("Floor")
-    bm = bmesh.new()
-    bmesh.ops.create_grid(bm, x_segments=1, y_segments=1, size=4.0)
-    bm.to_mesh(floor_mesh)
-    bm.free()
-    floor = bpy.data.objects.new("Floor", floor_mesh)
-    floor.location = (0, 1.0, 0)
-    floor_mesh.materials.append(_textured("floor", "checker", (0.42, 0.42, 0.38), (0.16, 0.18, 0.20), 1.5))
-    scene.collection.objects.link(floor)
-
-    back_mesh = bpy.data.meshes.new("Backdrop")
-    bm = bmesh.new()
-    bmesh.ops.create_grid(bm, x_segments=1, y_segments=1, size=4.0)
-    bm.to_mesh(back_mesh)
-    bm.free()
-    backdrop = bpy.data.objects.new("Backdrop", back_mesh)
-    backdrop.location = (0, 2.2, 2.0)
-    backdrop.rotation_euler = (math.radians(90), 0, 0)
-    back_mesh.materials.append(_textured("backdrop", "brick", (0.45, 0.30, 0.22), (0.36, 0.24, 0.20), 1.2))
-    scene.collection.objects.link(backdrop)
-    for ob in (floor, backdrop):  # generated UVs do not exist on a bmesh grid: use object coordinates
-        tex = [n for n in ob.data.materials[0].node_tree.nodes if n.type.startswith("TEX_")][0]
-        coord = ob.data.materials[0].node_tree.nodes.new("ShaderNodeTexCoord")
-        ob.data.materials[0].node_tree.links.new(coord.outputs["Object"], tex.inputs["Vector"])
+    floor = _plane(scene, "Floor", (0, 1.0, 0), (0, 0, 0),
+                   _textured("floor", "checker", (0.42, 0.42, 0.38), (0.16, 0.18, 0.20), 1.5))
+    backdrop = _plane(scene, "Backdrop", (0, 2.2, 2.0), (math.radians(90), 0, 0),
+                      _textured("backdrop", "brick", (0.45, 0.30, 0.22), (0.36, 0.24, 0.20), 1.2))
 
     cam_data = bpy.data.cameras.new("Camera")
     cam_data.lens = 50

@@ -32,6 +32,7 @@ import hashlib
 import math
 import os
 import signal
+import statistics
 import time
 from pathlib import Path
 
@@ -456,9 +457,10 @@ def _body_steps(steps: int, tcfg: TrainConfig, use_face: bool) -> int:
 
 
 def _plan_from_time(step: int, times: list[float], tcfg: TrainConfig, use_face: bool, elapsed: float) -> dict:
-    """With --minutes: how many steps fit, from the speed of the last steps (the first one warms up)."""
-    recent = times[1:][-50:]
-    sec = sum(recent) / len(recent)
+    """With --minutes: how many steps fit, from the median speed of the last steps (the first one warms up).
+
+    The median, not the mean: one step stalled by another process must not shrink the whole plan."""
+    sec = statistics.median(times[1:][-50:])
     steps = max(step, step + int((tcfg.minutes * 60 - elapsed) / max(sec, 1e-6)))
     return {"steps": steps, "body_steps": _body_steps(steps, tcfg, use_face)}
 
