@@ -417,55 +417,40 @@ def _matte_material() -> bpy.types.Material:
     return mat
 
 
+def _use_pass(scene, set_objs, *, world, override, samples: int, denoise: bool, color_mode: str) -> None:
+    """Switch the scene between the beauty render and the matte render (the set hidden, the person white)."""
+    scene.world = world
+    scene.view_layers[0].material_override = override
+    for ob in set_objs:
+        ob.hide_render = override is not None
+    scene.cycles.samples = samples
+    scene.cycles.use_denoising = denoise
+    scene.render.image_settings.color_mode = color_mode
+
+
 def render(scene_objs: dict, out: Path, frames: int, log=print) -> dict:
     """Render frames and mattes for every frame; returns timings. Matte passes are cheap (emission, 4 samples)."""
     scene = bpy.context.scene
     (out / "frames").mkdir(parents=True, exist_ok=True)
     (out / "mattes").mkdir(parents=True, exist_ok=True)
-    view_layer = scene.view_layers[0]
-    matte_mat = _matte_material()
     black = bpy.data.worlds.new("black")
     black.use_nodes = True
     black.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.0
-    main_world = scene.world
-    samples = scene.cycles.samples
-    t_main = t_matte = 0.0
+    beauty = dict(world=scene.world, override=None, samples=scene.cycles.samples, denoise=True, color_mode="RGB")
+    matte = dict(world=black, override=_matte_material(), samples=4, denoise=False, color_mode="BW")
+    seconds = {"frames": 0.0, "mattes": 0.0}
     for i in range(frames):
         scene.frame_set(scene.frame_start + i)
-        # Beauty pass.
-        scene.world = main_world
-        view_layer.material_override = None
-        for ob in scene_objs["set"]:
-            ob.hide_render = False
-        scene.cycles.samples = samples
-        scene.cycles.use_denoising = True
-        scene.render.image_settings.color_mode = "RGB"
-        scene.render.filepath = str(out / "frames" / f"frame_{i:06d}.png")
-        t0 = time.perf_counter()
-        bpy.ops.render.render(write_still=True)
-        t_main += time.perf_counter() - t0
-        # Matte pass: the set hidden, everything white on black.
-        scene.world = black
-        view_layer.material_override = matte_mat
-        for ob in scene_objs["set"]:
-            ob.hide_render = True
-        scene.cycles.samples = 4
-        scene.cycles.use_denoising = False
-        scene.render.image_settings.color_mode = "BW"
-        scene.render.filepath = str(out / "mattes" / f"matte_{i:06d}.png")
-        t0 = time.perf_counter()
-        bpy.ops.render.render(write_still=True)
-        t_matte += time.perf_counter() - t0
+        for folder, name, settings in (("frames", "frame", beauty), ("mattes", "matte", matte)):
+            _use_pass(scene, scene_objs["set"], **settings)
+            scene.render.filepath = str(out / folder / f"{name}_{i:06d}.png")
+            t0 = time.perf_counter()
+            bpy.ops.render.render(write_still=True)
+            seconds[folder] += time.perf_counter() - t0
         log(json.dumps({"event": "progress", "done": i + 1, "total": frames, "stage": "render"}))
-    # Leave the scene as the beauty render set it up (for the saved .blend).
-    scene.world = main_world
-    view_layer.material_override = None
-    for ob in scene_objs["set"]:
-        ob.hide_render = False
-    scene.cycles.samples = samples
-    scene.cycles.use_denoising = True
-    scene.render.image_settings.color_mode = "RGB"
-    return {"seconds_per_frame_beauty": t_main / max(frames, 1), "seconds_per_frame_matte": t_matte / max(frames, 1)}
+    _use_pass(scene, scene_objs["set"], **beauty)  # leave the scene set up for the beauty render (the saved .blend)
+    n = max(frames, 1)
+    return {"seconds_per_frame_beauty": seconds["frames"] / n, "seconds_per_frame_matte": seconds["mattes"] / n}
 
 
 def ground_truth_track(scene_objs: dict, frames: int, fps: float, out: Path) -> Path:
