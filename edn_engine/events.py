@@ -84,6 +84,21 @@ class Reporter:
             self._bar_open = False
 
 
+def parse_event(line: str) -> dict | None:
+    """One line of an `edn ... --json` stream as an event dict; None for anything else (stray output).
+
+    The one reader of the protocol: the add-on (through the engine copy it bundles), the demo, the benchmarks
+    and the tests all read events with it."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and isinstance(event.get("event"), str) else None
+
+
 def _short(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
