@@ -8,39 +8,51 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 import traceback
 
+from . import threads
 from .errors import EdnError
 from .events import Reporter
 
-# Verb modules, in the order `edn --help` lists them. A module that is missing (work in progress) is skipped.
-COMMAND_MODULES = ("pose", "render", "dataset", "train", "generate", "eval", "transfer", "demo", "info")
+# Verb modules, in the order `edn --help` lists them.
+COMMAND_MODULES = ("pose", "plate", "render", "dataset", "train", "generate", "eval", "transfer", "demo", "info")
+
+
+class ArgumentProblem(Exception):
+    """An argument error, raised instead of argparse's exit so `main` reports it like every other error."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str):
+        super().__init__(message)
+        self.parser, self.message = parser, message
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse (its sub-parsers are of this class too), with errors raised to `main`: an argument error in a
+    `--json` run must still end with an `error` event on stdout, the only stream the add-on reads."""
+
+    def error(self, message: str):
+        raise ArgumentProblem(self, message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edn", description="Everybody Dance Now: pose-guided motion transfer.")
+    parser = Parser(prog="edn", description="Everybody Dance Now: pose-guided motion transfer.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f".commands.{name}", __package__)
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__package__}.commands.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f".commands.{name}", __package__).register(sub)
     return parser
 
 
-def add_json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON event per line (for the Blender add-on)")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    threads.apply_policy()  # first, before a command imports torch: OpenMP reads it once (see threads.py)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except ArgumentProblem as exc:
+        exc.parser.print_usage(sys.stderr)
+        Reporter(json_mode="--json" in argv).error(f"{exc.parser.prog}: {exc.message}")
+        return 2
     reporter = Reporter(json_mode=getattr(args, "json", False))
     try:
         args.func(args, reporter)
@@ -52,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         reporter.error("interrupted")
         return 130
     except Exception as exc:  # an engine bug: keep the traceback, but still speak the event protocol
-        if os.environ.get("EDN_DEBUG"):
-            traceback.print_exc()
-        else:
-            traceback.print_exc(file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
         reporter.error(f"internal error: {type(exc).__name__}: {exc}")
         return 1
 

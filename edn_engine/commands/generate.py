@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import add_json_flag
+from . import add_json_flag
 from ..events import Reporter
 
 

@@ -13,7 +13,7 @@ import platform
 import sys
 
 from .. import __version__
-from ..cli import add_json_flag
+from . import add_json_flag
 from ..errors import EdnError
 from ..events import Reporter
 
@@ -44,6 +44,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         device_name=_device_name(device, torch),
         bf16=bf16_supported(device),
         free_memory_gb=round(_free_memory(device, torch) / 2**30, 2),
+        total_memory_gb=round(_total_memory(device, torch) / 2**30, 2),
+        torch_cuda=torch.version.cuda,
+        torch_hip=getattr(torch.version, "hip", None),
         mediapipe=_version("mediapipe"),
         opencv=_version("opencv-python-headless") or _version("opencv-python"),
     )
@@ -52,19 +55,45 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
 def _device_name(device, torch) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return (platform.processor() or platform.machine()) if device.type == "cpu" else device.type
+    if device.type != "cpu":
+        return device.type
+    return _meminfo_like("/proc/cpuinfo", "model name", str) or platform.processor() or platform.machine()
+
+
+def _total_memory(device, torch) -> int:
+    """What the device has in all: the GPU's memory, MPS's recommended maximum, or the machine's RAM."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    if device.type == "mps":
+        return int(torch.mps.recommended_max_memory())
+    kb = _meminfo_like("/proc/meminfo", "MemTotal", lambda v: int(v.split()[0]))
+    if kb:
+        return kb * 1024
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _meminfo_like(path: str, key: str, parse):
+    """The value of `key: value` in a /proc file (Linux), parsed; None where there is no such file or line."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                name, sep, value = line.partition(":")
+                if sep and name.strip() == key:
+                    return parse(value.strip())
+    except OSError:
+        pass
+    return None
 
 
 def _free_memory(device, torch) -> int:
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    kb = _meminfo_like("/proc/meminfo", "MemAvailable", lambda v: int(v.split()[0]))
+    if kb:
+        return kb * 1024
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):

@@ -8,11 +8,13 @@ functions so `edn --help` and the other verbs stay quick.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
-from ..cli import add_json_flag
+from . import add_json_flag
 from ..errors import EdnError
 from ..events import Reporter
+from ..outputs import check_output_file
 
 
 def register(subparsers) -> None:
@@ -26,6 +28,7 @@ def register(subparsers) -> None:
     _add_export_openpose(sub)
     _add_clean(sub)
     _add_normalize(sub)
+    _add_drive(sub)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -45,17 +48,20 @@ def _add_extract(sub) -> None:
 
 
 def _run_extract(args: argparse.Namespace, reporter: Reporter) -> None:
+    from ..outputs import MATTES, check_output_folder, staged_folder
     from ..pose.detect import extract_pose  # imports MediaPipe: only when needed
 
-    _check_output(args.output, ".npz")
-    track, summary = extract_pose(args.input, start=args.start, end=args.end, mattes_dir=args.mattes,
-                                  reporter=reporter)
-    track.save(args.output)
-    for warning in summary["warnings"]:
+    check_output_file(args.output, ".npz", "pose track")  # before minutes of detection, not after
+    if args.mattes is not None:
+        check_output_folder(args.mattes, MATTES, "mattes folder", inputs=(args.input,))
+    with staged_folder(args.mattes) if args.mattes is not None else contextlib.nullcontext() as mattes:
+        track, summary = extract_pose(args.input, start=args.start, end=args.end, mattes_dir=mattes,
+                                      reporter=reporter)
+        track.save(args.output)
+    for warning in summary["warnings"]:  # frames without anybody, or without the person followed, are named here
         reporter.log(f"warning: {args.input}: {warning}")
-    if summary["frames_without_person"]:
-        reporter.log(f"{summary['frames_without_person']} of {summary['frames_decoded']} frames have nobody in them "
-                     "(kept, with confidence 0)")
+    if args.mattes is not None:
+        summary["mattes"] = str(args.mattes)  # where they are now, not the staging folder they were written to
     reporter.done(output=str(args.output), **summary)
 
 
@@ -95,7 +101,7 @@ def track_summary(track, path: Path | str | None = None) -> dict:
 # import-openpose / export-openpose: OpenPose per-frame JSON <-> track
 # ---------------------------------------------------------------------------------------------------------------
 def _add_import_openpose(sub) -> None:
-    from .render import size_arg
+    from ..sizes import size_arg
 
     p = sub.add_parser("import-openpose", help="read a folder of OpenPose JSON files (BODY_25 or COCO-18)",
                        description="Read OpenPose's per-frame *_keypoints.json files into a pose track; "
@@ -112,7 +118,7 @@ def _add_import_openpose(sub) -> None:
 def _run_import_openpose(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..pose.openpose_json import import_openpose_with_stats
 
-    _check_output(args.output, ".npz")
+    check_output_file(args.output, ".npz")
     if not args.fps > 0:
         raise EdnError(f"--fps must be positive, not {args.fps}")
     track, stats = import_openpose_with_stats(args.input, args.size, fps=args.fps, reporter=reporter)
@@ -165,7 +171,7 @@ def _run_clean(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..pose.clean import clean_track
     from ..pose.track import PoseTrack
 
-    _check_output(args.output, ".npz")
+    check_output_file(args.output, ".npz")
     track = PoseTrack.load(args.track)
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     cleaned = clean_track(track, median=args.median, max_gap=args.max_gap, method=args.method, parts=parts)
@@ -195,35 +201,40 @@ def _add_normalize(sub) -> None:
 
 
 def _run_normalize(args: argparse.Namespace, reporter: Reporter) -> None:
-    from ..atomic import write_json
-    from ..pose.normalize import NormalizeConfig, normalize_track
+    _drive(args, reporter, clean=False, interpolation=args.interpolation)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# drive: clean + normalize, the chain `edn transfer` and the add-on use to turn a motion into driving poses
+# ---------------------------------------------------------------------------------------------------------------
+def _add_drive(sub) -> None:
+    p = sub.add_parser("drive", help="clean a source motion and normalize it to the target (clean + normalize)",
+                       description="The source motion as the target would perform it: short gaps filled and "
+                                   "smoothed (the paper's 7-frame median), then globally normalized to the "
+                                   "target's frame. The same chain `edn transfer` runs.")
+    p.add_argument("source", type=Path, help="pose track of the motion to transfer (.npz)")
+    p.add_argument("--target", type=Path, required=True, help="pose track of the target person's video (.npz)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="driving track to write (.npz)")
+    p.add_argument("--params", type=Path, default=None, metavar="OUT.json",
+                   help="also write the normalization parameters")
+    p.add_argument("--no-clean", action="store_true", help="normalize the motion as it is, without cleaning it")
+    add_json_flag(p)
+    p.set_defaults(func=_run_drive)
+
+
+def _run_drive(args: argparse.Namespace, reporter: Reporter) -> None:
+    _drive(args, reporter, clean=not args.no_clean)
+
+
+def _drive(args: argparse.Namespace, reporter: Reporter, clean: bool, interpolation: str = "linear") -> None:
+    """normalize (clean=False) and drive: `pipeline.drive_track`, outputs checked first."""
+    from ..pipeline import drive_track
     from ..pose.track import PoseTrack
 
-    _check_output(args.output, ".npz")
+    check_output_file(args.output, ".npz")
     if args.params is not None:
-        _check_output(args.params, ".json")
-    source, target = PoseTrack.load(args.source), PoseTrack.load(args.target)
-    track, params = normalize_track(source, target, NormalizeConfig(interpolation=args.interpolation),
-                                    source_name=str(args.source), target_name=str(args.target))
-    track.save(args.output)
-    if args.params is not None:
-        write_json(args.params, params.to_dict())
-    reporter.done(**track_summary(track, args.output), params=str(args.params) if args.params else None,
-                  scale_close=round(params.scale_close, 4), scale_far=round(params.scale_far, 4),
-                  range_narrowed=params.range_narrowed)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# helpers shared by the subcommands
-# ---------------------------------------------------------------------------------------------------------------
-def _check_output(path: Path, suffix: str) -> None:
-    """Fail before minutes of work if the output cannot be written (a folder path, a parent that is a file...)."""
-    if path.suffix.lower() != suffix:
-        raise EdnError(f"the output must be a {suffix} file", path=path)
-    if path.is_dir():
-        raise EdnError("the output is a folder, not a file", path=path)
-    for parent in path.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise EdnError(f"cannot write here: {parent} is a file, not a folder", path=path)
-            break
+        check_output_file(args.params, ".json")
+    figures = drive_track(args.source, args.target, args.output, params=args.params, clean=clean,
+                          interpolation=interpolation)
+    reporter.done(**track_summary(PoseTrack.load(args.output), args.output), **figures,
+                  params=str(args.params) if args.params else None)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
-from ..cli import add_json_flag
+from . import add_json_flag
 from ..errors import EdnError
 from ..events import Reporter
+from ..sizes import size_arg
 
 
 def register(subparsers) -> None:
@@ -38,11 +38,3 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     summary = render_track(track, args.output, size=args.size, style=args.style, face_mode=args.face,
                            video=args.video, reporter=reporter)
     reporter.done(track=str(args.track), **summary)
-
-
-def size_arg(text: str) -> tuple[int, int]:
-    """'512x256' -> (512, 256), for argparse."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
-    if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 512x256, not {text!r}")
-    return int(m.group(1)), int(m.group(2))

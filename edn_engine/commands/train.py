@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from ..cli import add_json_flag
+from . import add_json_flag
 from ..errors import EdnError
 from ..events import Reporter
 
@@ -21,7 +21,8 @@ def register(subparsers) -> None:
                                           "checkpoint and exits with code 0; --resume continues exactly.")
     p.add_argument("dataset", type=Path, help="dataset folder from `edn dataset build`")
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder (checkpoints, previews, losses)")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="cpu", help="network profile (default: cpu)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help="network profile (default: cpu; with --resume, the run's own)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, default=None, help="optimizer steps in all (default 10000)")
     budget.add_argument("--minutes", type=float, default=None, help="train for this many minutes, then save")
@@ -40,7 +41,9 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one model setting of the profile, e.g. --set ngf=32 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from the run's newest good checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run's newest good checkpoint; the run's own profile, model settings, "
+                        "seed and face fraction win (a --profile, --set or --perceptual that differs is refused)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -65,7 +68,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     overrides = parse_overrides(args.set)
     if args.perceptual is not None:
         overrides["perceptual"] = args.perceptual
-    steps = args.steps if args.steps is not None else (10**9 if args.minutes is not None else 10000)
+    # --minutes: no step count, the run plans its length from its measured speed
+    steps = args.steps if args.steps is not None else (None if args.minutes is not None else TrainConfig.steps)
     tcfg = TrainConfig(steps=steps, minutes=args.minutes, save_every=args.save_every,
                        preview_every=args.preview_every, face_fraction=args.face_fraction,
                        batch_size=args.batch_size, seed=args.seed, device=args.device, amp=not args.no_amp,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import add_json_flag
+from . import add_json_flag
 from ..events import Reporter
+from ..sizes import size_arg
 
 
 def register(subparsers) -> None:
@@ -23,7 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder (also holds every stage)")
     p.add_argument("--run", type=Path, default=None, help="use this trained run instead of training one")
     p.add_argument("--profile", choices=sorted(PROFILES), default="cpu", help="network profile (default: cpu)")
-    p.add_argument("--size", default=None, help="training size WxH (default: the profile's)")
+    p.add_argument("--size", type=size_arg, default=None, metavar="WxH",
+                   help="training size WxH (default: the profile's)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, default=None, help="training budget in minutes")
     budget.add_argument("--steps", type=int, default=None, help="training budget in steps (default 10000)")
@@ -34,10 +36,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
-    from ..dataset import parse_size
+    from ..pipeline import TrainOptions
     from ..transfer import TransferOptions, transfer
 
-    opts = TransferOptions(profile=args.profile, size=parse_size(args.size) if args.size else None,
-                           steps=args.steps, minutes=args.minutes, perceptual=args.perceptual)
+    opts = TransferOptions(size=args.size, train=TrainOptions(profile=args.profile, steps=args.steps,
+                                                              minutes=args.minutes, perceptual=args.perceptual))
     summary = transfer(args.target, args.source, args.output, run=args.run, options=opts, reporter=reporter)
     reporter.done(**summary)

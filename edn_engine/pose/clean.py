@@ -49,9 +49,9 @@ def clean_track(track: PoseTrack, *, median: int = DEFAULT_MEDIAN, max_gap: int 
     if method not in METHODS:
         raise EdnError(f"unknown smoothing method {method!r}; choose one of {', '.join(METHODS)}")
     if median < 1 or median % 2 == 0:
-        raise EdnError(f"the smoothing window must be an odd number of frames, not {median}")
+        raise EdnError(f"--median (the smoothing window) must be an odd number of frames, 1 or more, not {median}")
     if max_gap < 0:
-        raise EdnError(f"the largest gap to fill must be 0 or more frames, not {max_gap}")
+        raise EdnError(f"--max-gap (the largest gap to fill) must be 0 or more frames, not {max_gap}")
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         raise EdnError(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -115,13 +116,15 @@ class PoseTrack:
     @classmethod
     def load(cls, path: str | Path) -> "PoseTrack":
         path = Path(path)
+        if path.is_dir():
+            raise EdnError("this is a folder, not a pose track file (.npz)", path=path)
         if not path.is_file():
             raise EdnError("pose track not found", path=path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 fields = {k: data[k] for k in data.files}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-            raise EdnError(f"not a readable pose track ({exc})", path=path) from exc
+        except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:  # zlib: a damaged member
+            raise EdnError(f"not a readable pose track, damaged or not an .npz ({exc})", path=path) from exc
         if "schema_version" not in fields:
             raise EdnError("not an EDN pose track (no schema_version)", path=path)
         version = int(fields["schema_version"])
