@@ -18,7 +18,8 @@ from edn_engine.pose import mediapipe_map as mpm
 from edn_engine.pose.detect import DetectorConfig, extract_pose
 from edn_engine.pose.skeleton import B
 from edn_engine.pose.track import PoseTrack
-from edn_engine.video import open_source, read_image, write_image, write_video
+from edn_engine.video import open_source, read_image, write_image
+from edn_engine.video_out import write_video
 
 UBC = VIDEO / "ubc_91BjuE6irxS.mp4"
 
@@ -118,6 +119,14 @@ def test_frames_without_a_person_are_counted_not_errors(odd_dir):
     assert track.frames == 8 and summary["frames_without_person"] == 8
     assert not track.body[..., 2].any() and not track.hands[..., 2].any() and not track.face[..., 2].any()
     assert summary["detection_rate"]["body"] == 0.0
+    assert summary["warnings"] == ["8 of 8 frames have nobody in them (kept, with confidence 0): frames 0-7"]
+    # Through the CLI the warning is in the done event and logged once.
+    proc = edn("pose", "extract", clip, "-o", odd_dir / "nobody.npz", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    events = json_events(proc)
+    assert events[-1]["event"] == "done" and events[-1]["warnings"] == summary["warnings"]
+    logged = [e["message"] for e in events if e["event"] == "log" and "nobody" in e["message"]]
+    assert logged == [f"warning: {clip}: {summary['warnings'][0]}"]
 
 
 def test_several_people_yield_one_valid_track(odd_dir):
@@ -126,11 +135,12 @@ def test_several_people_yield_one_valid_track(odd_dir):
     clip = odd_dir / "two people.mp4"
     write_video(clip, (np.concatenate([a, b], axis=1) for a, b in zip(left, right)), fps=30)
     track, summary = extract_pose(clip)
-    assert track.width == 828 and track.detection_rates()["body"] == 1.0
-    # Every detected body joint belongs to ONE of the two people (one half of the frame) in every frame.
+    assert track.width == 828 and track.detection_rates()["body"] == 1.0 and summary["warnings"] == []
+    # Every detected body joint belongs to the person of the first frame (one half of the frame) in every frame.
+    left = track.body[0, track.body[0, :, 2] > 0.3, 0].mean() < 414
     for i in range(track.frames):
         xs = track.body[i, track.body[i, :, 2] > 0.3, 0]
-        assert (xs < 414).all() or (xs >= 414).all(), f"frame {i}: joints from both people"
+        assert (xs < 414).all() if left else (xs >= 414).all(), f"frame {i}: joints from the other person"
 
 
 def test_image_folder_with_odd_path_through_the_cli(odd_dir):

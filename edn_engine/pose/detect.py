@@ -4,13 +4,22 @@ Holistic (model_complexity 1, the model that ships inside the wheel and so works
 the refined face mesh and a person mask per frame; `mediapipe_map` turns them into BODY_25, 2 x 21 and 70 points.
 A frame without a person is a row of zeros (confidence 0), counted in the summary; it is not an error.
 
+One person, followed. Holistic reports one person and, when it loses them, re-detects whoever it finds first, so
+with two people in view a track could jump between them. `follow.Follower` checks each detection against the
+person followed so far (position, size, torso colours) and tells us what the detector should see next: the frame
+is blanked outside a region round the person and over anyone recently rejected. A detection that is not the
+person is dropped (a row of zeros, as without a person) and its frames are named in the summary's warnings.
+
 Processes. Detection always runs in spawned worker processes, for two reasons. Speed: one Holistic graph uses
 about one core and decoding a 640x360 frame costs ~1 ms, so on a 2-core machine the second core would idle; long
 inputs are split into contiguous parts (tracking needs consecutive frames; each part's first frame runs the person
-detector afresh), one graph per process. Logs: MediaPipe's C++ threads write warnings to file descriptor 2 at
-moments no Python code controls (graph start-up, each model's lazy first use), so a worker points its fd 2 at
-/dev/null and reports progress, results and errors through a queue; the artist's terminal and the `--json`
-stdout stay clean (EDN_DEBUG=1 keeps MediaPipe's lines). Starting a worker costs about a second.
+detector afresh), one graph per process. Each part's follower starts fresh, so after joining, each part's first
+person is checked against the one followed at the end of the parts before it; a part that took someone else (in view
+when its fresh follower first found a person) is detected again, its follower seeded with that state. Logs:
+MediaPipe's C++ threads write warnings to file descriptor 2 at moments no Python code controls (graph start-up,
+each model's lazy first use), so a worker points its fd 2 at /dev/null and reports progress, results and errors
+through a queue; the artist's terminal and the `--json` stdout stay clean (EDN_DEBUG=1 keeps MediaPipe's lines).
+Starting a worker costs about a second.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from ..errors import EdnError  # noqa: E402
 from ..events import Reporter  # noqa: E402
 from ..video import FrameSource, ImageFolderSource, open_source, prefetch, write_image  # noqa: E402
 from . import mediapipe_map as mpm  # noqa: E402
+from .follow import (FollowConfig, Follower, FollowState, Status, blank_outside, candidate, continues,  # noqa: E402
+                     warnings_for)
 from .track import PoseTrack  # noqa: E402
 
 
@@ -49,6 +60,7 @@ class DetectorConfig:
     smooth_landmarks: bool = True
     workers: int | None = None  # None: one per core (at most 2) when the input is long enough to pay for it
     min_frames_per_worker: int = 60  # a worker's start-up (~1 s) must pay for itself
+    follow: FollowConfig = FollowConfig()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -71,6 +83,7 @@ def extract_pose(path: str | Path, *, start: int | None = None, end: int | None 
     progress = _Progress(reporter, total)
 
     results = _run_parts_in_processes(path, parts, mattes, config, progress)
+    _check_boundaries(path, parts, results, mattes, config, reporter)
 
     first = results[0]["frames"][0] if len(results[0]["frames"]) else source.first_frame
     numbers = np.concatenate([r["frames"] for r in results])
@@ -86,6 +99,7 @@ def extract_pose(path: str | Path, *, start: int | None = None, end: int | None 
 
     seconds = time.monotonic() - t0
     decoded = int(numbers.size)
+    statuses = np.concatenate([r["status"] for r in results])
     summary = {
         "source": str(path),
         "width": source.width,
@@ -96,7 +110,8 @@ def extract_pose(path: str | Path, *, start: int | None = None, end: int | None 
         "frames": track.frames,
         "frames_decoded": decoded,
         "frames_missing_in_sequence": track.frames - decoded,
-        "frames_without_person": int(sum(r["without_person"] for r in results)),
+        "frames_without_person": int((statuses == Status.NOBODY).sum()),
+        "frames_other_person": int((statuses == Status.OTHER).sum()),
         "detection_rate": {k: round(v, 4) for k, v in track.detection_rates().items()},
         "mattes": str(mattes) if mattes is not None else None,
         "workers": len(parts),
@@ -105,7 +120,7 @@ def extract_pose(path: str | Path, *, start: int | None = None, end: int | None 
         # CPU time per frame, summed over a worker's threads (model loading included): what a frame costs
         # whatever else the machine is doing. cores / this ~ the frames/s a quiet machine reaches.
         "cpu_seconds_per_frame": round(sum(r["cpu_seconds"] for r in results) / decoded, 4),
-        "warnings": [w for r in results for w in r["warnings"]],
+        "warnings": [w for r in results for w in r["warnings"]] + warnings_for(numbers, statuses),
     }
     return track, summary
 
@@ -114,26 +129,35 @@ def extract_pose(path: str | Path, *, start: int | None = None, end: int | None 
 # one contiguous part, run by one worker process
 # ---------------------------------------------------------------------------------------------------------------
 def _detect_part(path: Path, start: int, end: int | None, mattes: Path | None, config: DetectorConfig,
-                 on_progress: Callable[[int], None]) -> dict:
-    """Run one Holistic graph over frames start..end (in a worker process); returns numpy arrays for them."""
+                 on_progress: Callable[[int], None], seed: FollowState | None = None) -> dict:
+    """Run one Holistic graph over frames start..end (in a worker process); returns numpy arrays for them.
+
+    `seed`: the follower's state at the end of the previous part, when this part is detected again for it."""
     cpu0, wall0 = time.process_time(), time.monotonic()  # process time: every thread of this worker
     source = open_source(path, start, end)
     w, h = source.width, source.height
-    frames, bodies, hands, faces = [], [], [], []
-    without_person = 0
+    follower = Follower(config.follow, seed)
+    frames, bodies, hands, faces, statuses = [], [], [], [], []
+    first_kept = None  # (frame, Candidate): the first person this part kept, checked against the part before
     with _holistic(config) as holistic, _MatteWriter(mattes) as matte_writer:
         # Decoding and colour conversion run on a thread (OpenCV releases the GIL) while the graph works.
         for k, (n, rgb) in enumerate(prefetch(source, depth=4, transform=_to_rgb)):
-            res = holistic.process(rgb)
+            res = holistic.process(blank_outside(rgb, *follower.view(n, w, h)))
             body, hand, face = _to_openpose(res, w, h)
-            if not (body[:, 2] > 0).any():
-                without_person += 1
+            cand = candidate(body, rgb, config.follow.min_confidence)
+            status, _ = follower.step(n, [cand] if cand is not None else [])
+            mask = res.segmentation_mask
+            if status != Status.FOLLOWED:  # nobody, or not the person followed: a missing row, an empty matte
+                body, hand, face, mask = np.zeros_like(body), np.zeros_like(hand), np.zeros_like(face), None
+            elif first_kept is None:
+                first_kept = (n, cand)
             frames.append(n)
             bodies.append(body)
             hands.append(hand)
             faces.append(face)
+            statuses.append(status)
             if mattes is not None:
-                matte_writer.submit(n, res.segmentation_mask, (h, w))
+                matte_writer.submit(n, mask, (h, w))
             on_progress(k + 1)
     count = len(frames)
     return {
@@ -141,7 +165,9 @@ def _detect_part(path: Path, start: int, end: int | None, mattes: Path | None, c
         "body": np.asarray(bodies, np.float32).reshape(count, 25, 3),
         "hands": np.asarray(hands, np.float32).reshape(count, 2, 21, 3),
         "face": np.asarray(faces, np.float32).reshape(count, 70, 3),
-        "without_person": without_person,
+        "status": np.asarray(statuses, np.int8),
+        "first_kept": first_kept,
+        "state": follower.state,
         "warnings": list(source.warnings),
         "cpu_seconds": time.process_time() - cpu0,
         "wall_seconds": time.monotonic() - wall0,
@@ -266,12 +292,14 @@ def _split(source: FrameSource, parts: int) -> list[tuple[int, int | None]]:
     return [(numbers[a], numbers[b - 1]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def _run_parts_in_processes(path: Path, parts, mattes, config, progress: "_Progress") -> list[dict]:
+def _run_parts_in_processes(path: Path, parts, mattes, config, progress: "_Progress | None",
+                            seeds: list[FollowState | None] | None = None) -> list[dict]:
     """One spawned process per part; progress and results come back on a queue. Errors stop everything."""
     ctx = multiprocessing.get_context("spawn")  # fork would copy MediaPipe's threads' state: not safe
     messages = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(i, str(path), a, b, mattes, config, messages), daemon=True)
-             for i, (a, b) in enumerate(parts)]
+    seeds = seeds or [None] * len(parts)
+    procs = [ctx.Process(target=_worker_main, args=(i, str(path), a, b, mattes, config, messages, seed), daemon=True)
+             for i, ((a, b), seed) in enumerate(zip(parts, seeds))]
     for p in procs:
         p.start()
     results: dict[int, dict] = {}
@@ -286,7 +314,8 @@ def _run_parts_in_processes(path: Path, parts, mattes, config, progress: "_Progr
                 continue
             kind, i = msg[0], msg[1]
             if kind == "progress":
-                progress.update_part(i)(msg[2])
+                if progress is not None:
+                    progress.update_part(i)(msg[2])
             elif kind == "result":
                 results[i] = msg[2]
             elif kind == "error":
@@ -302,7 +331,23 @@ def _run_parts_in_processes(path: Path, parts, mattes, config, progress: "_Progr
     return [results[i] for i in range(len(procs))]
 
 
-def _worker_main(index: int, path: str, start: int, end: int, mattes, config, messages) -> None:
+def _check_boundaries(path: Path, parts, results: list[dict], mattes, config: DetectorConfig,
+                      reporter: Reporter | None) -> None:
+    """Each part's follower started fresh: where a part's first person is not the one followed at the end of the
+    parts before it, detect that part again starting from that follower's state (in place in `results`)."""
+    carried = results[0]["state"]
+    for k in range(1, len(results)):
+        first = results[k]["first_kept"]
+        if carried.last is not None and first is not None and not continues(carried, *first, config.follow):
+            if reporter is not None:
+                reporter.log(f"frame {first[0]} starts with someone other than the person followed before it: "
+                             f"detecting frames {parts[k][0]}-{parts[k][1]} again, from that person")
+            results[k] = _run_parts_in_processes(path, [parts[k]], mattes, config, None, [carried])[0]
+        if results[k]["state"].last is not None:
+            carried = results[k]["state"]
+
+
+def _worker_main(index: int, path: str, start: int, end: int, mattes, config, messages, seed=None) -> None:
     _mute_native_stderr()
     parent = os.getppid()
     last = [0.0]
@@ -316,7 +361,7 @@ def _worker_main(index: int, path: str, start: int, end: int, mattes, config, me
             messages.put(("progress", index, done))
 
     try:
-        result = _detect_part(Path(path), start, end, mattes, config, report)
+        result = _detect_part(Path(path), start, end, mattes, config, report, seed)
         messages.put(("progress", index, len(result["frames"])))
         messages.put(("result", index, result))
     except EdnError as exc:
