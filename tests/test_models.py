@@ -67,7 +67,7 @@ def test_profiles_round_trip_through_json_and_refuse_bad_settings():
     assert small.face_size == default_face_size(256, 128) == 32 and PROFILES["paper-global"].width == 512
     with pytest.raises(EdnError, match="unknown model profile"):
         get_profile("gpu-huge")
-    with pytest.raises(EdnError, match="unknown model settings"):
+    with pytest.raises(EdnError, match="unknown model setting 'colour'; known settings: width, height"):
         get_profile("cpu", colour="red")
     with pytest.raises(EdnError, match="multiple of 16"):
         get_profile("cpu", width=250, height=256)

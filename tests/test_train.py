@@ -24,27 +24,12 @@ from edn_engine import device as devices
 from edn_engine.dataset import FrameStore, build_dataset
 from edn_engine.errors import EdnError
 from edn_engine.events import Reporter
-from edn_engine.generate import Synthesizer, load_run
+from edn_engine.inference import Synthesizer, load_run
 from edn_engine.models.config import get_profile
 from edn_engine.models.face import build_face_generator
 from edn_engine.models.generator import build_generator
+from edn_engine.runs import list_checkpoints, load_latest, read_checkpoint, save_checkpoint
 from edn_engine.training import TrainConfig, train
-from edn_engine.training.checkpoint import list_checkpoints, load_latest, read_checkpoint, save_checkpoint
-
-
-@pytest.fixture(scope="session")
-def root(tmp_path_factory) -> Path:
-    return tmp_path_factory.getbasetemp() / "edn_shared"
-
-
-@pytest.fixture(scope="session")
-def dataset(root) -> Path:
-    return tiny_run.dataset(root)
-
-
-@pytest.fixture(scope="session")
-def run(root) -> tuple[Path, dict]:
-    return tiny_run.trained_run(root)
 
 
 def _l1_on_training_frames(G, cfg, store, frames) -> float:
@@ -261,7 +246,7 @@ def test_two_processes_with_gloo_hold_identical_weights(dataset, tmp_path):
 
 
 def test_minutes_budget_stops_and_saves(dataset, tmp_path):
-    tcfg = TrainConfig(steps=10**9, minutes=0.04, save_every=10**6, preview_every=10**6, device="cpu")
+    tcfg = TrainConfig(steps=None, minutes=0.04, save_every=10**6, preview_every=10**6, device="cpu")
     t0 = time.monotonic()
     with tiny_run.one_thread():
         summary = train(dataset, tmp_path / "run", tcfg, overrides=dict(tiny_run.TINY))

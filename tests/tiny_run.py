@@ -86,7 +86,8 @@ def dataset(root: Path) -> Path:
 
         track, mattes = source_pose(root)
         out = root / "dataset"
-        _cache["summary"] = build_dataset(CLIP, out, SIZE, track=track, mattes=mattes, holdout=0.2, end=FRAMES - 1)
+        _cache["summary"] = build_dataset(CLIP, out, SIZE, track=track, mattes=mattes, holdout=0.2, end=FRAMES - 1,
+                                          framing="full")  # the whole frame; person over plate: test_plate_pipeline
         _cache["dataset"] = out
     return _cache["dataset"]
 

@@ -7,6 +7,7 @@ networks it was trained with. Profiles name the three supported set-ups; `get_pr
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from ..errors import EdnError
@@ -78,20 +79,33 @@ class ModelConfig:
         """RGB, plus one matte channel when `alpha`."""
         return 3 + (1 if self.alpha else 0)
 
+    @property
+    def size_factor(self) -> int:
+        """Width and height must be multiples of this: the generator halves the frame this many times."""
+        return 2 ** (self.n_downsample + self.n_local_enhancers)
+
     def validate(self) -> None:
-        """Refuse combinations the networks cannot build, naming the field."""
+        """Refuse values of the wrong type or range and combinations the networks cannot build, naming the field."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, check_setting(f.name, getattr(self, f.name), f.type))
         if self.upsample not in UPSAMPLE_MODES:
             raise EdnError(f"model upsample must be one of {UPSAMPLE_MODES}, not {self.upsample!r}")
         if self.perceptual not in PERCEPTUAL_MODES:
             raise EdnError(f"perceptual loss must be one of {PERCEPTUAL_MODES}, not {self.perceptual!r}")
         if self.norm != "instance":
             raise EdnError(f"only instance norm is supported, not {self.norm!r}")
+        if self.label_nc != 3:
+            raise EdnError(f"model label_nc must be 3 (the stick figure's RGB), not {self.label_nc}")
         if self.n_local_enhancers not in (0, 1):
             raise EdnError(f"n_local_enhancers must be 0 or 1, not {self.n_local_enhancers}")
         for name in ("ngf", "ndf", "n_layers_d", "num_d", "face_ngf", "face_ndf", "face_n_layers_d", "max_channels"):
             if getattr(self, name) < 1:
                 raise EdnError(f"model {name} must be at least 1, not {getattr(self, name)}")
-        factor = 2 ** (self.n_downsample + self.n_local_enhancers)
+        for name in ("n_downsample", "n_blocks", "n_blocks_local", "face_n_downsample", "face_n_blocks",
+                     "limb_radius", *(f.name for f in dataclasses.fields(self) if f.name.startswith("lambda_"))):
+            if getattr(self, name) < 0:
+                raise EdnError(f"model {name} must not be negative, not {getattr(self, name)}")
+        factor = self.size_factor
         if self.width % factor or self.height % factor or self.width < factor or self.height < factor:
             raise EdnError(f"training size {self.width}x{self.height} must be a multiple of {factor} "
                            f"({self.n_downsample} downsamplings, {self.n_local_enhancers} local enhancer)")
@@ -114,6 +128,24 @@ class ModelConfig:
         if unknown:
             raise EdnError(f"model config has unknown fields {unknown} (written by a newer EDN?)")
         return cls(**data)
+
+
+_KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def check_setting(name: str, value, kind: str | None = None):
+    """`value` for model setting `name` if it has the field's type (ints pass as floats, made float); else an
+    EdnError naming the field, the expected type and the value (`edn train --set ngf=abc`)."""
+    kinds = {f.name: f.type for f in dataclasses.fields(ModelConfig)}
+    if name not in kinds:
+        raise EdnError(f"unknown model setting {name!r}; known settings: {', '.join(kinds)}")
+    kind = kind or kinds[name]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = {"int": number and isinstance(value, int), "float": number and math.isfinite(value),
+          "bool": isinstance(value, bool), "str": isinstance(value, str)}[kind]
+    if not ok:
+        raise EdnError(f"model setting {name} must be {_KINDS[kind]}, not {value!r}")
+    return float(value) if kind == "float" else value
 
 
 _PAPER_GLOBAL = ModelConfig(width=512, height=256, face_size=default_face_size(512, 256))
@@ -141,14 +173,34 @@ PROFILES: dict[str, ModelConfig] = {
 
 def get_profile(name: str, **overrides) -> ModelConfig:
     """A copy of profile `name` with `overrides` applied; face_size follows a changed size unless given."""
-    if name not in PROFILES:
-        raise EdnError(f"unknown model profile {name!r}; choose one of {sorted(PROFILES)}")
-    base = PROFILES[name]
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    bad = sorted(set(overrides) - known)
-    if bad:
-        raise EdnError(f"unknown model settings {bad}")
+    base = _profile(name)
+    for key, value in overrides.items():
+        check_setting(key, value)
     if ("width" in overrides or "height" in overrides) and "face_size" not in overrides:
         overrides["face_size"] = default_face_size(overrides.get("width", base.width),
                                                    overrides.get("height", base.height))
     return dataclasses.replace(base, **overrides)
+
+
+def check_trainable_size(profile: str, size: tuple[int, int], overrides: dict | None = None) -> None:
+    """Refuse a training size that profile `profile` (with `overrides`) cannot train, before any long work: the
+    generator halves the frame `size_factor` times over, and the Face GAN's crop must fit in the frame."""
+    overrides = {k: check_setting(k, v) for k, v in (overrides or {}).items()}
+    cfg = {**_profile(profile).to_dict(), **overrides}
+    w, h = size
+    levels = cfg["n_downsample"] + cfg["n_local_enhancers"]
+    factor = 2 ** levels
+    if w % factor or h % factor or w < factor or h < factor:
+        near = "x".join(str(max(factor, round(v / factor) * factor)) for v in (w, h))
+        raise EdnError(f"size {w}x{h} cannot be trained by profile {profile}: width and height must be multiples "
+                       f"of {factor} (its generator halves the frame {levels} times); {near} would do")
+    face = overrides.get("face_size", default_face_size(w, h))
+    if cfg["face"] and face > min(w, h):
+        raise EdnError(f"size {w}x{h} cannot be trained by profile {profile}: the Face GAN's {face}-pixel crop "
+                       f"does not fit in the frame; use at least {face}x{face} (or --set face=false)")
+
+
+def _profile(name: str) -> ModelConfig:
+    if name not in PROFILES:
+        raise EdnError(f"unknown model profile {name!r}; choose one of {sorted(PROFILES)}")
+    return PROFILES[name]

@@ -1,4 +1,4 @@
-"""Training the pose-to-person GAN: `TrainConfig`, the loop (`train`) and checkpoints."""
+"""Training the pose-to-person GAN: `TrainConfig` and the loop (`train`); checkpoints are `edn_engine.runs`."""
 
 from .config import TrainConfig
 

@@ -1,8 +1,10 @@
-"""`TrainConfig`: how long and how to train, as opposed to `ModelConfig` (what to train). Saved in checkpoints."""
+"""How long and how to train, as opposed to `ModelConfig` (what to train): `TrainConfig` (the command's settings,
+saved in checkpoints), `Plan` (how many steps, and where the face stage starts) and the learning-rate schedule."""
 
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from dataclasses import dataclass
 
 from ..errors import EdnError
@@ -10,8 +12,8 @@ from ..errors import EdnError
 
 @dataclass
 class TrainConfig:
-    steps: int = 10000  # optimizer steps in all, body stage plus face stage (one step = one batch of pairs)
-    minutes: float | None = None  # a wall-clock budget instead: stop and save when it runs out
+    steps: int | None = 10000  # optimizer steps in all, body stage plus face stage (one step = one batch of pairs)
+    minutes: float | None = None  # a wall-clock budget instead (it wins over steps): stop and save when it runs out
     face_fraction: float = 0.2  # the last fraction of the steps trains the Face GAN with the body frozen (paper)
     decay_start: float = 0.5  # fraction of each stage's steps at constant lr; then linear decay to 0 (pix2pixHD)
     lr: float = 2e-4
@@ -32,7 +34,9 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        if self.minutes is None and self.steps < 1:
+        if self.minutes is None and self.steps is None:
+            raise EdnError("give a training budget: --steps or --minutes")
+        if self.steps is not None and self.steps < 1:
             raise EdnError(f"--steps must be at least 1, not {self.steps}")
         if self.minutes is not None and not self.minutes > 0:
             raise EdnError(f"--minutes must be positive, not {self.minutes}")
@@ -41,7 +45,7 @@ class TrainConfig:
         if self.batch_size < 1:
             raise EdnError(f"--batch-size must be at least 1, not {self.batch_size}")
         if not 0.0 <= self.face_fraction < 1.0:
-            raise EdnError(f"face_fraction must be in [0, 1), not {self.face_fraction}")
+            raise EdnError(f"--face-fraction must be in [0, 1), not {self.face_fraction}")
         if not 0.0 <= self.decay_start <= 1.0:
             raise EdnError(f"decay_start must be in [0, 1], not {self.decay_start}")
         if self.keep_checkpoints < 1:
@@ -71,3 +75,42 @@ def lr_at(step: int, stage_start: int, stage_steps: int, cfg: TrainConfig) -> fl
     if t < flat:
         return cfg.lr
     return cfg.lr * max(0.0, 1.0 - (t - flat) / max(1, stage_steps - flat))
+
+
+@dataclass
+class Plan:
+    """How long this run trains: `steps` in all, the first `body_steps` of them the body stage, the rest the face
+    stage. Both None while a --minutes run has not yet measured its speed (it trains the body at a constant lr)."""
+
+    steps: int | None
+    body_steps: int | None
+
+    @classmethod
+    def of(cls, steps: int | None, tcfg: TrainConfig, use_face: bool) -> "Plan":
+        if steps is None:
+            return cls(None, None)
+        return cls(steps, steps - (int(round(steps * tcfg.face_fraction)) if use_face else 0))
+
+    @classmethod
+    def from_speed(cls, step: int, times: list[float], elapsed: float, tcfg: TrainConfig, use_face: bool) -> "Plan":
+        """With --minutes: how many steps fit, from the median speed of the last steps (the first one warms up).
+        The median, not the mean: one step stalled by another process must not shrink the whole plan."""
+        sec = statistics.median(times[1:][-50:])
+        return cls.of(max(step, step + int((tcfg.minutes * 60 - elapsed) / max(sec, 1e-6))), tcfg, use_face)
+
+    def done(self, step: int) -> bool:
+        return self.steps is not None and step >= self.steps
+
+    def face_stage(self, step: int) -> bool:
+        return self.body_steps is not None and step >= self.body_steps
+
+    def lr(self, step: int, tcfg: TrainConfig) -> float:
+        """The learning rate of `step` within its stage (see `lr_at`); constant while not yet planned."""
+        if self.steps is None:
+            return tcfg.lr
+        if self.face_stage(step):
+            return lr_at(step, self.body_steps, self.steps - self.body_steps, tcfg)
+        return lr_at(step, 0, self.body_steps, tcfg)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,125 @@
+"""Inference: a trained run's networks, loaded from its newest good checkpoint, run one frame at a time.
+
+Used by `edn generate` (every frame of a track) and by training's previews (a few held-out frames), so the
+previews show exactly what generation will produce. Sits above `runs` (checkpoints) and below both users.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from . import device as devices
+from .errors import EdnError
+from .events import Reporter
+from .models.config import ModelConfig
+from .models.face import build_face_generator, crop_faces, face_origins, paste_faces
+from .models.generator import build_generator
+from .pose.window import FramePlan
+from .runs import PLATE, load_latest
+from .tensors import carry, composite
+
+
+class Synthesizer:
+    """Runs the generator one frame at a time, remembering its previous output for the next frame."""
+
+    def __init__(self, G, FG, cfg: ModelConfig, dev: torch.device, amp: bool = True, alpha: bool = True,
+                 channels_last: bool | None = None):
+        self.G, self.FG, self.cfg, self.dev = G.eval(), (FG.eval() if FG is not None else None), cfg, dev
+        self.amp = amp
+        self.alpha = alpha and cfg.alpha  # False: the run had no mattes, frames come out opaque
+        if channels_last is None:  # where it was measured to help (on a CPU: bf16 inference only)
+            channels_last = devices.use_channels_last(dev, training=False) and (dev.type != "cpu" or amp)
+        self.channels_last = channels_last
+        if channels_last:
+            G.to(memory_format=torch.channels_last)
+        self.prev: torch.Tensor | None = None
+        self.prev_window: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        """Start a new temporal chain (after a gap): the next frame gets zeros as its previous output."""
+        self.prev, self.prev_window = None, None
+
+    def set_previous(self, image: torch.Tensor, window: torch.Tensor | None = None) -> None:
+        """Continue a chain from a frame already generated: (3, H, W) in [-1, 1], as seen through its `window`
+        (the composite over the plate, in person-over-plate runs)."""
+        self.prev = image[None].to(self.dev)
+        self.prev_window = None if window is None else window.reshape(1, 4).float().to(self.dev)
+
+    @torch.no_grad()
+    def next_frame(self, label: torch.Tensor, centre: torch.Tensor | None = None, plate: torch.Tensor | None = None,
+                   window: torch.Tensor | None = None):
+        """label (3, H, W) in [-1, 1] -> (rgb (3, H, W) in [-1, 1], alpha (1, H, W) in [0, 1]), on the CPU.
+
+        Person over plate: `plate` is the plate crop (3, H, W) and `window` the frame's window (x0, y0, w, h);
+        as in training, the composite is fed to the next frame, carried into its window, and the Face GAN
+        refines the composite's face. The colour returned is the person's, to be laid over any plate."""
+        x = label[None].to(self.dev)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        win = None if window is None else window.reshape(1, 4).float().to(self.dev)
+        prev = self.prev
+        if prev is not None and win is not None and self.prev_window is not None:
+            prev = carry(prev, self.prev_window, win)
+        with devices.autocast(self.dev, self.amp):
+            rgb, alpha = self.G(x, prev)
+        rgb = rgb.float()
+        if alpha is None or not self.alpha:
+            alpha = torch.ones_like(rgb[:, :1])
+        alpha = alpha.float()
+        shown = rgb if plate is None else composite(rgb, alpha, plate[None].to(self.dev))
+        self.prev, self.prev_window = shown, win  # G's own output, as in training (the face refinement is not fed back)
+        if self.FG is not None and centre is not None and float(centre[0]) >= 0:
+            size, (h, w) = self.cfg.face_size, rgb.shape[-2:]
+            origins = face_origins(centre.reshape(1, 2).float(), size, h, w)
+            with devices.autocast(self.dev, self.amp):
+                face = self.FG.refine(crop_faces(x, origins, size), crop_faces(shown, origins, size))
+            rgb = paste_faces(rgb, face.float(), origins)
+        return rgb[0].cpu(), alpha[0].cpu()
+
+
+@dataclasses.dataclass
+class Run:
+    """What generation needs from a run folder: the networks and how frames were framed in training."""
+
+    G: torch.nn.Module
+    FG: torch.nn.Module | None
+    cfg: ModelConfig
+    plan: FramePlan  # how the dataset framed the target's frames: a fixed framing or person-centred windows
+    mattes: bool
+    step: int
+    checkpoint: Path
+    device: torch.device
+    plate: Path | None = None  # the background plate (person-over-plate runs), kept in the run folder
+
+
+def load_run(run_dir: str | Path, device: str = "auto", reporter: Reporter | None = None) -> Run:
+    """The newest good checkpoint of `run_dir`, its networks built and loaded for inference."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise EdnError("run folder not found", path=run_dir)
+    found = load_latest(run_dir, reporter)
+    if found is None:
+        raise EdnError("no checkpoint in this run folder (train first with `edn train`)", path=run_dir)
+    state, path = found
+    try:
+        cfg = ModelConfig.from_dict(state["model"])
+        plan = FramePlan.from_dict(state["dataset"]["framing"])
+        dev = devices.choose_device(device)
+        G = build_generator(cfg)
+        G.load_state_dict(state["nets"]["G"])
+        body_steps = state["plan"]["body_steps"]  # None: stopped before --minutes planned a face stage
+        face_trained = "FG" in state["nets"] and body_steps is not None and int(state["step"]) > int(body_steps)
+        FG = None
+        if face_trained:
+            FG = build_face_generator(cfg)
+            FG.load_state_dict(state["nets"]["FG"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise EdnError(f"checkpoint does not hold a usable generator ({exc})", path=path) from exc
+    G.to(dev)
+    if FG is not None:
+        FG.to(dev)
+    plate = run_dir / PLATE if plan.windowed else None
+    return Run(G, FG, cfg, plan, bool(state["dataset"].get("mattes", True)), int(state["step"]), path, dev, plate)

@@ -1,0 +1,52 @@
+"""Images as the networks see them: BGR uint8 arrays <-> RGB float tensors in [-1, 1], and stick-figure labels.
+
+One module for these conversions so the dataset (training), the synthesizer (generation) and the previews
+cannot disagree about how a frame or a pose becomes a tensor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .pose.track import PoseTrack
+from .render import draw_pose
+
+
+def to_tensor(bgr: np.ndarray) -> torch.Tensor:
+    """BGR uint8 (H, W, 3) -> RGB float (3, H, W) in [-1, 1]."""
+    rgb = np.ascontiguousarray(bgr[..., ::-1], dtype=np.float32)
+    return torch.from_numpy(rgb).permute(2, 0, 1).div_(127.5).sub_(1.0)
+
+
+def to_image(t: torch.Tensor) -> np.ndarray:
+    """RGB float (3, H, W) in [-1, 1] -> BGR uint8 (H, W, 3)."""
+    rgb = ((t.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(rgb[..., ::-1])
+
+
+def stick_figure(track: PoseTrack, i: int) -> np.ndarray:
+    """The stick figure of row `i`, drawn in the track's own pixel frame (BGR uint8)."""
+    return draw_pose(track.body[i], track.hands[i], track.face[i], size=(track.width, track.height))
+
+
+def composite(rgb: torch.Tensor, alpha: torch.Tensor, plate: torch.Tensor) -> torch.Tensor:
+    """The person (colour `rgb`, coverage `alpha` in [0, 1]) over the background `plate`, all in [-1, 1]."""
+    return alpha * rgb + (1.0 - alpha) * plate
+
+
+def carry(img: torch.Tensor, win_from: torch.Tensor, win_to: torch.Tensor) -> torch.Tensor:
+    """`img` (B, C, H, W), seen through windows `win_from` (B, 4: x0, y0, width, height in source pixels),
+    resampled into windows `win_to`: what the previous frame's output looks like through the current window.
+    Where `win_to` sees beyond `win_from`, zeros (as for a first frame)."""
+    import torch.nn.functional as F
+
+    # A pixel at normalized u in [-1, 1] of win_to sits at source x = x0' + (u + 1) / 2 * w', which is at
+    # normalized (x - x0) / w * 2 - 1 in win_from: an affine map per axis, scale w'/w, shift below.
+    scale = win_to[:, 2:] / win_from[:, 2:]
+    shift = (win_to[:, :2] - win_from[:, :2]) * 2 / win_from[:, 2:] + scale - 1
+    theta = torch.zeros(img.shape[0], 2, 3, dtype=img.dtype, device=img.device)
+    theta[:, 0, 0], theta[:, 1, 1] = scale[:, 0], scale[:, 1]
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(img.shape), align_corners=False)
+    return F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -1,0 +1,118 @@
+"""One optimizer step of each training stage: the body GAN on a temporal pair, and the Face GAN.
+
+Body (`body_step`), the paper's temporal smoothing: I0 = G(x_t, 0), I1 = G(x_t+1, I0); D judges
+(x_t, x_t+1, I0, I1) against (x_t, x_t+1, y_t, y_t+1). Generator loss (`models.losses.generator_losses`): LSGAN +
+feature matching + VGG19 perceptual (or L1 with `perceptual none`) + person/limb-weighted L1 + the alpha head's
+loss against the dataset's mattes. Face (`face_step`): the last `face_fraction` of the steps trains the Face GAN
+on the face crops with the body frozen (paper, section 3.3).
+
+G and D are updated separately, as in pix2pixHD-style GAN code; D's pass inside the generator update (D frozen,
+only the gradient towards G wanted) calls the bare module around its DDP wrapper: that pass needs no gradient
+sync (see `training.distributed`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..models.config import ModelConfig
+from ..models.face import crop_faces, face_origins
+from ..models.losses import discriminator_losses, face_generator_losses, generator_losses
+from ..tensors import carry, composite
+from .distributed import bare
+
+
+def generate_pair(G, x0, x1, batch, autocast):
+    """A temporal pair as generation makes it: I0 = G(x_t, zeros), I1 = G(x_t+1, I0). With a background plate
+    (person over plate) each output is G's colour and alpha composited over the frame's plate crop, and I0 is
+    carried into frame t+1's window before it is fed back. Returns (I0, I1, alpha0, alpha1), outputs in fp32."""
+    plate = batch.get("plate")
+    if plate is None:
+        with autocast:
+            fake0, alpha0 = G(x0, None)  # first frame: no previous output (zeros)
+            fake1, alpha1 = G(x1, fake0)  # second frame: fed the first, as at generation time
+        return fake0.float(), fake1.float(), alpha0, alpha1
+    window = batch["window"]
+    with autocast:
+        rgb0, alpha0 = G(x0, None)
+    fake0 = composite(rgb0.float(), alpha0.float(), plate[:, 0])
+    with autocast:
+        rgb1, alpha1 = G(x1, carry(fake0, window[:, 0], window[:, 1]))
+    fake1 = composite(rgb1.float(), alpha1.float(), plate[:, 1])
+    return fake0, fake1, alpha0, alpha1
+
+
+def body_step(G, D, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast,
+              mattes: bool = True) -> dict[str, float]:
+    """One temporal-pair step of the body GAN: the generator update, then the discriminator's.
+    G and D are the networks, or their DDP wrappers when several processes train."""
+    label, real = batch["label"], batch["image"]
+    x0, x1, y0, y1 = label[:, 0], label[:, 1], real[:, 0], real[:, 1]
+    m0, m1 = (batch["matte"][:, 0], batch["matte"][:, 1]) if mattes else (None, None)
+    fake0, fake1, alpha0, alpha1 = generate_pair(G, x0, x1, batch, autocast)
+
+    # generator: fool D on the pair, match D's features on the real pair, look like the real frames
+    frozen_d = bare(D).requires_grad_(False)  # around DDP: D's weights get no gradient here, nothing to sync
+    with autocast:
+        d_fake = frozen_d(torch.cat([x0, x1, fake0, fake1], 1))
+        with torch.no_grad():
+            d_real = frozen_d(torch.cat([x0, x1, y0, y1], 1))
+        g = generator_losses(cfg, gan, d_fake, d_real, [fake0, fake1], [y0, y1], [x0, x1], [alpha0, alpha1],
+                             [m0, m1], vgg)
+    opt_g.zero_grad(set_to_none=False)
+    g["total"].backward()  # with DDP, the gradients are averaged across processes here
+    opt_g.step()
+    frozen_d.requires_grad_(True)
+
+    # discriminator: real pairs towards 1, generated pairs towards 0 (LSGAN)
+    with autocast:
+        d_fake = D(torch.cat([x0, x1, fake0.detach(), fake1.detach()], 1))
+        d_real = D(torch.cat([x0, x1, y0, y1], 1))
+        d = discriminator_losses(gan, d_fake, d_real)
+    opt_d.zero_grad(set_to_none=False)
+    d["total"].backward()
+    opt_d.step()
+    out = {f"G_{k}": float(v.detach()) for k, v in g.items() if k != "total"}
+    out.update(D_real=float(d["d_real"].detach()), D_fake=float(d["d_fake"].detach()))
+    return out
+
+
+def face_step(G, refine, FD, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast) -> dict[str, float]:
+    """One step of the Face GAN on both frames of each pair; the body generator is frozen (paper, sec. 3.3).
+    G is the bare body generator; `refine` is the face generator in a `FaceRefine`, and FD the face
+    discriminator, or their DDP wrappers when several processes train."""
+    label, real = batch["label"], batch["image"]
+    with torch.no_grad():
+        fake0, fake1, _, _ = generate_pair(G, label[:, 0], label[:, 1], batch, autocast)
+    labels = torch.cat([label[:, 0], label[:, 1]])
+    fakes = torch.cat([fake0, fake1]).float()
+    reals = torch.cat([real[:, 0], real[:, 1]])
+    centres = torch.cat([batch["face"][:, 0], batch["face"][:, 1]]).cpu()
+    # Frames without a face still run, at weight 0, so that every process takes the same optimizer steps.
+    weight = (centres[:, 0] >= 0).float().mean().item()
+    size, (h, w) = cfg.face_size, labels.shape[-2:]
+    origins = face_origins(torch.where(centres >= 0, centres, torch.tensor([w / 2, h / 2])), size, h, w)
+    lab_c, fake_c, real_c = (crop_faces(t, origins, size) for t in (labels, fakes, reals))
+
+    frozen_fd = bare(FD).requires_grad_(False)  # around DDP, as D in `body_step`
+    with autocast:
+        refined = refine(lab_c, fake_c).float()
+        d_fake = frozen_fd(torch.cat([lab_c, refined], 1))
+        with torch.no_grad():
+            d_real = frozen_fd(torch.cat([lab_c, real_c], 1))
+        g = face_generator_losses(cfg, gan, d_fake, d_real, refined, real_c, vgg)
+    opt_g.zero_grad(set_to_none=False)
+    (weight * g["total"]).backward()
+    opt_g.step()
+    frozen_fd.requires_grad_(True)
+
+    with autocast:
+        d_fake = FD(torch.cat([lab_c, refined.detach()], 1))
+        d_real = FD(torch.cat([lab_c, real_c], 1))
+        d = discriminator_losses(gan, d_fake, d_real)
+    opt_d.zero_grad(set_to_none=False)
+    (weight * d["total"]).backward()
+    opt_d.step()
+    out = {f"F_{k}": float(v.detach()) for k, v in g.items() if k != "total"}
+    out.update(FD_real=float(d["d_real"].detach()), FD_fake=float(d["d_fake"].detach()))
+    return out
