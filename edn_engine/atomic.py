@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from .errors import EdnError
 
@@ -80,9 +80,12 @@ def write_json(target: str | Path, obj: Any) -> None:
     write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def write_with(target: str | Path, writer: Callable[[Path], Any]) -> None:
-    """Call `writer(tmp_path)` and move the result into place atomically."""
-    with atomic_path(target) as tmp:
-        result = writer(tmp)
-        if result is False:  # cv2.imwrite reports failure by returning False
-            raise EdnError("could not write the file", path=target)
+def read_json(path: str | Path, what: str = "file", format_name: str | None = None) -> Any:
+    """A JSON file EDN wrote; EdnError naming it when it is unreadable or (with `format_name`) not of that format."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdnError(f"unreadable {what} ({exc})", path=path) from exc
+    if format_name is not None and (not isinstance(doc, dict) or doc.get("format") != format_name):
+        raise EdnError(f"not an EDN {what}", path=path)
+    return doc

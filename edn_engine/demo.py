@@ -16,7 +16,8 @@ ends with `edn eval`'s figures against ground truth. Stages (reused on a re-run 
     blend          a .blend whose Sequencer holds the source render, the stick figures and the result
                                                                         OUT/edn_demo.blend
 
-Blender runs in a subprocess (`python -m blender_addon.demo_scene`), as the engine never imports bpy.
+Blender runs in a subprocess (`python -m edn_demo.scene`, the package installed beside this one), as the engine
+never imports bpy.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ import time
 from pathlib import Path
 
 from .errors import EdnError
-from .events import Reporter
-from .stages import Stages
+from .events import Reporter, parse_event
+from .pipeline import Pipeline, TrainOptions
 
-REPO_ROOT = Path(__file__).resolve().parents[1]  # holds edn_engine/ and blender_addon/
+REPO_ROOT = Path(__file__).resolve().parents[1]  # holds edn_engine/ and edn_demo/ (a checkout or site-packages)
 
 
 @dataclasses.dataclass
@@ -65,15 +66,9 @@ def run_demo(out_dir: str | Path, options: DemoOptions | None = None, reporter: 
         raise EdnError("the demo renders with Blender as a Python module, which this Python lacks: run "
                        "`bash scripts/setup_env.sh` (it installs bpy into .venv) and use .venv/bin/edn")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    st = Stages(out, reporter)
-    timings: dict[str, float] = {}
+    pipe = Pipeline(out, reporter)
+    st = pipe.stages
     t_start = time.monotonic()
-
-    def timed(name, inputs, outputs, work):
-        t0 = time.monotonic()
-        st.run(name, inputs, outputs, work)
-        timings[name] = round(time.monotonic() - t0, 1)
 
     size = opts.size
     dance, test = out / "scene_dance", out / "scene_transfer"
@@ -86,47 +81,42 @@ def run_demo(out_dir: str | Path, options: DemoOptions | None = None, reporter: 
         args = ["--out", str(folder), "--motion", motion, "--frames", str(frames), *scene_args]
         if blend:
             args += ["--blend", str(folder / "scene.blend")]
-        render_info[motion] = run_blender("blender_addon.demo_scene", args, reporter, f"render {motion}",
+        render_info[motion] = run_blender("edn_demo.scene", args, reporter, f"render {motion}",
                                           out / "logs" / f"render_{motion}.log")
 
     scene_opts = {"size": size, "samples": opts.samples, "scene": _source_stamp()}
-    timed("render_train", {**scene_opts, "frames": opts.frames}, [dance / "track.npz"],
-          lambda: render("dance", dance, opts.frames, False))
-    timed("render_test", {**scene_opts, "frames": opts.test_frames}, [test / "track.npz", test / "scene.blend"],
-          lambda: render("transfer", test, opts.test_frames, True))
+    st.run("render_train", {**scene_opts, "frames": opts.frames}, [dance / "track.npz"],
+           lambda: render("dance", dance, opts.frames, False))
+    st.run("render_test", {**scene_opts, "frames": opts.test_frames}, [test / "track.npz", test / "scene.blend"],
+           lambda: render("transfer", test, opts.test_frames, True))
 
-    dataset = out / "dataset"
-    timed("dataset", {"frames": dance / "frames", "track": dance / "track.npz", "mattes": dance / "mattes"},
-          [dataset / "manifest.json"], lambda: _build_dataset(dance, dataset, size, reporter))
-
-    run_dir = out / "run"
+    # Little held out: the demo evaluates on the second motion; these frames only feed training previews. The
+    # whole frame: the renders are only `size` pixels square, so a person-centred window would upsample them.
+    dataset = pipe.dataset(dance / "frames", (size, size), 0.05, dance / "track.npz", dance / "mattes",
+                           opts.profile, framing="full")
     perceptual = _perceptual(reporter)
-    timed("train", {"manifest": dataset / "manifest.json", "minutes": opts.minutes, "profile": opts.profile,
-                    "perceptual": perceptual}, [run_dir / "run.json"],
-          lambda: _train(dataset, run_dir, opts, perceptual, reporter, resume=st.resumable))
-
-    generated = out / "generated"
-    timed("generate", {"run": run_dir / "checkpoints", "track": test / "track.npz"}, [generated],
-          lambda: _generate(run_dir, test / "track.npz", generated, reporter))
+    run_dir = pipe.train(dataset, TrainOptions(profile=opts.profile, minutes=opts.minutes, perceptual=perceptual,
+                                               preview_every=200))
+    generated = pipe.generate(run_dir, test / "track.npz", out / "generated")
 
     outputs = [out / "report.json", out / "contact_sheet.png", out / "side_by_side.mp4", out / "stick_figures"]
-    timed("evaluate", {"generated": generated, "truth": test / "frames", "dataset": dataset / "manifest.json"},
-          outputs, lambda: evaluate_demo(out, dataset, test, generated, reporter))
+    st.run("evaluate", {"generated": generated, "truth": test / "frames", "dataset": dataset / "manifest.json"},
+           outputs, lambda: evaluate_demo(out, dataset, test, generated, reporter))
 
     blend = out / "edn_demo.blend"
-    timed("blend", {"scene": test / "scene.blend", "generated": generated, "sticks": out / "stick_figures"},
-          [blend], lambda: run_blender(
-              "blender_addon.demo_blend",
-              ["--scene", str(test / "scene.blend"), "--out", str(blend),
-               "--strip", f"Source render={test / 'frames'}", "--strip", f"Stick figures={out / 'stick_figures'}",
-               "--strip", f"EDN result={generated}:alpha"],
-              reporter, "blend", out / "logs" / "blend.log"))
+    st.run("blend", {"scene": test / "scene.blend", "generated": generated, "sticks": out / "stick_figures"},
+           [blend], lambda: run_blender(
+               "edn_demo.blend",
+               ["--scene", str(test / "scene.blend"), "--out", str(blend),
+                "--strip", f"Source render={test / 'frames'}", "--strip", f"Stick figures={out / 'stick_figures'}",
+                "--strip", f"EDN result={generated}:alpha"],
+               reporter, "blend", out / "logs" / "blend.log"))
 
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     summary = {
         "output": str(out), "blend": str(blend), "contact_sheet": str(out / "contact_sheet.png"),
         "side_by_side": str(out / "side_by_side.mp4"), "report": str(out / "report.json"),
-        "generated": str(generated), "run": str(run_dir), "stages": dict(st.status), "seconds": timings,
+        "generated": str(generated), "run": str(run_dir), "stages": dict(st.status), "seconds": dict(st.seconds),
         "total_seconds": round(time.monotonic() - t_start, 1), "perceptual": perceptual,
         "render": render_info, **report,
     }
@@ -147,13 +137,10 @@ def run_blender(module: str, args: list[str], reporter: Reporter, stage: str, lo
         try:
             for line in proc.stdout:
                 log.write(line)
-                if not line.startswith("{"):
+                event = parse_event(line)
+                if event is None:
                     continue
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                kind = event.get("event")
+                kind = event["event"]
                 if kind == "progress":
                     reporter.progress(event["done"], event["total"], stage=stage)
                 elif kind == "done":
@@ -179,20 +166,13 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 
 def _source_stamp() -> dict:
-    """The scene builder's own file: editing the mannequin re-renders on the next run."""
-    path = REPO_ROOT / "blender_addon" / "demo_scene.py"
-    return {"size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns} if path.is_file() else {}
+    """The scene builder's own files (the edn_demo package): editing the mannequin re-renders on the next run."""
+    spec = importlib.util.find_spec("edn_demo")
+    folders = [Path(p) for p in (spec.submodule_search_locations or [])] if spec is not None else []
+    return {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for d in folders for f in sorted(d.glob("*.py"))}
 
 
 # -- engine stages ----------------------------------------------------------------------------------------
-
-def _build_dataset(scene: Path, dataset: Path, size: int, reporter: Reporter) -> None:
-    from .dataset import build_dataset
-
-    # Little held out: the demo evaluates on the second motion; these frames only feed training previews.
-    build_dataset(scene / "frames", dataset, (size, size), track=scene / "track.npz", mattes=scene / "mattes",
-                  holdout=0.05, reporter=reporter)
-
 
 def _perceptual(reporter: Reporter) -> str:
     """VGG19's perceptual loss when its weights are on this machine; never a 548 MB download inside the demo."""
@@ -206,36 +186,15 @@ def _perceptual(reporter: Reporter) -> str:
         return "none"
 
 
-def _train(dataset: Path, run_dir: Path, opts: DemoOptions, perceptual: str, reporter: Reporter,
-           resume: bool = False) -> None:
-    from .training import TrainConfig, train
-    from .training.checkpoint import list_checkpoints
-
-    resume = resume and bool(list_checkpoints(run_dir))  # interrupted with the same inputs: continue it
-    if run_dir.exists() and not resume:
-        shutil.rmtree(run_dir)
-    tcfg = TrainConfig(steps=10**9, minutes=opts.minutes, save_every=500, preview_every=200)
-    summary = train(dataset, run_dir, tcfg, profile=opts.profile, overrides={"perceptual": perceptual},
-                    resume=resume, reporter=reporter)
-    if summary.get("stopped") == "signal":  # Ctrl-C or SIGTERM: the checkpoint is saved, the stage unfinished
-        raise KeyboardInterrupt
-
-
-def _generate(run_dir: Path, track: Path, out: Path, reporter: Reporter) -> None:
-    from .generate import generate
-
-    if out.exists():
-        shutil.rmtree(out)
-    generate(run_dir, track, out, reporter=reporter)
-
-
 def evaluate_demo(out: Path, dataset: Path, truth: Path, generated: Path, reporter: Reporter) -> dict:
     """`edn eval`'s figures for the second motion against its ground-truth render (and its armature pose)."""
     import cv2
 
-    from .dataset import FrameStore, stick_figure
-    from .evaluate import Sample, evaluate_frames, face_box_of, retrieve
+    from .dataset import FrameStore
+    from .evaluate import Sample, evaluate_frames, face_box_of
     from .pose.framing import Framing
+    from .retrieval import retrieve, retrieve_absolute
+    from .tensors import stick_figure
     from .pose.track import PoseTrack
     from .video import read_image, write_image
 
@@ -255,7 +214,10 @@ def evaluate_demo(out: Path, dataset: Path, truth: Path, generated: Path, report
         samples.append(Sample(n, real, matte, face_box_of(store, framed.body[i], framed.face[i])))
         write_image(sticks / f"frame_{n:06d}.png", stick_figure(framed, i))
     nearest = retrieve(store, framed.body)
-    return evaluate_frames(out, store, samples, generated, nearest, framed, reference=framed, reporter=reporter)
+    result = evaluate_frames(out, store, samples, generated, nearest, framed, reference=framed, reporter=reporter,
+                             nearest_absolute=retrieve_absolute(store, gt.body))
+    reporter.preview(result["contact_sheet"])
+    return result
 
 
 def describe(summary: dict) -> str:

@@ -1,4 +1,4 @@
-"""Progress reporting: a progress bar on a terminal, or one JSON object per line for the Blender add-on.
+"""Progress reporting: a tqdm bar on a terminal, or one JSON object per line for the Blender add-on.
 
 Events (the contract with `blender_addon.jobs`):
     {"event": "progress", "done": i, "total": n, "stage": "...", ...extra}
@@ -24,8 +24,8 @@ class Reporter:
         self.stream = stream or (sys.stdout if json_mode else sys.stderr)
         self.min_interval = min_interval
         self._last = 0.0
-        self._start = time.monotonic()
-        self._bar_open = False
+        self._bar = None  # the terminal's tqdm bar of the current stage
+        self._bar_stage = ""
 
     def emit(self, event: str, **fields: Any) -> None:
         if self.json_mode:
@@ -33,26 +33,31 @@ class Reporter:
             self.stream.flush()
 
     def progress(self, done: int, total: int | None, stage: str = "", **extra: Any) -> None:
+        """`done` of `total` items of `stage`; in JSON mode at most one event per `min_interval` (and the last)."""
+        if not self.json_mode:
+            self._terminal_bar(done, total, stage, extra)
+            return
         now = time.monotonic()
-        last = total is not None and done >= total
-        if not last and now - self._last < self.min_interval:
+        if (total is None or done < total) and now - self._last < self.min_interval:
             return
         self._last = now
-        if self.json_mode:
-            self.emit("progress", done=done, total=total, stage=stage, **extra)
+        self.emit("progress", done=done, total=total, stage=stage, **extra)
+
+    def _terminal_bar(self, done: int, total: int | None, stage: str, extra: dict) -> None:
+        from tqdm import tqdm  # tqdm draws on terminals and stays quiet in pipes and log files (disable=None)
+
+        if self._bar is None or self._bar_stage != stage:
+            self._close_bar()
+            self._bar = tqdm(total=total, desc=stage, file=self.stream, disable=None, dynamic_ncols=True,
+                             mininterval=self.min_interval, leave=True)
+            self._bar_stage = stage
+        if self._bar.disable:  # not a terminal
             return
-        if not self.stream.isatty() and not last:
-            return
-        width = 30
-        frac = (done / total) if total else 0.0
-        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        info = " ".join(f"{k}={_short(v)}" for k, v in extra.items())
-        self.stream.write(f"\r{stage:<10} [{bar}] {done}/{total if total else '?'} {info}"[:160])
-        self._bar_open = True
-        if last:
-            self.stream.write("\n")
-            self._bar_open = False
-        self.stream.flush()
+        self._bar.total = total
+        self._bar.set_postfix({k: _short(v) for k, v in extra.items()}, refresh=False)
+        self._bar.update(done - self._bar.n)
+        if total is not None and done >= total:
+            self._close_bar()
 
     def preview(self, path: str) -> None:
         self.emit("preview", path=str(path))
@@ -79,9 +84,9 @@ class Reporter:
             print(f"edn: error: {message}", file=sys.stderr, flush=True)
 
     def _close_bar(self) -> None:
-        if self._bar_open:
-            self.stream.write("\n")
-            self._bar_open = False
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def parse_event(line: str) -> dict | None:
@@ -100,6 +105,8 @@ def parse_event(line: str) -> dict | None:
 
 
 def _short(v: Any) -> str:
+    if isinstance(v, dict):
+        return " ".join(f"{k}={_short(x)}" for k, x in v.items())
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 

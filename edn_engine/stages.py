@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,6 +53,7 @@ class Stages:
         self.dir = Path(out_dir) / ".stages"
         self.reporter = reporter or Reporter(False)
         self.status: dict[str, str] = {}  # stage -> "ran" | "reused"
+        self.seconds: dict[str, float] = {}  # stage -> wall-clock seconds it took in this run
         # While a stage's work runs: True when an interrupted attempt with the same inputs came before it, so
         # the work may continue what that attempt left (training resumes from its last checkpoint).
         self.resumable = False
@@ -81,7 +83,9 @@ class Stages:
             self.resumable = False
         write_json(attempt, {"stage": name, "inputs": want})
         self.reporter.log(f"{name}: " + ("continuing an interrupted run" if self.resumable else "running"))
+        t0 = time.monotonic()
         work()
+        self.seconds[name] = round(time.monotonic() - t0, 1)
         write_json(stamp_path, {"stage": name, "inputs": want, "outputs": [str(o) for o in outputs]})
         attempt.unlink(missing_ok=True)
         self.status[name] = "ran"

@@ -1,7 +1,7 @@
 """Frames in and out: video files and image folders read as a stream, videos and images written atomically.
 
-Every stage reads footage through `open_source` and writes through `write_image` / `VideoWriter`, so the rules
-live in one place:
+Every stage reads footage through `open_source` and writes images through `write_image` (videos: `video_out`), so
+the rules live in one place:
 
 * Frames are decoded one at a time (memory stays flat whatever the length) and are BGR uint8, as OpenCV uses.
 * Frame numbers are the source's own: 0-based for videos; for image folders the trailing number of the file
@@ -21,9 +21,6 @@ import contextlib
 import os
 import queue
 import re
-import shutil
-import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -37,7 +34,7 @@ if not os.environ.get("EDN_DEBUG"):
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .atomic import atomic_path, write_bytes  # noqa: E402
+from .atomic import write_bytes  # noqa: E402
 from .errors import EdnError  # noqa: E402
 
 if not os.environ.get("EDN_DEBUG"):
@@ -335,105 +332,3 @@ def prefetch(frames: Iterable, depth: int = 8, transform: Callable | None = None
             while True:
                 q.get_nowait()
         thread.join(timeout=5)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# writing videos
-# ---------------------------------------------------------------------------------------------------------------
-_FOURCC: str | None = None
-
-
-def _fourcc() -> str:
-    """'avc1' (H.264) where this OpenCV build can encode it, else 'mp4v' (MPEG-4 Part 2, plays everywhere)."""
-    global _FOURCC
-    if _FOURCC is None:
-        _FOURCC = "mp4v"
-        level = cv2.getLogLevel()
-        cv2.setLogLevel(0)  # silent: a failed probe prints encoder errors
-        try:
-            with tempfile.TemporaryDirectory() as d:
-                w = cv2.VideoWriter(os.path.join(d, "probe.mp4"), cv2.VideoWriter_fourcc(*"avc1"), 30, (64, 64))
-                if w.isOpened():
-                    _FOURCC = "avc1"
-                w.release()
-        finally:
-            cv2.setLogLevel(level)
-    return _FOURCC
-
-
-class VideoWriter:
-    """Write an .mp4 frame by frame; the file appears (atomically) only when the writer closes without error.
-
-        with VideoWriter(out, fps=30) as w:
-            for img in frames:
-                w.write(img)
-    """
-
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None = None):
-        self.path = Path(path)
-        if self.path.suffix.lower() != ".mp4":
-            raise EdnError("videos are written as .mp4", path=self.path)
-        self.fps = float(fps) if fps and fps > 0 else DEFAULT_FPS
-        self.size = size
-        self.frames = 0
-        self._stack = contextlib.ExitStack()
-        self._writer: cv2.VideoWriter | None = None
-        self._tmp: Path | None = None
-        self._scratch: Path | None = None
-
-    def __enter__(self) -> "VideoWriter":
-        self._tmp = self._stack.enter_context(atomic_path(self.path))
-        return self
-
-    def write(self, img: np.ndarray) -> None:
-        if self._tmp is None:
-            raise RuntimeError("use VideoWriter as a context manager")
-        img = to_bgr8(img)
-        h, w = img.shape[:2]
-        if self._writer is None:
-            self.size = self.size or (w, h)
-            self._writer = self._open()
-        if (w, h) != tuple(self.size):
-            raise EdnError(f"frame {self.frames} is {w}x{h}, the video is {self.size[0]}x{self.size[1]}",
-                           path=self.path, frame=self.frames)
-        self._writer.write(np.ascontiguousarray(img))
-        self.frames += 1
-
-    def _open(self) -> cv2.VideoWriter:
-        target = str(self._tmp)
-        if not target.isascii():  # some FFmpeg builds (Windows) cannot open non-ASCII paths: write beside, copy in
-            self._scratch = Path(tempfile.mkdtemp(prefix="edn-video-")) / "out.mp4"
-            target = str(self._scratch)
-        writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*_fourcc()), self.fps, tuple(self.size))
-        if not writer.isOpened():
-            raise EdnError("cannot open a video writer for this file", path=self.path)
-        return writer
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        try:
-            if self._writer is not None:
-                self._writer.release()
-            if exc_type is None:
-                if self.frames == 0:
-                    raise EdnError("no frames to write", path=self.path)
-                if self._scratch is not None:
-                    shutil.copyfile(self._scratch, self._tmp)
-        except BaseException:
-            self._cleanup()
-            self._stack.__exit__(*sys.exc_info())
-            raise
-        self._cleanup()
-        return bool(self._stack.__exit__(exc_type, exc, tb))
-
-    def _cleanup(self) -> None:
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch.parent, ignore_errors=True)
-            self._scratch = None
-
-
-def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> int:
-    """Write all `frames` (BGR uint8) to an .mp4 atomically; returns the number written."""
-    with VideoWriter(path, fps) as w:
-        for img in frames:
-            w.write(img)
-    return w.frames

@@ -30,7 +30,8 @@ import cv2  # noqa: E402
 
 from edn_engine.atomic import write_json  # noqa: E402
 from edn_engine.pose.detect import DetectorConfig, extract_pose  # noqa: E402
-from edn_engine.video import open_source, write_video  # noqa: E402
+from edn_engine.video import open_source  # noqa: E402
+from edn_engine.video_out import write_video  # noqa: E402
 
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "video" / "romp_sample2.mp4"
 

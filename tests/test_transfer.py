@@ -10,7 +10,8 @@ import pytest
 cv2 = pytest.importorskip("cv2")  # the engine's Python; the Blender 4.2 test venv has only bpy and numpy
 
 from conftest import ENGINE_PYTHON, REPO, VIDEO  # noqa: E402
-from edn_engine.video import open_source, write_video  # noqa: E402
+from edn_engine.video import open_source  # noqa: E402
+from edn_engine.video_out import write_video  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,8 @@ import pytest
 
 from conftest import VIDEO
 from edn_engine.errors import EdnError
-from edn_engine.video import (
-    VideoWriter, natural_key, open_source, prefetch, read_image, write_image, write_video,
-)
+from edn_engine.video import natural_key, open_source, prefetch, read_image, write_image
+from edn_engine.video_out import VideoWriter, write_video
 
 UBC = VIDEO / "ubc_91BjuE6irxS.mp4"  # 345 frames, 414x540, moov atom at the front (a cut copy still opens)
 
