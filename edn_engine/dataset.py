@@ -1,12 +1,21 @@
 """A training dataset: the target's frames mapped to the training size, their mattes, face centres and the track.
 
-Layout of DATASET_DIR (everything written atomically; `manifest.json` last, so a folder without it is unfinished):
+How frames map to the training size is the dataset's `FramePlan` (`pose.window`). Person over plate (`window`,
+the default whenever the camera is static): each frame is the person-centred window, cropped from the full
+frame, and the background plate (`plate.py`) is stored at full resolution; the network learns the person's
+colour and alpha, judged as a composite over the plate crop. Whole frame (`letterbox` or `crop`, and the
+fallback when the camera moves or no plate can be made): one framing for every frame, as before.
 
-    manifest.json        schema version, training size, the one `Framing` used, and per frame: its split, the
-                         face centre (the nose) and face box (`face_size` square, 128 px at 1024x512 scaled
-                         with the height, shifted inside the frame)
+Layout of DATASET_DIR (built beside it and swapped in when finished; see `outputs.py`):
+
+    manifest.json        schema version, training size, the frame plan ("framing"), and per frame: its split,
+                         its window (x0, y0, width, height in source pixels; window plans only), the face centre
+                         (the nose) and face box (`face_size` square, 128 px at 1024x512 scaled with the height,
+                         shifted inside the frame), all in training pixels
     frames/frame_NNNNNN.png (or .jpg)   target frame NNNNNN (source numbering) at the training size
     mattes/matte_NNNNNN.png             the person's matte at the training size (absent with no mattes)
+    plate.png, plate_mask.png           the background plate at the clip's resolution, and where it was
+                                        inpainted (window plans only); plate crops are cut from it per frame
     track.npz            the pose track in training-frame pixels (what the stick figures are drawn from)
     track_source.npz     the same track in source pixels, as extracted or given
 
@@ -20,64 +29,31 @@ stays flat in the clip's length, during the build and during training.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 import torch
 
-from .atomic import ensure_dir, write_json
+from .atomic import read_json, write_json
 from .errors import EdnError
 from .events import Reporter
+from .pose.face import face_box, face_centre
 from .pose.framing import Framing
-from .pose.skeleton import B
+from .pose.window import FramePlan, WindowConfig, frame_track, window_framing
 from .pose.track import PoseTrack
+from .tensors import stick_figure, to_tensor
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+FRAMINGS = ("auto", "window", "full", "letterbox", "crop")  # auto: window when a plate can be made, else full
 FORMAT_NAME = "edn-dataset"
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # building
 # ---------------------------------------------------------------------------------------------------------------
-def parse_size(text: str) -> tuple[int, int]:
-    """'256x256' -> (256, 256)."""
-    try:
-        w, h = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise EdnError(f"size must look like WIDTHxHEIGHT (e.g. 256x256), not {text!r}") from None
-    if w < 16 or h < 16 or w > 8192 or h > 8192:
-        raise EdnError(f"size {w}x{h} is out of range (16 to 8192 pixels a side)")
-    return w, h
-
-
-def face_centre(body: np.ndarray, face: np.ndarray) -> tuple[float, float] | None:
-    """Where the face crop is centred: the nose (as in the paper), else the mean of the face points found."""
-    if body[B["Nose"], 2] > 0:
-        return float(body[B["Nose"], 0]), float(body[B["Nose"], 1])
-    present = face[:, 2] > 0
-    if present.any():
-        return float(face[present, 0].mean()), float(face[present, 1].mean())
-    return None
-
-
-def face_box(centre: tuple[float, float] | None, side: int, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) of a `side` square centred on `centre`, shifted to lie inside the frame."""
-    if centre is None:
-        return None
-    w, h = size
-    side = min(side, w, h)
-    x0 = int(round(centre[0] - side / 2))
-    y0 = int(round(centre[1] - side / 2))
-    x0 = min(max(x0, 0), w - side)
-    y0 = min(max(y0, 0), h - side)
-    return x0, y0, x0 + side, y0 + side
-
-
 def build_dataset(
     source: str | Path,
     output: str | Path,
@@ -86,10 +62,11 @@ def build_dataset(
     track: str | Path | PoseTrack | None = None,
     mattes: str | Path | None = None,
     holdout: float = 0.2,
-    framing: str = "letterbox",
+    framing: str = "auto",
     image_format: str = "png",
     start: int | None = None,
     end: int | None = None,
+    profile: str | None = "cpu",
     reporter: Reporter | None = None,
 ) -> dict:
     """Build DATASET_DIR from a target clip or image folder; returns the summary printed by `edn dataset build`.
@@ -98,51 +75,74 @@ def build_dataset(
     `track`, the pose detector writes them while it extracts the track; with a `track` (from Blender, say) but no
     mattes, the detector still runs, for its mattes only, because the alpha head needs them. Pass
     mattes="none" to build without mattes: the run then trains no alpha and generates opaque frames.
+    `profile`: refuse at once a size that this network profile cannot train (None: no check).
     """
-    from .video import open_source, write_image
+    from .outputs import DATASET, check_output_folder, staged_folder
+    from .video import open_source
 
+    # -- every argument and input is checked before anything is touched ---------------------------------------
     source, output = Path(source), Path(output)
     if not 0.0 <= holdout < 1.0:
         raise EdnError(f"--holdout must be in [0, 1), not {holdout}")
     if image_format not in ("png", "jpg"):
         raise EdnError(f"frame format must be png or jpg, not {image_format!r}")
-    if not source.exists():
-        raise EdnError("input not found", path=source)
-    _prepare_output(output)
-    reporter = reporter or Reporter(False)
+    if framing not in FRAMINGS:
+        raise EdnError(f"--framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
+    framing = "letterbox" if framing == "full" else framing
+    if profile is not None:
+        from .models.config import check_trainable_size
 
+        check_trainable_size(profile, tuple(size))
     no_mattes = mattes is not None and str(mattes).lower() == "none"
     mattes_dir = None if (mattes is None or no_mattes) else Path(mattes)
+    if framing == "window" and no_mattes:
+        raise EdnError("--framing window needs the person's mattes (to make the background plate): drop "
+                       "--mattes none, or use --framing full")
     if mattes_dir is not None and not mattes_dir.is_dir():
         raise EdnError("mattes folder not found", path=mattes_dir)
-    scratch = output / ".build"  # source-size mattes from the detector, removed when done
-    if scratch.exists():
-        shutil.rmtree(scratch)
+    clip = open_source(source, start, end)  # checks the input, --start and --end, and gives the footage size
+    track_path = Path(track) if isinstance(track, (str, Path)) else None
+    if track_path is not None:
+        track = PoseTrack.load(track_path)
+    if track is not None and (track.width, track.height) != (clip.width, clip.height):
+        raise EdnError(f"the track is {track.width}x{track.height} but the footage is {clip.width}x{clip.height}; "
+                       "give the track extracted from this footage", path=track_path or source)
+    check_output_folder(output, DATASET, "dataset folder", inputs=(source, track_path, mattes_dir))
+    reporter = reporter or Reporter(False)
 
-    if isinstance(track, (str, Path)):
-        track = PoseTrack.load(track)
+    # -- built beside the old dataset and swapped in only when finished ---------------------------------------
+    with staged_folder(output) as build:
+        summary = _build(clip, source, build, size, track, mattes_dir, no_mattes, holdout, framing, image_format,
+                         start, end, reporter)
+    return {**summary, "output": str(output)}
+
+
+def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseTrack | None,
+           mattes_dir: Path | None, no_mattes: bool, holdout: float, framing: str, image_format: str,
+           start: int | None, end: int | None, reporter: Reporter) -> dict:
+    """The build itself, into the (empty) folder `output`."""
+    from .video import write_image
+
     if track is None or (mattes_dir is None and not no_mattes):
         from .pose.detect import extract_pose
 
+        scratch = output / ".build"  # source-size mattes from the detector, removed when done
         reporter.log("detecting poses" + (" (for the mattes only)" if track is not None else "") + f" in {source}")
         detected, _ = extract_pose(source, start=start, end=end, mattes_dir=scratch, reporter=reporter)
         mattes_dir = scratch
         if track is None:
             track = detected
 
-    clip = open_source(source, start, end)
-    if (track.width, track.height) != (clip.width, clip.height):
-        raise EdnError(f"the track is {track.width}x{track.height} but the footage is {clip.width}x{clip.height}; "
-                       "give the track extracted from this footage", path=source)
-    fr = Framing((clip.width, clip.height), tuple(size), framing)
+    plan = _plan(framing, source, mattes_dir, (clip.width, clip.height), tuple(size), start, end, output, reporter)
+    framings = plan.framings(track)
     ext = ".jpg" if image_format == "jpg" else ".png"
     jpeg = [cv2.IMWRITE_JPEG_QUALITY, 95] if image_format == "jpg" else []
     from .models.config import default_face_size
 
     face_side = default_face_size(*size)
-    (output / "frames").mkdir(exist_ok=True)
+    (output / "frames").mkdir()
     if mattes_dir is not None:
-        (output / "mattes").mkdir(exist_ok=True)
+        (output / "mattes").mkdir()
 
     kept: list[dict] = []
     excluded = {"no_person": 0, "outside_track": 0, "no_matte": 0}
@@ -161,14 +161,17 @@ def build_dataset(
             if matte is None:
                 excluded["no_matte"] += 1
                 continue
-        frame = fr.image(bgr)
-        write_image(output / "frames" / f"frame_{n:06d}{ext}", frame, jpeg)
+        fr = framings[i]
+        write_image(output / "frames" / f"frame_{n:06d}{ext}", fr.image(bgr), jpeg)
         if matte is not None:
             write_image(output / "mattes" / f"matte_{n:06d}.png", fr.image(matte))
         centre = face_centre(fr.points(track.body[i]), fr.points(track.face[i]))
         box = face_box(centre, face_side, tuple(size))
-        kept.append({"frame": n, "face_centre": None if centre is None else [round(c, 2) for c in centre],
-                     "face_box": None if box is None else list(box)})
+        entry = {"frame": n, "face_centre": None if centre is None else [round(c, 2) for c in centre],
+                 "face_box": None if box is None else list(box)}
+        if fr.window is not None:
+            entry["window"] = [round(v, 3) for v in fr.window]
+        kept.append(entry)
         reporter.progress(done, total, stage="dataset", kept=len(kept))
 
     if not kept:
@@ -184,11 +187,8 @@ def build_dataset(
     last = kept[-1]["frame"] - track.frame_start + 1
     src_track = track.slice(first, last)
     src_track.save(output / "track_source.npz")
-    framed = src_track.replace(body=fr.points(src_track.body), hands=fr.points(src_track.hands),
-                               face=fr.points(src_track.face), width=size[0], height=size[1])
-    framed.save(output / "track.npz")
-    if scratch.exists():
-        shutil.rmtree(scratch, ignore_errors=True)
+    frame_track(src_track, framings[first:last]).save(output / "track.npz")
+    shutil.rmtree(output / ".build", ignore_errors=True)
 
     train = [e for e in kept if e["split"] == "train"]
     manifest = {
@@ -196,7 +196,7 @@ def build_dataset(
         "schema_version": SCHEMA_VERSION,
         "source": str(source),
         "size": list(size),
-        "framing": fr.to_dict(),
+        "framing": plan.to_dict(),
         "fps": float(getattr(clip, "fps", track.fps) or track.fps),
         "frame_format": image_format,
         "mattes": mattes_dir is not None,
@@ -207,9 +207,8 @@ def build_dataset(
     }
     write_json(output / MANIFEST, manifest)
     return {
-        "output": str(output),
         "size": list(size),
-        "framing": framing,
+        "framing": plan.mode,
         "frames": len(kept),
         "train_frames": len(train),
         "train_pairs": len(consecutive_pairs([e["frame"] for e in train])),
@@ -219,14 +218,25 @@ def build_dataset(
     }
 
 
-def _prepare_output(output: Path) -> None:
-    ensure_dir(output, "dataset folder")
-    if (output / MANIFEST).exists() or (output / "frames").exists():
-        # Rebuilding over an old dataset: drop it so no stale frame survives with a new framing.
-        if (output / MANIFEST).exists():
-            (output / MANIFEST).unlink()
-        for sub in ("frames", "mattes"):
-            shutil.rmtree(output / sub, ignore_errors=True)
+def _plan(framing: str, source: Path, mattes_dir: Path | None, src_size: tuple[int, int],
+          size: tuple[int, int], start: int | None, end: int | None, output: Path, reporter: Reporter) -> FramePlan:
+    """The frame plan: person over plate when asked for, or by default when a plate can be made (saved into
+    `output`); else the whole frame, letterboxed, as before."""
+    if framing in ("letterbox", "crop"):
+        return FramePlan(src_size, size, framing)
+    if mattes_dir is None:
+        reporter.log("no mattes: training on the whole frame (person over plate needs mattes)")
+        return FramePlan(src_size, size, "letterbox")
+    from .plate import estimate_plate
+
+    plate = estimate_plate(source, mattes_dir, start=start, end=end, reporter=reporter)
+    if not plate.usable:
+        if framing == "window":
+            raise EdnError(f"cannot train the person over a plate: {plate.reason}", path=source)
+        reporter.log(f"warning: {source}: {plate.reason}; training on the whole frame instead")
+        return FramePlan(src_size, size, "letterbox")
+    plate.save(output / "plate.png", output / "plate_mask.png")
+    return FramePlan(src_size, size, "window", WindowConfig())
 
 
 def _read_matte(path: Path, size: tuple[int, int]) -> np.ndarray | None:
@@ -256,12 +266,7 @@ def load_manifest(dataset_dir: str | Path) -> dict:
     path = dataset_dir / MANIFEST
     if not path.is_file():
         raise EdnError("not an EDN dataset (no manifest.json; build one with `edn dataset build`)", path=dataset_dir)
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdnError(f"unreadable dataset manifest ({exc})", path=path) from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise EdnError("not an EDN dataset manifest", path=path)
+    manifest = read_json(path, "dataset manifest", FORMAT_NAME)
     version = manifest.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise EdnError(f"dataset schema {version} is not one this EDN reads ({SCHEMA_VERSION}); update EDN", path=path)
@@ -270,6 +275,11 @@ def load_manifest(dataset_dir: str | Path) -> dict:
             raise EdnError(f"dataset manifest lacks '{key}'", path=path)
     if not (dataset_dir / "track.npz").is_file():
         raise EdnError("dataset lacks track.npz", path=dataset_dir)
+    for k, entry in enumerate(manifest["frames"] if isinstance(manifest["frames"], list) else [None]):
+        if not (isinstance(entry, dict) and isinstance(entry.get("frame"), int)
+                and entry.get("split") in ("train", "holdout")):
+            raise EdnError(f"dataset manifest entry {k} is damaged (it needs an integer 'frame' and a 'split' of "
+                           "train or holdout); rebuild the dataset with `edn dataset build`", path=path)
     return manifest
 
 
@@ -277,25 +287,6 @@ def consecutive_pairs(frames: list[int]) -> list[tuple[int, int]]:
     """(t, t+1) pairs of source frame numbers that are both present: a gap breaks the temporal chain."""
     present = set(frames)
     return [(n, n + 1) for n in sorted(frames) if n + 1 in present]
-
-
-def to_tensor(bgr: np.ndarray) -> torch.Tensor:
-    """BGR uint8 (H, W, 3) -> RGB float (3, H, W) in [-1, 1]."""
-    rgb = np.ascontiguousarray(bgr[..., ::-1], dtype=np.float32)
-    return torch.from_numpy(rgb).permute(2, 0, 1).div_(127.5).sub_(1.0)
-
-
-def to_image(t: torch.Tensor) -> np.ndarray:
-    """RGB float (3, H, W) in [-1, 1] -> BGR uint8 (H, W, 3)."""
-    rgb = ((t.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    return np.ascontiguousarray(rgb[..., ::-1])
-
-
-def stick_figure(track: PoseTrack, i: int) -> np.ndarray:
-    """The stick figure of row `i`, drawn in the track's own pixel frame (BGR uint8)."""
-    from .render import draw_pose
-
-    return draw_pose(track.body[i], track.hands[i], track.face[i], size=(track.width, track.height))
 
 
 class FrameStore:
@@ -311,6 +302,31 @@ class FrameStore:
         self.ext = ".jpg" if self.manifest.get("frame_format") == "jpg" else ".png"
         self.has_mattes = bool(self.manifest.get("mattes"))
         self.entries = {e["frame"]: e for e in self.manifest["frames"]}
+        self.plan = FramePlan.from_dict(self.manifest["framing"])
+        self.has_plate = self.plan.windowed
+        self._plate: np.ndarray | None = None  # the full-resolution plate, read on first use
+
+    def framing(self, n: int):
+        """How source frame `n` maps to the training size (its window, or the one fixed framing)."""
+        entry = self.entries[n]
+        if self.plan.windowed:
+            return window_framing(self.plan.src_size, self.size, entry["window"])
+        return Framing(self.plan.src_size, self.size, self.plan.mode)
+
+    def plate(self, n: int) -> torch.Tensor:
+        """The background plate as seen through frame `n`'s window, (3, H, W) in [-1, 1]."""
+        if self._plate is None:
+            from .video import read_image
+
+            path = self.dir / "plate.png"
+            if not path.is_file():
+                raise EdnError("dataset plate missing", path=path)
+            self._plate = read_image(path)
+        return to_tensor(self.framing(n).image(self._plate))
+
+    def window(self, n: int) -> torch.Tensor:
+        """Frame `n`'s window (x0, y0, width, height) in source pixels."""
+        return torch.tensor(self.entries[n]["window"], dtype=torch.float32)
 
     def frames(self, split: str) -> list[int]:
         return [e["frame"] for e in self.manifest["frames"] if e["split"] == split]
@@ -363,10 +379,7 @@ class PairDataset(torch.utils.data.Dataset):
             "image": torch.stack([s.image(n) for n in pair]),  # (2, 3, H, W)
             "matte": torch.stack([s.matte(n) for n in pair]),  # (2, 1, H, W)
             "face": torch.stack([s.face_centre(n) for n in pair]),  # (2, 2)
+            **({"plate": torch.stack([s.plate(n) for n in pair]),  # (2, 3, H, W): composites are judged
+                "window": torch.stack([s.window(n) for n in pair])}  # (2, 4): to carry frame t into t+1's window
+               if s.has_plate else {}),
         }
-
-
-def iter_frames(store: FrameStore, frames: list[int]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """(n, label, image) for previews and evaluation, one at a time."""
-    for n in frames:
-        yield n, store.label(n), store.image(n)

@@ -1,28 +1,36 @@
-"""`edn eval`: how good a trained run is, on the dataset's held-out frames, against a retrieval baseline.
+"""`edn eval`: how good a trained run is, on the dataset's held-out frames, against two retrieval baselines.
 
 Each held-out frame is reconstructed from its own pose (the generator fed its previous output, as in use) and
-compared with the real frame. The baseline answers "could we just look the pose up?": for each held-out pose
-the training frame whose normalized pose is closest. Both are scored the same way (see `metrics`):
+compared with the real frame. The baselines answer "could we just look the pose up?" (see `retrieval`): the
+training frame of the nearest posture ("retrieval") and the one whose pose in source pixels is nearest as it
+stands ("retrieval_absolute": the right posture in the right place). All three are scored the same way (see
+`metrics`), the poses by the same detector on the real and the output frames:
 
     ssim_frame, psnr_frame      whole frame
     ssim_person, psnr_person    the box around the real frame's matte (the person region)
     ssim_face                   the face box the Face GAN works on (the paper's face crop)
+    background_psnr             outside the real matte grown by 3% of the frame (None without mattes)
     pose_error                  the detector run on the output vs on the real frame, mean distance in torso
                                 lengths over body, hands and face (the detector's own error cancels out)
+    body_error                  the same over the main body joints only, on frames where both show a person
     missed_rate                 share of the real frame's keypoints the detector does not find on the output
+    person_found                share of output frames on which the detector finds a person
+    hands_found, face_found     share of the hands (each counted) / faces shown on the real frames that it
+                                also finds on the outputs (None when the real frames never show one)
     flicker                     mean change between consecutive frames in the person region, over the real one's
 
-REPORT_DIR gets `report.json` ({"frames": n, "model": {...}, "retrieval": {...}}: a contract other tools
-read), `contact_sheet.png` (stick figure | retrieval | generated | real for a spread of frames) and
-`side_by_side.mp4` (the same four panels for every frame).
+Frames of any size are scored one at a time, so a long clip at full resolution stays out of memory.
+REPORT_DIR gets `report.json` ({"frames": n, "model": {...}, "retrieval": {...}, "retrieval_absolute": {...}}:
+a contract other tools read), `contact_sheet.png` (stick figure | retrievals | generated | real for a spread of
+frames) and `side_by_side.mp4` (the same panels for every frame, scaled to at most PANEL_HEIGHT).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -31,83 +39,51 @@ from . import metrics
 from .atomic import write_json
 from .errors import EdnError
 from .events import Reporter
+from .metrics import FIGURES, Sample, Scorer, score
 from .pose.track import PoseTrack
+from .retrieval import retrieve, retrieve_absolute, source_track
+from .runs import RUN_INFO, read_run_info
 
-FIGURES = ("ssim_frame", "psnr_frame", "ssim_person", "psnr_person", "ssim_face", "pose_error", "missed_rate",
-           "flicker")
-PANELS = ("stick figure", "retrieval", "generated", "real")
+# What the demo, the pipeline and the tests take from here (the figures themselves live in `metrics`).
+__all__ = ["FIGURES", "Sample", "Scorer", "score", "evaluate_run", "evaluate_frames", "retrieve",
+           "retrieve_absolute", "face_box_of", "run_dataset_dir"]
 
-
-# -- scoring (pure: arrays in, figures out) ------------------------------------------------------------
-
-@dataclass
-class Sample:
-    """One evaluated frame: the real frame, its matte (or None), its face box (or None)."""
-
-    frame: int
-    real: np.ndarray  # BGR uint8 (H, W, 3)
-    matte: np.ndarray | None  # uint8 (H, W)
-    face_box: tuple[int, int, int, int] | None
-
-
-def score(samples: list[Sample], outputs: list[np.ndarray], detected: np.ndarray, reference: np.ndarray) -> dict:
-    """The eight figures for one method. outputs[i] is that method's image for samples[i] (BGR uint8);
-    detected/reference: (N, K, 3) keypoints found on the outputs / on the real frames (or ground truth)."""
-    if len(samples) != len(outputs) or len(samples) != len(detected) or len(samples) != len(reference):
-        raise ValueError("samples, outputs and poses differ in length")
-    s_frame, p_frame, s_person, p_person, s_face = [], [], [], [], []
-    for smp, out in zip(samples, outputs):
-        s_frame.append(metrics.ssim(smp.real, out))
-        p_frame.append(metrics.psnr(smp.real, out))
-        box = person_box(smp)
-        if box is not None:
-            s_person.append(metrics.ssim(metrics.crop(smp.real, box), metrics.crop(out, box)))
-            p_person.append(metrics.psnr(metrics.crop(smp.real, box), metrics.crop(out, box)))
-        if smp.face_box is not None:
-            s_face.append(metrics.ssim(metrics.crop(smp.real, smp.face_box), metrics.crop(out, smp.face_box)))
-    torso = metrics.robust_torso(reference[:, :25]) if len(reference) else np.zeros(0)
-    err, missed = metrics.pose_errors(detected, reference, torso) if len(reference) else (np.zeros(0),) * 2
-    pairs = [i for i in range(len(samples) - 1) if samples[i + 1].frame == samples[i].frame + 1]
-    flicker = metrics.flicker_ratio([(outputs[i], outputs[i + 1]) for i in pairs],
-                                    [(samples[i].real, samples[i + 1].real) for i in pairs],
-                                    [region_mask(samples[i], samples[i + 1]) for i in pairs])
-    return {
-        "ssim_frame": metrics.mean(s_frame), "psnr_frame": metrics.mean(p_frame),
-        "ssim_person": metrics.mean(s_person), "psnr_person": metrics.mean(p_person),
-        "ssim_face": metrics.mean(s_face), "pose_error": metrics.mean(err), "missed_rate": metrics.mean(missed),
-        "flicker": None if not np.isfinite(flicker) else float(flicker),
-    }
-
-
-def person_box(smp: Sample) -> tuple[int, int, int, int] | None:
-    """The person region: the real matte's box; the whole frame when the dataset has no mattes."""
-    h, w = smp.real.shape[:2]
-    if smp.matte is None:
-        return (0, 0, w, h)
-    return metrics.matte_box(smp.matte)
-
-
-def region_mask(a: Sample, b: Sample) -> np.ndarray:
-    """Where flicker is measured between two frames: the union of their mattes (or everywhere)."""
-    h, w = a.real.shape[:2]
-    if a.matte is None or b.matte is None:
-        return np.ones((h, w), bool)
-    return (a.matte > 127) | (b.matte > 127)
+BASELINES = {"retrieval": "retrieval: posture", "retrieval_absolute": "retrieval: place"}  # report key: panel
+PANEL_HEIGHT = 360  # contact-sheet and video panels are scaled down to this height
+FAST_PNG = (cv2.IMWRITE_PNG_COMPRESSION, 1)  # scratch frames: written once, read twice
 
 
 # -- pictures ------------------------------------------------------------------------------------------
+
+def fit_height(images: list[np.ndarray], height: int) -> list[np.ndarray]:
+    """Each image (colour part) scaled to `height`, keeping its aspect: panels of any size side by side."""
+    out = []
+    for im in images:
+        im = np.ascontiguousarray(im[..., :3])
+        if im.shape[0] != height:
+            w = max(1, int(round(im.shape[1] * height / im.shape[0])))
+            im = cv2.resize(im, (w, height), interpolation=cv2.INTER_AREA)
+        out.append(im)
+    return out
+
 
 def panel_row(images: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.ascontiguousarray(im[..., :3]) for im in images], axis=1)
 
 
-def contact_sheet(rows: list[list[np.ndarray]], labels: tuple[str, ...] = PANELS, max_width: int = 1600) -> np.ndarray:
-    """Rows of panels under a header naming the columns; scaled down to `max_width`."""
+def contact_sheet(rows: list[list[np.ndarray]], labels: tuple[str, ...], max_width: int = 1600) -> np.ndarray:
+    """Rows of panels (of one height per row, the same widths in every row) under a header naming the columns;
+    scaled down to `max_width`."""
     grid = np.concatenate([panel_row(r) for r in rows], axis=0)
-    w = rows[0][0].shape[1]
-    header = np.full((28, grid.shape[1], 3), 255, np.uint8)
-    for k, label in enumerate(labels):
-        cv2.putText(header, label, (k * w + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    big = max(1.0, rows[0][0].shape[0] / 256)  # tall panels are scaled down more: a larger font to match
+    header = np.full((int(28 * big), grid.shape[1], 3), 255, np.uint8)
+    x, font = 0, cv2.FONT_HERSHEY_SIMPLEX
+    for label, panel in zip(labels, rows[0]):
+        width = cv2.getTextSize(label, font, 0.55, 1)[0][0]
+        scale = min(0.55 * big, 0.55 * (panel.shape[1] - 8) / width)  # narrow panels: labels must not overlap
+        cv2.putText(header, label, (x + 4, int(20 * big)), font, max(scale, 0.2), (0, 0, 0), max(1, int(big)),
+                    cv2.LINE_AA)
+        x += panel.shape[1]
     sheet = np.concatenate([header, grid], axis=0)
     if sheet.shape[1] > max_width:
         s = max_width / sheet.shape[1]
@@ -135,26 +111,19 @@ def keypoints(track: PoseTrack, rows: list[int]) -> np.ndarray:
 
 def detect_folder(folder: Path, frames: list[int], reporter: Reporter, stage: str) -> np.ndarray:
     """Run the pose detector on frame_NNNNNN images in `folder`; (N, 137, 3) in the same order as `frames`."""
-    from .pose.detect import extract_pose
+    from .pose.detect import DetectorConfig, extract_pose
+    from .pose.follow import FollowConfig
 
+    # Each frame is scored on its own: no following, which could drop a garbled frame as "someone else".
     reporter.log(f"detecting poses on the {stage} frames")
-    track, _ = extract_pose(folder, start=min(frames), end=max(frames), mattes_dir=None, reporter=reporter)
+    track, _ = extract_pose(folder, start=min(frames), end=max(frames), mattes_dir=None, reporter=reporter,
+                            config=DetectorConfig(follow=FollowConfig(enabled=False)))
     return keypoints(track, [n - track.frame_start for n in frames])
-
-
-def retrieve(store, bodies: np.ndarray) -> list[int]:
-    """The baseline: for each BODY_25 pose (N, 25, 3) in training pixels, the training frame posed most alike."""
-    t = store.track
-    train = store.frames("train")
-    if not train:
-        raise EdnError("the dataset has no training frames for the retrieval baseline", path=store.dir)
-    lib = np.stack([t.body[n - t.frame_start] for n in train])
-    return [train[k] for k in metrics.nearest_poses(bodies, lib)]
 
 
 def face_box_of(store, body: np.ndarray, face: np.ndarray):
     """The face crop for a pose in training pixels, as the dataset defines it (centred on the nose)."""
-    from .dataset import face_box, face_centre
+    from .pose.face import face_box, face_centre
 
     c = face_centre(body, face)
     side = int(store.manifest.get("face_size") or 32)
@@ -163,96 +132,217 @@ def face_box_of(store, body: np.ndarray, face: np.ndarray):
 
 def evaluate_run(run_dir: str | Path, out_dir: str | Path, *, split: str = "holdout", max_frames: int | None = None,
                  reporter: Reporter | None = None) -> dict:
-    """Generate the `split` frames of the run's dataset from their own poses and score model and retrieval."""
+    """Generate the `split` frames of the run's dataset from their own poses and score model and baselines."""
     from .dataset import FrameStore
+    from .outputs import REPORT, check_output_folder, staged_folder
     from .video import read_image
 
+    # -- everything checked before the (long) generation ------------------------------------------------------
     reporter = reporter or Reporter(False)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if max_frames is not None and max_frames < 1:
+        raise EdnError(f"--max-frames must be at least 1, not {max_frames}")
     store = FrameStore(run_dataset_dir(run_dir))
+    _check_run_size(run_dir, store)
     frames = store.frames(split)
     if not frames:
-        raise EdnError(f"the dataset has no '{split}' frames to evaluate on (build it with --holdout > 0)",
+        raise EdnError(f"the dataset has no '{split}' frames to evaluate on (rebuild it with a --holdout above "
+                       f"{store.manifest.get('holdout', 0)})", path=store.dir)
+    frames = frames[:max_frames]
+    check_output_folder(out_dir, REPORT, "report folder", inputs=(run_dir, store.dir))
+
+    with staged_folder(out_dir) as build:
+        # The model: the evaluated frames' own poses, in source pixels, through the run's generator.
+        work = build / ".work"
+        src_track = source_track(store.dir)
+        rows = [n - src_track.frame_start for n in frames]
+        src_track.slice(rows[0], rows[-1] + 1).save(work / "driving.npz")
+        reporter.log(f"generating {len(frames)} {split} frames")
+        _generate(run_dir, work / "driving.npz", work / "generated", reporter)
+        nearest_absolute = retrieve_absolute(store, src_track.body[rows])
+        if store.plan.windowed:  # person over plate: the composites, at the clip's own framing
+            t = src_track
+            result = evaluate_frames(
+                build, store, _clip_samples(store, frames, src_track), work / "generated" / "composite",
+                retrieve(store, np.stack([store.track.body[n - store.track.frame_start] for n in frames])), t,
+                reporter=reporter, nearest_absolute=nearest_absolute, library_image=_clip_library(store))
+            paths = {k: str(out_dir / Path(result[k]).name) for k in ("report", "contact_sheet", "video")}
+            reporter.preview(paths["contact_sheet"])
+            return {**result, **paths, "split": split}
+
+        t = store.track
+
+        def samples() -> Iterator[Sample]:  # read one at a time
+            for n in frames:
+                i = n - t.frame_start
+                matte = (read_image(store.dir / "mattes" / f"matte_{n:06d}.png", cv2.IMREAD_GRAYSCALE)
+                         if store.has_mattes else None)
+                yield Sample(n, read_image(store.dir / "frames" / f"frame_{n:06d}{store.ext}"), matte,
+                             face_box_of(store, t.body[i], t.face[i]))
+
+        nearest = retrieve(store, np.stack([t.body[n - t.frame_start] for n in frames]))
+        result = evaluate_frames(build, store, samples(), work / "generated", nearest, t, reference=None,
+                                 reporter=reporter, nearest_absolute=nearest_absolute)
+    paths = {k: str(out_dir / Path(result[k]).name) for k in ("report", "contact_sheet", "video")}
+    reporter.preview(paths["contact_sheet"])
+    return {**result, **paths, "split": split}
+
+
+def _clip_samples(store, frames: list[int], src: PoseTrack) -> Iterator[Sample]:
+    """The real frames at the clip's resolution, one at a time, with their mattes and face boxes there."""
+    from .pose.face import face_box, face_centre
+    from .video import open_source, read_image
+
+    wanted = set(frames)
+    for n, real in open_source(store.manifest["source"], min(frames), max(frames)):
+        if n not in wanted:
+            continue
+        fr, i = store.framing(n), n - src.frame_start
+        matte = fr.back(read_image(store.dir / "mattes" / f"matte_{n:06d}.png", cv2.IMREAD_GRAYSCALE))
+        side = int(round(int(store.manifest.get("face_size") or 32) / fr.scale))
+        c = face_centre(src.body[i], src.face[i])
+        box = metrics.clip_box(face_box(c, side, tuple(fr.src_size)), *fr.src_size) if c is not None else None
+        yield Sample(n, real, matte, box)
+
+
+def _clip_library(store) -> Callable[[int], np.ndarray]:
+    """Training frame n at the clip's framing, as a retrieval baseline shows it: its window, back over the plate
+    (the same resolution the model's output has)."""
+    from .video import read_image
+
+    plate = read_image(store.dir / "plate.png")
+
+    def image(n: int) -> np.ndarray:
+        fr = store.framing(n)
+        crop = read_image(store.dir / "frames" / f"frame_{n:06d}{store.ext}")
+        inside = fr.back(np.full(crop.shape[:2], 255, np.uint8), cv2.INTER_NEAREST) > 0
+        return np.where(inside[..., None], fr.back(crop), plate)
+
+    return image
+
+
+def _check_run_size(run_dir: Path, store) -> None:
+    """A run scores only on a dataset of its own size: refuse at once, not after generating every frame."""
+    try:
+        size = tuple(read_run_info(run_dir)["size"])
+    except (KeyError, TypeError) as exc:
+        raise EdnError(f"run.json lacks the training size ({exc})", path=run_dir / RUN_INFO) from exc
+    if size != tuple(store.size):
+        raise EdnError(f"the run trains at {size[0]}x{size[1]} but its dataset is now {store.size[0]}x"
+                       f"{store.size[1]} (rebuilt since?): rebuild it at {size[0]}x{size[1]} or train a new run",
                        path=store.dir)
-    if max_frames:
-        frames = frames[:max_frames]
-    work = _fresh(out_dir / "work")
-
-    # The model: the evaluated frames' own poses, in source pixels, through the run's generator.
-    src_track = PoseTrack.load(store.dir / "track_source.npz")
-    rows = [n - src_track.frame_start for n in frames]
-    src_track.slice(rows[0], rows[-1] + 1).save(work / "driving.npz")
-    reporter.log(f"generating {len(frames)} {split} frames")
-    _generate(run_dir, work / "driving.npz", work / "generated", reporter)
-
-    t = store.track
-    samples = []
-    for n in frames:
-        i = n - t.frame_start
-        matte = (read_image(store.dir / "mattes" / f"matte_{n:06d}.png", cv2.IMREAD_GRAYSCALE)
-                 if store.has_mattes else None)
-        samples.append(Sample(n, read_image(store.dir / "frames" / f"frame_{n:06d}{store.ext}"), matte,
-                              face_box_of(store, t.body[i], t.face[i])))
-    nearest = retrieve(store, np.stack([t.body[n - t.frame_start] for n in frames]))
-    result = evaluate_frames(out_dir, store, samples, work / "generated", nearest, t, reference=None,
-                             reporter=reporter)
-    return {**result, "split": split}
 
 
-def evaluate_frames(out_dir: Path, store, samples: list[Sample], generated_dir: Path, nearest: list[int],
-                    driving: PoseTrack, reference: PoseTrack | None = None,
-                    reporter: Reporter | None = None) -> dict:
+def evaluate_frames(out_dir: Path, store, samples: Iterable[Sample], generated_dir: Path, nearest: list[int],
+                    driving: PoseTrack, reference: PoseTrack | None = None, reporter: Reporter | None = None, *,
+                    nearest_absolute: list[int] | None = None,
+                    library_image: Callable[[int], np.ndarray] | None = None) -> dict:
     """Score generated frames (generated_dir/frame_NNNNNN.png) and retrieved training frames against `samples`.
 
-    `driving`: the poses the frames were generated from, in training pixels (for the stick-figure panels).
-    `reference`: a ground-truth track in training pixels (the demo's armature pose); None: the detector's
+    `samples`: the real frames, at any size, in order; read once (a generator keeps a long clip out of memory).
+    The generated frames must have the real frames' size. `nearest` / `nearest_absolute`: the training frame
+    each baseline retrieves per sample ("retrieval_absolute" is scored only when given). `library_image(n)`:
+    training frame n at the samples' framing (default: the dataset's own frame).
+    `driving`: the poses the frames were generated from (for the stick-figure panels).
+    `reference`: a ground-truth track in the samples' pixels (the demo's armature pose); None: the detector's
     output on the real frames is the reference. Writes report.json, contact_sheet.png and side_by_side.mp4.
     """
-    from .dataset import stick_figure
-    from .video import read_image, write_image, write_video
+    from .tensors import stick_figure
+    from .video import read_image, write_image
+    from .video_out import write_video
 
     reporter = reporter or Reporter(False)
-    frames = [s.frame for s in samples]
-    work = out_dir / "work"
-    for sub in ("retrieval", "real"):
-        _fresh(work / sub)
-    generated, retrieved = [], []
-    for k, (smp, m) in enumerate(zip(samples, nearest)):
-        gen_path = generated_dir / f"frame_{smp.frame:06d}.png"
-        if not gen_path.is_file():
-            raise EdnError("the generator wrote no frame here", path=gen_path, frame=smp.frame)
-        generated.append(_rgb(read_image(gen_path, cv2.IMREAD_UNCHANGED)))
-        retrieved.append(read_image(store.dir / "frames" / f"frame_{m:06d}{store.ext}"))
-        write_image(work / "retrieval" / f"frame_{smp.frame:06d}.png", retrieved[-1])
-        write_image(work / "real" / f"frame_{smp.frame:06d}.png", smp.real)
-        reporter.progress(k + 1, len(samples), stage="eval-load")
+    picks = {"retrieval": list(nearest)}
+    if nearest_absolute is not None:
+        picks["retrieval_absolute"] = list(nearest_absolute)
+    library_image = library_image or (lambda n: read_image(store.dir / "frames" / f"frame_{n:06d}{store.ext}"))
+    work = out_dir / ".work"
+    staged = _stage(work, samples, generated_dir, picks, library_image, reporter)
+    frames = [s.frame for s in staged]
 
-    det_model = detect_folder(generated_dir, frames, reporter, "generated")
-    det_retrieval = detect_folder(work / "retrieval", frames, reporter, "retrieved")
+    detected = {"model": detect_folder(generated_dir, frames, reporter, "generated")}
+    for name in picks:
+        detected[name] = detect_folder(work / name, frames, reporter, BASELINES[name])
     if reference is None:
         ref = detect_folder(work / "real", frames, reporter, "real")
     else:
         ref = keypoints(reference, [n - reference.frame_start for n in frames])
-    report = {
-        "frames": len(samples),
-        "model": score(samples, generated, det_model, ref),
-        "retrieval": score(samples, retrieved, det_retrieval, ref),
-    }
+
+    # One pass over the frames: score every method and draw the side-by-side video and the contact sheet.
+    scorers = {name: Scorer() for name in detected}
+    sheet_at, sheet = set(spread(len(staged), 6)), []
+
+    def rows() -> Iterator[np.ndarray]:  # stick figure | retrievals | generated | real
+        for k, st in enumerate(staged):
+            smp, name = st.load(work), f"frame_{st.frame:06d}.png"
+            outs = {"model": _rgb(read_image(generated_dir / name, cv2.IMREAD_UNCHANGED))}
+            outs.update({m: read_image(work / m / name) for m in picks})
+            for m, img in outs.items():
+                scorers[m].add(smp, img)
+            panels = fit_height([stick_figure(driving, st.frame - driving.frame_start), *(outs[m] for m in picks),
+                                 outs["model"], smp.real], min(PANEL_HEIGHT, smp.real.shape[0]))
+            if k in sheet_at:
+                sheet.append(panels)
+            reporter.progress(k + 1, len(staged), stage="eval-score")
+            yield panel_row(panels)
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "report.json", report)
-
-    def panels(k: int) -> list[np.ndarray]:  # stick figure | retrieval | generated | real
-        return [stick_figure(driving, frames[k] - driving.frame_start), retrieved[k], generated[k], samples[k].real]
-
-    sheet_path = out_dir / "contact_sheet.png"
-    write_image(sheet_path, contact_sheet([panels(k) for k in spread(len(samples), 6)]))
     video_path = out_dir / "side_by_side.mp4"
-    write_video(video_path, (panel_row(panels(k)) for k in range(len(samples))),
-                fps=float(store.manifest.get("fps") or 30.0))
+    write_video(video_path, rows(), fps=float(store.manifest.get("fps") or 30.0))
+    report = {"frames": len(staged), **{m: scorers[m].figures(detected[m], ref) for m in detected}}
+    write_json(out_dir / "report.json", report)
+    sheet_path = out_dir / "contact_sheet.png"
+    write_image(sheet_path, contact_sheet(sheet, ("stick figure", *(BASELINES[m] for m in picks), "generated",
+                                                  "real")))
     shutil.rmtree(work, ignore_errors=True)
-    reporter.preview(str(sheet_path))
     return {"report": str(out_dir / "report.json"), "contact_sheet": str(sheet_path), "video": str(video_path),
             **report}
+
+
+@dataclass
+class _Staged:
+    """What stays in memory of a sample once its images are on disk."""
+
+    frame: int
+    face_box: tuple[int, int, int, int] | None
+    has_matte: bool
+
+    def load(self, work: Path) -> Sample:
+        from .video import read_image
+
+        name = f"frame_{self.frame:06d}.png"
+        matte = read_image(work / "mattes" / name, cv2.IMREAD_GRAYSCALE) if self.has_matte else None
+        return Sample(self.frame, read_image(work / "real" / name), matte, self.face_box)
+
+
+def _stage(work: Path, samples: Iterable[Sample], generated_dir: Path, picks: dict[str, list[int]],
+           library_image: Callable[[int], np.ndarray], reporter: Reporter) -> list[_Staged]:
+    """Write each sample's real frame, matte and retrieved frames under `work`, one sample at a time: the detector
+    reads folders, and the scoring pass reads them back frame by frame."""
+    from .video import write_image
+
+    for sub in ("real", "mattes", *picks):
+        _fresh(work / sub)
+    total = len(picks["retrieval"])
+    if any(len(p) != total for p in picks.values()):
+        raise ValueError(f"the baselines retrieved {[len(p) for p in picks.values()]} frames")
+    staged: list[_Staged] = []
+    for k, smp in enumerate(samples):
+        name = f"frame_{smp.frame:06d}.png"
+        if k >= total:
+            raise ValueError(f"more samples than the {total} retrieved frames")
+        if not (generated_dir / name).is_file():
+            raise EdnError("the generator wrote no frame here", path=generated_dir / name, frame=smp.frame)
+        write_image(work / "real" / name, smp.real, FAST_PNG)
+        if smp.matte is not None:
+            write_image(work / "mattes" / name, smp.matte, FAST_PNG)
+        for m, chosen in picks.items():
+            write_image(work / m / name, library_image(chosen[k]), FAST_PNG)
+        staged.append(_Staged(smp.frame, smp.face_box, smp.matte is not None))
+        reporter.progress(k + 1, total, stage="eval-load")
+    if len(staged) != total:
+        raise ValueError(f"{len(staged)} samples but {total} retrieved frames")
+    return staged
 
 
 def _generate(run_dir: Path, track_path: Path, out: Path, reporter: Reporter) -> None:
@@ -270,15 +360,9 @@ def _fresh(folder: Path) -> Path:
 
 def run_dataset_dir(run_dir: Path) -> Path:
     """The dataset a run was trained on, as its run.json records it."""
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise EdnError("not a training run (no run.json; train one with `edn train`)", path=run_dir)
-    try:
-        dataset = json.loads(path.read_text(encoding="utf-8"))["dataset"]
-    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise EdnError(f"unreadable run.json ({exc})", path=path) from exc
-    if not Path(dataset).is_dir():
-        raise EdnError(f"the run's dataset is gone: {dataset}", path=path)
+    dataset = read_run_info(run_dir).get("dataset")
+    if not isinstance(dataset, str) or not Path(dataset).is_dir():
+        raise EdnError(f"the run's dataset is gone: {dataset}", path=run_dir / RUN_INFO)
     return Path(dataset)
 
 
@@ -287,11 +371,3 @@ def _rgb(img: np.ndarray) -> np.ndarray:
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     return np.ascontiguousarray(img[..., :3])
-
-
-def load_report(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EdnError(f"unreadable report ({exc})", path=path) from exc

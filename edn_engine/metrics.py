@@ -1,13 +1,21 @@
-"""The evaluation figures as pure functions over arrays: image similarity, pose error, flicker, retrieval.
+"""The evaluation figures as pure functions over arrays: image similarity, pose error, detection rates, flicker.
 
 These follow the paper's protocol (Chan et al. 2019, section 6): SSIM and PSNR against the real frame for the
 whole frame and for crops (the person's matte box, the face box), the distance between the pose detected on a
 generated frame and the reference pose in torso lengths, and the share of reference keypoints the detector
-misses. SSIM and PSNR come from scikit-image so the numbers match other papers' tools.
+misses. SSIM and PSNR come from scikit-image so the numbers match other papers' tools. Beyond the paper: whether
+the detector finds a person, hands and face on an output at all, the error of the main body joints alone, and the
+PSNR of the background outside the (grown) matte, which a composite over the real plate should keep. `Scorer`
+gathers them for one method over a clip, a frame at a time.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterable
+
+import cv2
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -16,6 +24,7 @@ from .pose.skeleton import B
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), pixels
 
 PSNR_CAP = 100.0  # identical images have infinite PSNR; a finite cap keeps JSON valid and averages meaningful
+BACKGROUND_MARGIN = 0.03  # the matte grown by this share of the frame's longer side: a matte's edge is not exact
 
 
 def ssim(real: np.ndarray, fake: np.ndarray) -> float:
@@ -72,6 +81,25 @@ def clip_box(box, width: int, height: int) -> Box | None:
     return (x0, y0, x1, y1)
 
 
+def background_mask(matte: np.ndarray, margin: float = BACKGROUND_MARGIN) -> np.ndarray:
+    """Where the frame is surely background: outside the matte (uint8, 255 = person) grown by `margin` of the
+    frame's longer side, so the figure does not count the matte's own edge errors as background errors."""
+    outside = (np.asarray(matte) <= 127).astype(np.uint8)
+    if outside.all():
+        return np.ones(outside.shape, bool)
+    grow = margin * max(outside.shape)
+    return cv2.distanceTransform(outside, cv2.DIST_L2, 5) > grow  # distance to the nearest person pixel
+
+
+def masked_psnr(real: np.ndarray, fake: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR in dB over the pixels where `mask` (H, W) is True, capped at PSNR_CAP; NaN for an empty mask."""
+    real, fake = _pair(real, fake)
+    if not mask.any():
+        return float("nan")
+    mse = float(np.mean((real[mask].astype(np.float64) - fake[mask]) ** 2))
+    return PSNR_CAP if mse == 0 else float(min(PSNR_CAP, 10 * np.log10(255.0 ** 2 / mse)))
+
+
 # -- pose -----------------------------------------------------------------------------------------------
 
 def torso_length(body: np.ndarray) -> float:
@@ -80,6 +108,12 @@ def torso_length(body: np.ndarray) -> float:
     if neck[2] <= 0 or hip[2] <= 0:
         return float("nan")
     return float(np.hypot(*(neck[:2] - hip[:2])))
+
+
+# The flat keypoint layout (see flat_pose) and the body joints the body error is measured on.
+BODY, HANDS, FACE = slice(0, 25), slice(25, 67), slice(67, 137)
+MAIN_BODY = tuple(B[name] for name in ("Nose", "Neck", "RShoulder", "LShoulder", "RElbow", "LElbow", "RWrist",
+                                       "LWrist", "RHip", "LHip", "RKnee", "LKnee", "RAnkle", "LAnkle"))
 
 
 def flat_pose(body: np.ndarray, hands: np.ndarray, face: np.ndarray) -> np.ndarray:
@@ -106,6 +140,32 @@ def pose_errors(detected: np.ndarray, reference: np.ndarray, torso: np.ndarray) 
     return err.astype(np.float64), missed.astype(np.float64)
 
 
+def found(points: np.ndarray) -> np.ndarray:
+    """(..., K, 3) keypoints -> (...): whether any of the K points is present (the part was detected)."""
+    return (np.asarray(points)[..., 2] > 0).any(axis=-1)
+
+
+def person_found(detected: np.ndarray) -> float | None:
+    """Share of frames (T, 137, 3) with any body joint: did the detector see a person at all."""
+    return float(found(detected[:, BODY]).mean()) if len(detected) else None
+
+
+def body_errors(detected: np.ndarray, reference: np.ndarray, torso: np.ndarray) -> np.ndarray:
+    """Per-frame mean distance over the MAIN_BODY joints present in both, in torso lengths; NaN unless both
+    frames show a person. Hands and face are left out: their detector noise would drown the body's error."""
+    err, _ = pose_errors(detected[:, MAIN_BODY], reference[:, MAIN_BODY], torso)
+    return np.where(found(detected[:, BODY]) & found(reference[:, BODY]), err, np.nan)
+
+
+def part_found_rate(detected: np.ndarray, reference: np.ndarray, part: str) -> float | None:
+    """Share of the hands (each counted) or faces shown in the reference frames that the detector also finds
+    on the output frames; None when the reference never shows one. part: "hands" or "face"."""
+    sl, shape = (HANDS, (2, 21, 3)) if part == "hands" else (FACE, (1, 70, 3))
+    shown = found(reference[:, sl].reshape(-1, *shape))
+    hit = found(detected[:, sl].reshape(-1, *shape)) & shown
+    return float(hit.sum() / shown.sum()) if shown.any() else None
+
+
 def robust_torso(bodies: np.ndarray) -> np.ndarray:
     """Per-frame torso length, with missing frames filled by the clip's median (a person's torso is constant)."""
     t = np.array([torso_length(b) for b in bodies], np.float64)
@@ -115,66 +175,139 @@ def robust_torso(bodies: np.ndarray) -> np.ndarray:
 
 # -- flicker --------------------------------------------------------------------------------------------
 
-def temporal_change(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
-    """Mean absolute change (0-255) between consecutive frames (a, b) inside a boolean region mask (H, W)."""
-    total, count = 0.0, 0
-    for a, b, mask in pairs:
-        if not mask.any():
-            continue
-        diff = np.abs(b.astype(np.float32) - a.astype(np.float32))
-        if diff.ndim == 3:
-            diff = diff.mean(axis=2)
-        total += float(diff[mask].sum())
-        count += int(mask.sum())
-    return total / count if count else float("nan")
+class FlickerMeter:
+    """Flicker accumulated pair by pair (a long clip is never held in memory): the change between consecutive
+    generated frames over that between the real ones, in the same region; 1.0 = as steady as the footage."""
+
+    def __init__(self) -> None:
+        self.generated = 0.0
+        self.real = 0.0
+
+    def add(self, generated: tuple[np.ndarray, np.ndarray], real: tuple[np.ndarray, np.ndarray],
+            mask: np.ndarray) -> None:
+        if mask.any():
+            self.generated += _change(*generated, mask)
+            self.real += _change(*real, mask)
+
+    def ratio(self) -> float:
+        return self.generated / self.real if self.real > 0 else float("nan")
+
+
+def _change(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Summed absolute change (0-255, channels averaged) from a to b inside the boolean mask (H, W)."""
+    diff = np.abs(b.astype(np.float32) - a.astype(np.float32))
+    if diff.ndim == 3:
+        diff = diff.mean(axis=2)
+    return float(diff[mask].sum(dtype=np.float64))
 
 
 def flicker_ratio(generated: list[tuple[np.ndarray, np.ndarray]], real: list[tuple[np.ndarray, np.ndarray]],
                   masks: list[np.ndarray]) -> float:
-    """Temporal change of generated consecutive pairs over that of the real ones; 1.0 = as steady as the footage."""
-    real_change = temporal_change([(a, b, m) for (a, b), m in zip(real, masks)])
-    if not real_change > 0:
-        return float("nan")
-    return temporal_change([(a, b, m) for (a, b), m in zip(generated, masks)]) / real_change
+    """FlickerMeter over lists of consecutive (a, b) pairs and their region masks."""
+    meter = FlickerMeter()
+    for g, r, m in zip(generated, real, masks):
+        meter.add(g, r, m)
+    return meter.ratio()
 
 
-# -- retrieval baseline -----------------------------------------------------------------------------------
-
-def normalized_pose(body: np.ndarray) -> np.ndarray:
-    """A BODY_25 pose (25, 3) centred on its visible points and scaled by torso length (translation and size
-    invariant, so retrieval matches the posture rather than the place)."""
-    out = np.zeros_like(body, dtype=np.float32)
-    on = body[:, 2] > 0
-    if not on.any():
-        return out
-    centre = body[on, :2].mean(axis=0)
-    scale = torso_length(body)
-    if not scale > 0:
-        xy = body[on, :2]
-        scale = max(float(np.ptp(xy[:, 1])), 1.0) / 3.0
-    out[on, :2] = (body[on, :2] - centre) / scale
-    out[:, 2] = on
-    return out
+FIGURES = ("ssim_frame", "psnr_frame", "ssim_person", "psnr_person", "ssim_face", "pose_error", "missed_rate",
+           "flicker", "person_found", "body_error", "hands_found", "face_found", "background_psnr")
+IMAGE_FIGURES = ("ssim_frame", "psnr_frame", "ssim_person", "psnr_person", "ssim_face", "background_psnr")
 
 
-def nearest_poses(queries: np.ndarray, library: np.ndarray) -> np.ndarray:
-    """For each query pose (Q, 25, 3), the index of the closest library pose (N, 25, 3) after normalization.
+# -- one method over a clip ---------------------------------------------------------------------------
 
-    Distance: mean over joints present in both; joints present in only one count as a fixed penalty so a
-    partial match does not beat a full one.
-    """
-    q = np.stack([normalized_pose(p) for p in queries])
-    lib = np.stack([normalized_pose(p) for p in library])
-    out = np.empty(len(q), np.int64)
-    penalty = 1.0  # one torso length
-    for i, p in enumerate(q):
-        both = (p[None, :, 2] > 0) & (lib[:, :, 2] > 0)
-        either = (p[None, :, 2] > 0) | (lib[:, :, 2] > 0)
-        d = np.linalg.norm(lib[:, :, :2] - p[None, :, :2], axis=-1)
-        cost = (np.where(both, d, 0).sum(axis=1) + penalty * (either & ~both).sum(axis=1)) / np.maximum(
-            either.sum(axis=1), 1)
-        out[i] = int(np.argmin(cost))
-    return out
+@dataclass
+class Sample:
+    """One evaluated frame, at any size: the real frame, its matte (or None), its face box (or None)."""
+
+    frame: int
+    real: np.ndarray  # BGR uint8 (H, W, 3)
+    matte: np.ndarray | None  # uint8 (H, W)
+    face_box: tuple[int, int, int, int] | None
+
+    @cached_property
+    def background(self) -> np.ndarray | None:
+        """Where the frame is surely background (computed once, shared by every method scored on it)."""
+        return None if self.matte is None else background_mask(self.matte)
+
+
+class Scorer:
+    """One method's figures, fed a frame at a time: only the previous frame is kept (for flicker), so frames of
+    any size over a clip of any length are scored in flat memory. The pose figures come at the end, from the
+    keypoints the detector found on all the outputs and the real frames."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.values: dict[str, list[float]] = {k: [] for k in IMAGE_FIGURES}
+        self.flicker = FlickerMeter()
+        self._last: tuple[Sample, np.ndarray] | None = None
+
+    def add(self, smp: Sample, out: np.ndarray) -> None:
+        """Score the method's image `out` (BGR uint8, the real frame's size) for `smp`."""
+        v = self.values
+        v["ssim_frame"].append(ssim(smp.real, out))
+        v["psnr_frame"].append(psnr(smp.real, out))
+        box = person_box(smp)
+        if box is not None:
+            real, fake = crop(smp.real, box), crop(out, box)
+            v["ssim_person"].append(ssim(real, fake))
+            v["psnr_person"].append(psnr(real, fake))
+        if smp.face_box is not None:
+            v["ssim_face"].append(ssim(crop(smp.real, smp.face_box), crop(out, smp.face_box)))
+        if smp.background is not None:
+            v["background_psnr"].append(masked_psnr(smp.real, out, smp.background))
+        if self._last is not None and smp.frame == self._last[0].frame + 1:
+            last, last_out = self._last
+            self.flicker.add((last_out, out), (last.real, smp.real), region_mask(last, smp))
+        self._last = (smp, out)
+        self.frames += 1
+
+    def figures(self, detected: np.ndarray, reference: np.ndarray) -> dict:
+        """Every figure; detected/reference: (N, 137, 3) keypoints found on the outputs / on the real frames
+        (or ground truth), in the order the frames were added."""
+        if len(detected) != self.frames or len(reference) != self.frames:
+            raise ValueError(f"{self.frames} frames scored but {len(detected)} / {len(reference)} poses given")
+        empty = np.zeros(0)
+        torso = robust_torso(reference[:, BODY]) if self.frames else empty
+        err, missed = pose_errors(detected, reference, torso) if self.frames else (empty, empty)
+        body = body_errors(detected, reference, torso) if self.frames else empty
+        flicker = self.flicker.ratio()
+        out = {
+            **{k: mean(self.values[k]) for k in IMAGE_FIGURES},
+            "pose_error": mean(err), "missed_rate": mean(missed),
+            "flicker": float(flicker) if np.isfinite(flicker) else None,
+            "person_found": person_found(detected), "body_error": mean(body),
+            "hands_found": part_found_rate(detected, reference, "hands"),
+            "face_found": part_found_rate(detected, reference, "face"),
+        }
+        return {k: out[k] for k in FIGURES}
+
+
+def score(samples: Iterable[Sample], outputs: Iterable[np.ndarray], detected: np.ndarray,
+          reference: np.ndarray) -> dict:
+    """The figures (FIGURES) for one method: outputs[i] is its image for samples[i] (BGR uint8, any size, the
+    same as the real frame's). Both may be generators: frames are read and scored one at a time."""
+    scorer = Scorer()
+    for smp, out in zip(samples, outputs, strict=True):
+        scorer.add(smp, out)
+    return scorer.figures(detected, reference)
+
+
+def person_box(smp: Sample) -> tuple[int, int, int, int] | None:
+    """The person region: the real matte's box; the whole frame when the dataset has no mattes."""
+    h, w = smp.real.shape[:2]
+    if smp.matte is None:
+        return (0, 0, w, h)
+    return matte_box(smp.matte)
+
+
+def region_mask(a: Sample, b: Sample) -> np.ndarray:
+    """Where flicker is measured between two frames: the union of their mattes (or everywhere)."""
+    h, w = a.real.shape[:2]
+    if a.matte is None or b.matte is None:
+        return np.ones((h, w), bool)
+    return (a.matte > 127) | (b.matte > 127)
 
 
 def mean(values) -> float | None:

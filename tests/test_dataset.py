@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import tiny_run
-from edn_engine.dataset import PairDataset, build_dataset, consecutive_pairs, load_manifest, parse_size
+from edn_engine.dataset import PairDataset, build_dataset, consecutive_pairs, load_manifest
+from edn_engine.sizes import parse_size
 from edn_engine.errors import EdnError
 from edn_engine.pose.framing import Framing
 from edn_engine.pose.skeleton import B

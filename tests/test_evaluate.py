@@ -8,13 +8,13 @@ import pytest
 pytest.importorskip("skimage")  # the engine's Python; the Blender 4.2 test venv has only bpy and numpy
 pytest.importorskip("cv2")
 
-from edn_engine import metrics  # noqa: E402
+from edn_engine import metrics, retrieval  # noqa: E402
 from edn_engine.evaluate import FIGURES, Sample, score  # noqa: E402
 
 
-def _image(seed: int = 0, size: int = 64) -> np.ndarray:
+def _image(seed: int = 0, size: int = 64, width: int | None = None) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    img = rng.integers(0, 256, (size, width or size, 3), dtype=np.uint8)
     return np.ascontiguousarray(np.repeat(np.repeat(img[::4, ::4], 4, 0), 4, 1))  # blocky: SSIM sees structure
 
 
@@ -68,21 +68,118 @@ def test_retrieval_finds_the_same_posture_anywhere_at_any_size():
     lib[1, 4, :2] = lib[1, 1, :2] + (-50, -80)  # arm raised
     query = _pose(scale=60, dx=90)
     query[4, :2] = query[1, :2] + (-30, -48)
-    assert list(metrics.nearest_poses(query[None], lib)) == [1]
-    assert list(metrics.nearest_poses(lib, lib)) == [0, 1]
+    assert list(retrieval.nearest_poses(query[None], lib)) == [1]
+    assert list(retrieval.nearest_poses(lib, lib)) == [0, 1]
+
+
+def test_absolute_retrieval_finds_the_posture_where_it_stands():
+    lib = np.stack([_pose(dx=0), _pose(dx=300)])  # one posture at two places
+    queries = np.stack([_pose(dx=290), _pose(dx=10)])
+    assert len(set(retrieval.nearest_poses(queries, lib))) == 1  # the posture alone cannot tell them apart
+    assert list(retrieval.nearest_absolute(queries, lib)) == [1, 0]
+    assert list(retrieval.nearest_absolute(queries, lib[::-1])) == [0, 1]
+    # A pose missing its legs at the very place does not beat a whole one 20 px off (missing joints cost a torso).
+    partial = _pose()
+    partial[9:15, 2] = 0
+    assert list(retrieval.nearest_absolute(_pose()[None], np.stack([partial, _pose(dx=20)]))) == [1]
+
+
+def test_retrieve_absolute_reads_the_source_track_by_frame_number(tmp_path):
+    from types import SimpleNamespace
+
+    from edn_engine.pose.track import PoseTrack
+
+    src = PoseTrack.empty(4, 640, 360, frame_start=10)
+    for i, dx in enumerate((0, 100, 200, 300)):
+        src.body[i] = _pose(dx=dx)
+    src.save(tmp_path / retrieval.SOURCE_TRACK)
+    store = SimpleNamespace(dir=tmp_path, frames=lambda split: [10, 11, 12] if split == "train" else [13])
+    assert retrieval.retrieve_absolute(store, np.stack([_pose(dx=190), _pose(dx=300)])) == [12, 12]
+
+
+def _flat(body: np.ndarray, hands: tuple[bool, bool] = (True, True), face: bool = True) -> np.ndarray:
+    """(137, 3) keypoints: the body, hands at its wrists and a face at its nose when asked."""
+    h = np.zeros((2, 21, 3), np.float32)
+    for k, wrist in enumerate((7, 4)):  # left hand first, as OpenPose stores them
+        if hands[k]:
+            h[k] = (*body[wrist, :2], 1.0)
+    f = np.zeros((70, 3), np.float32)
+    if face:
+        f[:] = (*body[0, :2], 1.0)
+    return metrics.flat_pose(body, h, f)
+
+
+def _clip(frames: int = 3, height: int = 48, width: int = 80) -> list[Sample]:
+    """Consecutive frames of an odd size (not square, not 256) with a person-shaped matte in the middle."""
+    samples = []
+    for n in range(frames):
+        matte = np.zeros((height, width), np.uint8)
+        matte[8:40, 30:50] = 255
+        samples.append(Sample(n, _image(n, height, width), matte, (32, 8, 48, 20)))
+    return samples
 
 
 def test_score_gives_every_figure():
-    reals = [_image(s) for s in range(3)]
-    mattes = [np.full((64, 64), 255, np.uint8) for _ in range(3)]
-    samples = [Sample(n, r, m, (8, 8, 40, 40)) for n, (r, m) in enumerate(zip(reals, mattes))]
-    pose = np.stack([metrics.flat_pose(_pose(20), np.zeros((2, 21, 3)), np.zeros((70, 3)))] * 3)
+    samples = _clip()
+    reals = [s.real for s in samples]
+    pose = np.stack([_flat(_pose(20))] * 3)
     perfect = score(samples, reals, pose, pose)
+    assert list(perfect) == list(FIGURES)
     assert perfect["ssim_frame"] == pytest.approx(1.0) and perfect["ssim_person"] == pytest.approx(1.0)
     assert perfect["ssim_face"] == pytest.approx(1.0) and perfect["pose_error"] == 0.0
     assert perfect["missed_rate"] == 0.0 and perfect["flicker"] == pytest.approx(1.0)
+    assert perfect["person_found"] == 1.0 and perfect["body_error"] == 0.0
+    assert perfect["hands_found"] == 1.0 and perfect["face_found"] == 1.0
+    assert perfect["background_psnr"] == metrics.PSNR_CAP
     frozen = score(samples, [reals[0]] * 3, pose, pose)
     assert frozen["flicker"] == 0.0 and frozen["ssim_frame"] < 1.0
+    # Nobody on a blank output: nothing found, no body error to speak of, the background lost.
+    blank = score(samples, [np.zeros_like(r) for r in reals], np.zeros_like(pose), pose)
+    assert blank["person_found"] == 0.0 and blank["body_error"] is None and blank["pose_error"] is None
+    assert blank["hands_found"] == 0.0 and blank["face_found"] == 0.0 and blank["missed_rate"] == 1.0
+    assert blank["background_psnr"] < 15
+    # Generators are read one frame at a time and give the same figures; a missing output is an error.
+    assert score((s for s in samples), (r for r in reals), pose, pose) == perfect
+    with pytest.raises(ValueError):
+        score(samples, reals[:2], pose, pose)
+
+
+def test_body_error_counts_main_joints_on_frames_with_a_person():
+    ref = np.stack([_flat(_pose(), hands=(True, True)), _flat(_pose(), hands=(True, False)), _flat(_pose())])
+    det = ref.copy()
+    det[0, :25, 0] += 50.0  # frame 0: the body half a torso (100 px) off...
+    det[0, 8, 0] += 500.0  # ... the mid-hip (not a main joint) far off...
+    det[0, 25:, 0] += 400.0  # ... and hands and face far off: in the pose error, not in the body error
+    det[1, 25:46, 2] = 0.0  # frame 1: the real frame shows the left hand only, which the output loses
+    det[2] = 0.0  # frame 2: nobody found
+    figures = score(_clip(), [s.real for s in _clip()], det, ref)
+    assert figures["body_error"] == pytest.approx(0.25)  # frames 0 (0.5) and 1 (0); frame 2 has no person
+    assert figures["pose_error"] > 1.0
+    assert figures["person_found"] == pytest.approx(2 / 3)
+    assert figures["hands_found"] == pytest.approx(2 / 5)  # 5 hands shown (2 + 1 + 2), 2 found (frame 0)
+    assert figures["face_found"] == pytest.approx(2 / 3)
+    no_face = ref.copy()
+    no_face[:, 67:, 2] = 0.0
+    assert score(_clip(), [s.real for s in _clip()], det, no_face)["face_found"] is None
+
+
+def test_background_psnr_ignores_the_person_and_the_matte_edge():
+    real = _image(5, 48, 80)
+    matte = np.zeros((48, 80), np.uint8)
+    matte[8:40, 30:50] = 255
+    smp = Sample(0, real, matte, None)
+    person = real.copy()
+    person[8:40, 30:50] = 0  # another person, same background
+    near = real.copy()
+    near[20, 51] = 255 - near[20, 51]  # one pixel beside the matte: within 3% of the frame (2.4 px)
+    far = real.copy()
+    far[20, 70] = 255 - far[20, 70]
+    assert score([smp], [person], np.zeros((1, 137, 3)), np.zeros((1, 137, 3)))["background_psnr"] == metrics.PSNR_CAP
+    assert metrics.masked_psnr(real, near, smp.background) == metrics.PSNR_CAP
+    assert metrics.masked_psnr(real, far, smp.background) < 60
+    assert metrics.psnr(real, person) < 20  # the frame's PSNR does see the person
+    no_matte = score([Sample(0, real, None, None)], [real], np.zeros((1, 137, 3)), np.zeros((1, 137, 3)))
+    assert no_matte["background_psnr"] is None
 
 
 # -- `edn eval` on a tiny trained run -------------------------------------------------------------------
@@ -94,7 +191,9 @@ def tiny_run(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("eval run")
     target = clip(VIDEO / "ubc_91BjuE6irxS.mp4", d / "target.mp4", 14)
-    edn("dataset", "build", target, "-o", d / "dataset", "--size", "64x64", "--holdout", "0.3")
+    # Whole-frame framing: the real, generated and retrieved frames share the dataset's framing.
+    edn("dataset", "build", target, "-o", d / "dataset", "--size", "64x64", "--holdout", "0.3",
+        "--framing", "letterbox")
     edn("train", d / "dataset", "-o", d / "run", "--steps", "2", "--perceptual", "none", "--face-fraction", "0")
     return d / "run"
 
@@ -107,17 +206,26 @@ def test_edn_eval_gives_every_figure_for_model_and_retrieval(tiny_run, odd_dir):
 
     done = edn("eval", tiny_run, "-o", odd_dir / "report")[-1]
     report = json.loads((odd_dir / "report" / "report.json").read_text())
-    assert set(report) == {"frames", "model", "retrieval"} and report["frames"] == 4
-    for method in ("model", "retrieval"):
+    assert set(report) == {"frames", "model", "retrieval", "retrieval_absolute"} and report["frames"] == 4
+    for method in ("model", "retrieval", "retrieval_absolute"):
         assert set(report[method]) == set(FIGURES)
-    assert all(isinstance(v, float) for v in report["retrieval"].values())
+    # At 64x64 the detector may find no hands or face on the real frames: then those two figures are undefined.
+    parts = ("hands_found", "face_found")
+    for method in ("retrieval", "retrieval_absolute"):  # real frames of the same person: always a person
+        r = report[method]
+        assert all(isinstance(r[k], float) for k in FIGURES if k not in parts), r
+        assert r["person_found"] == 1.0 and 0 <= r["body_error"] < 1
+        assert all(r[k] is None or 0 <= r[k] <= 1 for k in parts)
     model = report["model"]
-    assert all(isinstance(model[k], float) for k in FIGURES if k != "pose_error")
-    # An untrained generator may show no person at all; then the pose error is undefined and all are missed.
+    # An untrained generator may show no person at all; then the pose errors are undefined and all are missed.
+    assert all(isinstance(model[k], float) for k in FIGURES if k not in ("pose_error", "body_error", *parts))
+    assert 0 <= model["person_found"] <= 1 and all(model[k] is None or 0 <= model[k] <= 1 for k in parts)
+    assert isinstance(model["body_error"], float) or model["person_found"] == 0.0
     assert isinstance(model["pose_error"], float) or model["missed_rate"] == 1.0
     assert -1 <= model["ssim_person"] < report["retrieval"]["ssim_person"] <= 1
+    assert model["background_psnr"] < metrics.PSNR_CAP
     assert (odd_dir / "report" / "contact_sheet.png").is_file() and (odd_dir / "report" / "side_by_side.mp4").is_file()
-    assert done["model"] == model
+    assert done["model"] == model and done["retrieval_absolute"] == report["retrieval_absolute"]
 
 
 @pytest.mark.slow
@@ -125,8 +233,12 @@ def test_retrieval_scores_perfectly_on_training_frames(tiny_run, tmp_path):
     from edn_engine.evaluate import evaluate_run
 
     result = evaluate_run(tiny_run, tmp_path / "train report", split="train", max_frames=5)
-    r = result["retrieval"]
-    # Each training pose retrieves its own frame: the detector sees the same image, so the metric must give 0.
-    assert r["pose_error"] == 0.0 and r["missed_rate"] == 0.0
-    assert r["ssim_frame"] == pytest.approx(1.0) and r["psnr_frame"] == metrics.PSNR_CAP
-    assert r["flicker"] == pytest.approx(1.0)
+    # Each training pose retrieves its own frame by either rule: the detector sees the same image, so every
+    # figure must be perfect.
+    for method in ("retrieval", "retrieval_absolute"):
+        r = result[method]
+        assert r["pose_error"] == 0.0 and r["missed_rate"] == 0.0 and r["body_error"] == 0.0, method
+        assert r["ssim_frame"] == pytest.approx(1.0) and r["psnr_frame"] == metrics.PSNR_CAP
+        assert r["background_psnr"] == metrics.PSNR_CAP and r["person_found"] == 1.0
+        assert r["hands_found"] in (1.0, None) and r["face_found"] in (1.0, None)  # None: too small to find
+        assert r["flicker"] == pytest.approx(1.0)

@@ -15,18 +15,8 @@ from edn_engine.pose.track import PoseTrack
 
 
 @pytest.fixture(scope="session")
-def root(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "edn_shared"
-
-
-@pytest.fixture(scope="session")
-def run(root):
+def run(root):  # the run folder only (conftest's `run` is the folder and the training summary)
     return tiny_run.trained_run(root)[0]
-
-
-@pytest.fixture(scope="session")
-def dataset(root):
-    return tiny_run.dataset(root)
 
 
 def _holdout_track(dataset, tmp_path, blank: int | None = None):

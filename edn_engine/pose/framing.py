@@ -1,7 +1,8 @@
-"""How a source frame maps into an output frame of another size: letterbox (fit, pad) or crop (fill, cut).
+"""How a source frame maps into an output frame of another size: letterbox (fit, pad), crop (fill, cut), or a
+window (a rectangle of the source, as the person-centred training window is: `pose.window`).
 
-One `Framing` is recorded in each dataset and reused at generation, so poses and pixels always map the same
-way. It is a uniform scale plus an offset: out = src * scale + offset.
+One `Framing` is recorded in each dataset (a window one per frame) and reused at generation, so poses and
+pixels always map the same way. It is a uniform scale plus an offset: out = src * scale + offset.
 """
 
 from __future__ import annotations
@@ -16,25 +17,57 @@ import numpy as np
 class Framing:
     src_size: tuple[int, int]  # (width, height) of the source
     dst_size: tuple[int, int]  # (width, height) of the output
-    mode: str = "letterbox"  # "letterbox": whole frame visible, padded; "crop": output filled, centre kept
+    mode: str = "letterbox"  # "letterbox": whole frame visible, padded; "crop": output filled, centre kept;
+    #                          "window": the source rectangle `window` (x0, y0, width, height) fills the output
+    window: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in ("letterbox", "crop"):
-            raise ValueError(f"framing mode must be 'letterbox' or 'crop', not {self.mode!r}")
+        if self.mode not in ("letterbox", "crop", "window"):
+            raise ValueError(f"framing mode must be 'letterbox', 'crop' or 'window', not {self.mode!r}")
+        if (self.mode == "window") != (self.window is not None):
+            raise ValueError("a window framing needs its window, and only it has one")
 
     @property
     def scale(self) -> float:
         sw, sh = self.src_size
         dw, dh = self.dst_size
+        if self.mode == "window":
+            return float(dw / self.window[2])
         fit = min(dw / sw, dh / sh) if self.mode == "letterbox" else max(dw / sw, dh / sh)
         return float(fit)
 
     @property
     def offset(self) -> tuple[float, float]:
+        s = self.scale
+        if self.mode == "window":
+            return (-self.window[0] * s, -self.window[1] * s)
         sw, sh = self.src_size
         dw, dh = self.dst_size
-        s = self.scale
         return ((dw - sw * s) / 2.0, (dh - sh * s) / 2.0)
+
+    def matrix(self) -> np.ndarray:
+        """The 2x3 affine matrix from source to output pixels."""
+        s, (ox, oy) = self.scale, self.offset
+        return np.array([[s, 0, ox], [0, s, oy]], dtype=np.float64)
+
+    def back(self, img: np.ndarray, interpolation: int = cv2.INTER_LINEAR, border_value=0,
+             roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """Resample an output-framed image back into the source frame (zeros where the output does not reach).
+        `roi` (x0, y0, x1, y1): only that rectangle of the source frame (see `source_roi`)."""
+        x0, y0, x1, y1 = roi if roi is not None else (0, 0, *self.src_size)
+        m = self.matrix()
+        m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # ROI pixel p is source pixel p + (x0, y0)
+        return cv2.warpAffine(img, m, (x1 - x0, y1 - y0), flags=interpolation | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+
+    def source_roi(self) -> tuple[int, int, int, int] | None:
+        """The source frame's pixels the output covers, (x0, y0, x1, y1), clipped to the frame (None: none)."""
+        s, (ox, oy) = self.scale, self.offset
+        (dw, dh), (sw, sh) = self.dst_size, self.src_size
+        pad = int(np.ceil(1.0 / s)) + 1  # bilinear sampling blends the edge pixel with the border that far out
+        x0, y0 = max(0, int(np.floor(-ox / s)) - pad), max(0, int(np.floor(-oy / s)) - pad)
+        x1, y1 = min(sw, int(np.ceil((dw - ox) / s)) + pad), min(sh, int(np.ceil((dh - oy) / s)) + pad)
+        return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
     def points(self, kp: np.ndarray) -> np.ndarray:
         """Map keypoints (..., 3) = (x, y, confidence); missing points (confidence 0) stay at 0."""
@@ -48,17 +81,33 @@ class Framing:
 
     def image(self, img: np.ndarray, interpolation: int = cv2.INTER_AREA, border_value=0) -> np.ndarray:
         """Resample an image (H, W) or (H, W, C) from source to output framing."""
-        s = self.scale
-        ox, oy = self.offset
-        m = np.array([[s, 0, ox], [0, s, oy]], dtype=np.float64)
-        if s > 1 and interpolation == cv2.INTER_AREA:
+        if self.scale < 1 and interpolation == cv2.INTER_AREA:
+            # warpAffine has no area filter: shrink with resize first, then place (same mapping, no aliasing)
+            return _shrink_then_warp(img, self, border_value)
+        if interpolation == cv2.INTER_AREA:
             interpolation = cv2.INTER_LINEAR
-        return cv2.warpAffine(img, m, tuple(self.dst_size), flags=interpolation,
+        return cv2.warpAffine(img, self.matrix(), tuple(self.dst_size), flags=interpolation,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
 
     def to_dict(self) -> dict:
-        return {"src_size": list(self.src_size), "dst_size": list(self.dst_size), "mode": self.mode}
+        d = {"src_size": list(self.src_size), "dst_size": list(self.dst_size), "mode": self.mode}
+        if self.window is not None:
+            d["window"] = [round(float(v), 3) for v in self.window]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Framing":
-        return cls(tuple(d["src_size"]), tuple(d["dst_size"]), d.get("mode", "letterbox"))
+        window = tuple(float(v) for v in d["window"]) if d.get("window") is not None else None
+        return cls(tuple(d["src_size"]), tuple(d["dst_size"]), d.get("mode", "letterbox"), window)
+
+
+def _shrink_then_warp(img: np.ndarray, fr: Framing, border_value) -> np.ndarray:
+    """`fr.image` for a downscale: an area-filtered resize of the whole source, then a pure translation."""
+    s = fr.scale
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    sx, sy = small.shape[1] / w, small.shape[0] / h  # the resize's own rounding, undone in the matrix
+    ox, oy = fr.offset
+    m = np.array([[s / sx, 0, ox], [0, s / sy, oy]], dtype=np.float64)
+    return cv2.warpAffine(small, m, tuple(fr.dst_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=border_value)

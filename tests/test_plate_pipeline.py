@@ -1,0 +1,141 @@
+"""Person over plate end to end on a real static-camera clip: the dataset holds person-centred windows and a
+plate, training judges composites, generation hands back full-resolution RGBA plus composites over the plate,
+and `edn eval` scores those at the clip's own framing. Tiny sizes; the real clip is cut short and shrunk."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")  # the engine's Python; the Blender test venvs have only bpy and numpy
+
+import tiny_run  # noqa: E402
+from conftest import VIDEO  # noqa: E402
+from edn_engine.dataset import FrameStore, build_dataset  # noqa: E402
+from edn_engine.errors import EdnError  # noqa: E402
+from edn_engine.events import Reporter  # noqa: E402
+from edn_engine.generate import generate  # noqa: E402
+from edn_engine.pose.track import PoseTrack  # noqa: E402
+from edn_engine.training import TrainConfig, train  # noqa: E402
+from edn_engine.video import open_source  # noqa: E402
+from edn_engine.video_out import write_video  # noqa: E402
+
+pytestmark = pytest.mark.slow
+SRC = (480, 270)  # romp_sample2 (1920x1080, a static studio camera) shrunk 4x: fast detection
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """48 frames of a woman doing aerobics in a white studio; she moves enough to uncover the background."""
+    root = tmp_path_factory.mktemp("plate clip ü")
+    frames = (cv2.resize(img, SRC, interpolation=cv2.INTER_AREA) for _, img in
+              open_source(VIDEO / "romp_sample2.mp4", 0, 143) if _ % 3 == 0)
+    write_video(root / "romp.mp4", frames, fps=10)
+    return root / "romp.mp4"
+
+
+@pytest.fixture(scope="module")
+def dataset(clip):
+    out = clip.parent / "dataset"
+    summary = build_dataset(clip, out, (64, 64), holdout=0.15, framing="window")
+    assert summary["framing"] == "window"
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(dataset):
+    out = dataset.parent / "run"
+    tcfg = TrainConfig(steps=4, save_every=2, preview_every=2, face_fraction=0.0, device="cpu")
+    with tiny_run.one_thread():
+        train(dataset, out, tcfg, profile="cpu", overrides=dict(tiny_run.TINY))
+    return out
+
+
+def test_dataset_holds_windows_that_follow_the_person_and_a_plate(dataset):
+    m = json.loads((dataset / "manifest.json").read_text())
+    assert m["framing"]["mode"] == "window" and (dataset / "plate.png").is_file()
+    plate = cv2.imread(str(dataset / "plate.png"))
+    assert plate.shape[:2] == (SRC[1], SRC[0])
+    src = PoseTrack.load(dataset / "track_source.npz")
+    covered, letterboxed = [], []
+    fit = min(64 / SRC[0], 64 / SRC[1])  # the whole frame letterboxed into 64x64
+    for e in m["frames"]:
+        x0, y0, w, h = e["window"]
+        body = src.body[e["frame"] - src.frame_start]
+        seen = body[body[:, 2] > 0.3, :2]
+        # every confident joint inside the window, and the person fills a good part of it
+        assert (seen[:, 0] > x0).all() and (seen[:, 0] < x0 + w).all()
+        assert (seen[:, 1] > y0).all() and (seen[:, 1] < y0 + h).all()
+        matte = cv2.imread(str(dataset / "mattes" / f"matte_{e['frame']:06d}.png"), cv2.IMREAD_GRAYSCALE)
+        covered.append((matte > 128).mean())
+        letterboxed.append(covered[-1] * w * h * fit * fit / (64 * 64))  # the same person, whole frame
+    # the window gives her over three times the pixels the whole frame would (about 10% against 2-3%)
+    assert np.mean(covered) > 3 * np.mean(letterboxed)
+    store = FrameStore(dataset)
+    n = m["frames"][0]["frame"]
+    assert store.plate(n).shape == (3, 64, 64) and store.window(n).shape == (4,)
+
+
+def test_training_on_composites_and_full_resolution_rgba_out(run, dataset, tmp_path):
+    assert (run / "plate.png").is_file()  # the run generates even if the dataset is deleted
+    track = dataset / "track_source.npz"
+    out = tmp_path / "frames"
+    with tiny_run.one_thread():
+        summary = generate(run, track, out, device="cpu")
+    assert summary["framing"] == "window" and summary["size"] == list(SRC)
+    n = PoseTrack.load(track).frame_start
+    rgba = cv2.imread(str(out / f"frame_{n:06d}.png"), cv2.IMREAD_UNCHANGED)
+    comp = cv2.imread(str(out / "composite" / f"frame_{n:06d}.png"))
+    plate = cv2.imread(str(run / "plate.png"))
+    assert rgba.shape == (SRC[1], SRC[0], 4) and comp.shape == (SRC[1], SRC[0], 3)
+    window = json.loads((dataset / "manifest.json").read_text())["frames"][0]["window"]
+    x1 = int(window[0] + window[2]) + 2
+    if x1 < SRC[0]:  # right of the window: transparent, and the composite there is the plate itself
+        assert rgba[:, x1:, 3].max() == 0
+        assert np.abs(comp[:, x1:].astype(int) - plate[:, x1:].astype(int)).max() <= 1
+
+
+def test_eval_scores_composites_at_the_clip_framing(run, tmp_path):
+    res = tiny_run.edn("eval", run, "-o", tmp_path / "report", "--max-frames", "3", "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["frames"] == 3
+    for method in ("model", "retrieval", "retrieval_absolute"):
+        assert {"person_found", "body_error", "background_psnr", "ssim_person"} <= set(report[method])
+    # the baselines are real frames over the plate: a person is found and the background matches well
+    assert report["retrieval_absolute"]["person_found"] == 1.0
+    assert report["retrieval_absolute"]["background_psnr"] > 25
+
+
+def test_without_a_usable_plate_the_whole_frame_is_used(tmp_path):
+    """A clip whose person covers everything (mattes all white): no plate can be made. `auto` warns and falls
+    back to the whole frame; `window` refuses with the reason."""
+    frames, mattes = tmp_path / "frames", tmp_path / "mattes"
+    frames.mkdir()
+    mattes.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        cv2.imwrite(str(frames / f"f_{i:06d}.png"), rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+        cv2.imwrite(str(mattes / f"matte_{i:06d}.png"), np.full((96, 128), 255, np.uint8))
+    from synthetic_pose import person, track_from_frames
+
+    track = track_from_frames([person(70.0, 64.0, 90.0)] * 6, 128, 96)
+    track.save(tmp_path / "track.npz")
+    log = []
+
+    class Log(Reporter):
+        def log(self, message):
+            log.append(message)
+
+    summary = build_dataset(frames, tmp_path / "ds", (64, 64), track=tmp_path / "track.npz", mattes=mattes,
+                            holdout=0.0, reporter=Log(False))
+    assert summary["framing"] == "letterbox" and any("whole frame" in line for line in log)
+    with pytest.raises(EdnError, match="cannot train the person over a plate"):
+        build_dataset(frames, tmp_path / "ds2", (64, 64), track=tmp_path / "track.npz", mattes=mattes,
+                      framing="window")
+    assert not (tmp_path / "ds2").exists()
+    with pytest.raises(EdnError, match="needs the person's mattes"):
+        build_dataset(frames, tmp_path / "ds3", (64, 64), track=tmp_path / "track.npz", mattes="none",
+                      framing="window")

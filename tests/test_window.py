@@ -1,0 +1,109 @@
+"""The person-centred window: it follows the person's position and scale, maps poses and pixels both ways, and
+carries the previous output from one window into the next."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edn_engine.errors import EdnError
+from edn_engine.pose.framing import Framing
+from edn_engine.pose.window import FramePlan, WindowConfig, frame_track, person_windows, window_framing
+from edn_engine.tensors import carry
+from synthetic_pose import person, track_from_frames
+
+W, H = 640, 360
+
+
+def walking_track(statures, xs, ankle_y=330.0):
+    return track_from_frames([person(s, x, ankle_y) for s, x in zip(statures, xs)], W, H)
+
+
+def test_window_centres_on_the_person_and_scales_with_them():
+    far = walking_track([100.0] * 12, [200.0] * 12, ankle_y=200)
+    near = walking_track([250.0] * 12, [400.0] * 12)
+    wf, wn = person_windows(far, (64, 64), WindowConfig()), person_windows(near, (64, 64), WindowConfig())
+    # the same person at 2.5x the size gets a window 2.5x as tall, so they fill it the same
+    assert wn[5, 3] / wf[5, 3] == pytest.approx(2.5, rel=0.02)
+    # and it is centred on them (x on the body's axis, y between head and feet)
+    for wins, stature, x, ankle in ((wf, 100, 200, 200), (wn, 250, 400, 330)):
+        x0, y0, w, h = wins[5]
+        assert x0 + w / 2 == pytest.approx(x, abs=1)
+        assert y0 < ankle - stature and y0 + h > ankle  # head and feet inside
+        assert w == pytest.approx(h)  # the training size's aspect
+
+
+def test_window_glides_and_fills_gaps():
+    xs = [100.0 + 10 * i for i in range(20)]
+    xs[7] = 500.0  # one-frame detector glitch
+    track = walking_track([150.0] * 20, xs)
+    track.body[12:15] = 0  # nobody in three frames
+    wins = person_windows(track, (64, 128), WindowConfig())
+    cx = wins[:, 0] + wins[:, 2] / 2
+    assert abs(cx[7] - 170) < 40  # the glitch is smoothed away
+    assert np.all(np.isfinite(wins)) and 200 < cx[13] < 300  # the gap takes its neighbours' window
+    assert wins[0, 2] / wins[0, 3] == pytest.approx(0.5)  # aspect 64x128
+
+
+def test_no_person_at_all_is_a_clear_error():
+    track = walking_track([150.0] * 3, [100.0] * 3)
+    track.body[:] = 0
+    with pytest.raises(EdnError, match="no person in any frame"):
+        person_windows(track, (64, 64))
+
+
+def test_window_framing_maps_points_and_pixels_and_back():
+    fr = window_framing((W, H), (64, 64), (100.0, -20.0, 200.0, 200.0))  # partly above the frame: padded
+    pts = np.array([[100.0, -20.0, 1.0], [300.0, 180.0, 1.0], [0.0, 0.0, 0.0]], np.float32)
+    assert np.allclose(fr.points(pts)[:, :2], [[0, 0], [64, 64], [0, 0]], atol=1e-4)
+    img = np.zeros((H, W, 3), np.uint8)
+    img[100:150, 150:250] = 255
+    crop = fr.image(img)
+    assert crop.shape == (64, 64, 3) and crop[:6].max() == 0  # above the frame: black padding
+    back = fr.back(crop, border_value=0)
+    assert back.shape == img.shape and back[:, :90].max() == 0  # nothing outside the window
+    inner = (slice(105, 145), slice(155, 245))
+    assert back[inner].mean() > 200  # the bright block comes back where it was
+    assert Framing.from_dict(fr.to_dict()) == fr
+
+
+def test_frame_plan_round_trips_and_frames_a_track_row_by_row():
+    plan = FramePlan((W, H), (64, 64), "window", WindowConfig(margin=1.5))
+    assert FramePlan.from_dict(plan.to_dict()) == plan
+    track = walking_track([120.0 + 5 * i for i in range(6)], [150.0 + 20 * i for i in range(6)])
+    framed = frame_track(track, plan.framings(track))
+    ok = framed.body[..., 2] > 0
+    assert (framed.width, framed.height) == (64, 64)
+    assert framed.body[ok][:, :2].min() > 0 and framed.body[ok][:, :2].max() < 64  # everyone inside their window
+    fixed = FramePlan((W, H), (64, 64), "letterbox")
+    assert fixed.framings(track)[0] == Framing((W, H), (64, 64), "letterbox")
+
+
+def test_carry_moves_the_previous_output_into_the_next_window():
+    img = torch.arange(16.0).reshape(1, 1, 4, 4)
+    same = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
+    assert torch.allclose(carry(img, same, same), img, atol=1e-5)
+    right = torch.tensor([[1.0, 0.0, 4.0, 4.0]])  # the next window sits one source pixel to the right
+    out = carry(img, same, right)[0, 0]
+    assert torch.allclose(out[:, :3], img[0, 0, :, 1:], atol=1e-5) and out[:, 3].abs().max() == 0
+    half = torch.tensor([[0.0, 0.0, 8.0, 8.0]])  # a window twice as large: the old image fills a quarter
+    zoomed = carry(img, same, half)[0, 0]
+    assert zoomed[2:, 2:].abs().max() == 0 and zoomed[:2, :2].mean() > 0
+
+
+def test_paste_matches_a_whole_frame_resample_but_touches_only_the_window():
+    from edn_engine.generate import over, paste
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    win = np.dstack([xx * 4, yy * 4, (xx + yy) * 2, np.full_like(xx, 200)]).astype(np.uint8)  # smooth
+    plate = np.full((H, W, 3), 90, np.uint8)
+    for rect in ((100.0, -20.0, 200.0, 200.0), (-50.0, 100.0, 700.0, 700.0), (10.5, 20.25, 33.3, 33.3)):
+        fr = window_framing((W, H), (64, 64), rect)
+        rgba, comp = paste(fr, win, plate)
+        full = fr.back(win)
+        assert np.abs(rgba.astype(int) - full.astype(int)).max() <= 2
+        assert np.abs(comp.astype(int) - over(full, plate).astype(int)).max() <= 2
+    fr = window_framing((W, H), (64, 64), (W + 10.0, 0.0, 50.0, 50.0))  # entirely outside the frame
+    rgba, comp = paste(fr, win, plate)
+    assert rgba.max() == 0 and (comp == plate).all()
