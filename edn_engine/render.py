@@ -212,35 +212,35 @@ def render_track(track: PoseTrack, out_dir: str | Path, size: tuple[int, int] | 
                  reporter: Reporter | None = None) -> dict:
     """Write `figure_<frame:06d>.png` per row (frame = track.frame_start + row), each atomically, and optionally
     an .mp4 of the same figures. Returns a summary for the CLI."""
-    from .video import VideoWriter, write_image  # OpenCV I/O rules live there
+    from .outputs import FIGURES, check_output_folder, staged_folder
+    from .video import write_image
+    from .video_out import VideoWriter
 
     _check(style, face_mode)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise EdnError("the output must be a folder", path=out_dir)
+    out_dir = check_output_folder(out_dir, FIGURES, "figures folder")
     size = _size(track, size)
     fr = Framing((track.width, track.height), size)
     body, hands, face = fr.points(track.body), fr.points(track.hands), fr.points(track.face)
     start = time.monotonic()
-    first = None
     pending: collections.deque = collections.deque()
-    # PNG encoding and the atomic write release the GIL: two workers overlap them with drawing.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool, \
+    # PNG encoding and the atomic write release the GIL: two workers overlap them with drawing. The figures go
+    # to a folder beside OUT, swapped in when all are written: a rerun never leaves an older run's figures.
+    with staged_folder(out_dir) as build, concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool, \
             (VideoWriter(video, fps=track.fps, size=size) if video else _NoVideo()) as writer:
         for i in range(track.frames):
             n = track.frame_start + i
             img = draw_pose(body[i], hands[i], face[i], size, style, face_mode)
-            pending.append((i, n, pool.submit(write_image, out_dir / f"figure_{n:06d}.png", img, _PNG)))
+            pending.append((i, n, pool.submit(write_image, build / f"figure_{n:06d}.png", img, _PNG)))
             writer.write(img)
             while pending and (len(pending) > 8 or i == track.frames - 1):
                 k, m, future = pending.popleft()
-                path = future.result()  # re-raises a write error here, naming the file
-                first = first or path
+                future.result()  # re-raises a write error here, naming the file
                 if reporter is not None:
-                    if k == 0 or (k + 1) % 100 == 0:
-                        reporter.preview(str(path))
                     reporter.progress(k + 1, track.frames, stage="render", frame=m)
     seconds = time.monotonic() - start
+    first = out_dir / f"figure_{track.frame_start:06d}.png" if track.frames else None
+    if reporter is not None and first is not None:
+        reporter.preview(str(first))
     return {"frames": track.frames, "output": str(out_dir), "first": str(first) if first else None,
             "size": list(size), "style": style, "face": face_mode, "video": str(video) if video else None,
             "framing": fr.to_dict(), "seconds": round(seconds, 3),
