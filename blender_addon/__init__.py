@@ -11,9 +11,11 @@ import atexit
 
 import bpy
 
-from . import jobs, operators, panels, preferences, properties
+from . import (jobs, ops_bone_map, ops_engine, ops_generate, ops_pose, ops_train, panels, preferences, properties,
+               runner)
 
-_CLASSES = preferences.CLASSES + operators.CLASSES + panels.CLASSES
+_CLASSES = (preferences.CLASSES + ops_engine.CLASSES + ops_pose.CLASSES + ops_bone_map.CLASSES + ops_train.CLASSES
+            + ops_generate.CLASSES + panels.CLASSES)
 
 
 def register() -> None:
@@ -26,8 +28,7 @@ def register() -> None:
 def unregister() -> None:
     atexit.unregister(jobs.MANAGER.shutdown)
     jobs.MANAGER.shutdown()
-    if bpy.app.timers.is_registered(operators._tick):
-        bpy.app.timers.unregister(operators._tick)
+    runner.stop_timer()
     panels.unregister_previews()
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-BODY_25 = (
-    "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist",
-    "MidHip", "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle",
-    "REye", "LEye", "REar", "LEar", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel",
-)
-J = {n: i for i, n in enumerate(BODY_25)}
+from .bundled import engine_module
+
+skeleton = engine_module("pose.skeleton")  # the engine's OpenPose tables: one BODY_25 order for tracks and maps
+J = skeleton.B  # BODY_25 joint name -> index
+N_BODY, N_HAND, N_FACE = len(skeleton.BODY_25), len(skeleton.HAND_21), skeleton.FACE_70_COUNT
 FINGERS = ("Thumb", "Index", "Middle", "Ring", "Pinky")
 # Joints a bone map must give; the rest are derived (face template, heels) or optional (toes).
 CORE_JOINTS = ("Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip",
@@ -151,7 +150,7 @@ def check_map(bmap: BoneMap, bone_names) -> BoneMap:
 # ----------------------------------------------------------------------------------------------------------------
 def face_template() -> np.ndarray:
     """70 OpenPose face points (68 iBUG + pupils) of an average face, as (left, forward, up) offsets."""
-    pts = np.zeros((70, 3))
+    pts = np.zeros((N_FACE, 3))
     t = np.linspace(0.0, np.pi, 17)  # jaw: subject's right ear, chin, left ear
     pts[0:17] = np.stack([-0.42 * np.cos(t), 0.1 + 0.32 * np.sin(t), 0.62 - 0.5 * np.sin(t)], 1)
     for i, x in enumerate(np.linspace(-0.36, -0.08, 5)):  # right brow (outer to inner), then left brow
@@ -263,7 +262,7 @@ def _head_frame(obj, bmap: BoneMap):
 
 def frame_points(obj, obj_eval, bmap: BoneMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """World positions of body (25), hands (2, 21) and face (70) for the evaluated armature; NaN = not available."""
-    body = np.full((25, 3), np.nan)
+    body = np.full((N_BODY, 3), np.nan)
     for joint, point in bmap.body.items():
         if joint in J:
             p = _bone_point(obj_eval, point)
@@ -273,7 +272,7 @@ def frame_points(obj, obj_eval, bmap: BoneMap) -> tuple[np.ndarray, np.ndarray, 
         ankle, toe = body[J[s + "Ankle"]], body[J[s + "BigToe"]]
         if not np.isnan(toe).any():
             body[J[s + "Heel"]] = ankle - 0.25 * (toe - ankle)
-    face = np.full((70, 3), np.nan)
+    face = np.full((N_FACE, 3), np.nan)
     head_name = _bone_name(bmap.body.get("Head", ""))
     if head_name in obj_eval.pose.bones:
         origin, basis = _head_frame(obj, bmap)
@@ -283,14 +282,14 @@ def frame_points(obj, obj_eval, bmap: BoneMap) -> tuple[np.ndarray, np.ndarray, 
         to_world = np.array(obj_eval.matrix_world) @ deform
         local = np.vstack([FACE_TEMPLATE, EARS]) @ basis.T + origin
         world = (np.c_[local, np.ones(len(local))] @ to_world.T)[:, :3]
-        face = world[:70]
+        face = world[:N_FACE]
         body[J["Nose"]] = face[30]
         body[J["REye"]], body[J["LEye"]] = face[68], face[69]
-        body[J["REar"]], body[J["LEar"]] = world[70], world[71]
-    hands = np.full((2, 21, 3), np.nan)
+        body[J["REar"]], body[J["LEar"]] = world[N_FACE], world[N_FACE + 1]
+    hands = np.full((2, N_HAND, 3), np.nan)
     for k, s in enumerate(("L", "R")):
         pts = bmap.hands.get(s, [])
-        if len(pts) == 21 and all(_bone_name(p) in obj_eval.pose.bones for p in pts[1:]):
+        if len(pts) == N_HAND and all(_bone_name(p) in obj_eval.pose.bones for p in pts[1:]):
             for i, point in enumerate(pts):
                 p = _bone_point(obj_eval, point)
                 if p is not None:
@@ -314,7 +313,7 @@ def armature_track_arrays(scene, depsgraph_getter, armature, camera, bmap: BoneM
     operator share this code).
     """
     n = len(frames)
-    body, hands, face = np.zeros((n, 25, 3)), np.zeros((n, 2, 21, 3)), np.zeros((n, 70, 3))
+    body, hands, face = np.zeros((n, N_BODY, 3)), np.zeros((n, 2, N_HAND, 3)), np.zeros((n, N_FACE, 3))
     size = None
     for i, f in enumerate(frames):
         scene.frame_set(f)

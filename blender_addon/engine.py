@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from .bundled import engine_module
+
 ADDON_DIR = Path(__file__).resolve().parent
 VENDOR_DIR = ADDON_DIR / "vendor"  # holds edn_engine/
 REQUIREMENTS_DIR = ADDON_DIR / "requirements"
@@ -26,6 +28,7 @@ def engine_env(device: str = "AUTO") -> dict[str, str]:
     env["PYTHONIOENCODING"] = "utf-8"
     env["PYTHONNOUSERSITE"] = "1"
     env["EDN_DEVICE"] = device.lower()
+    env.update(engine_module("threads").policy_env(env))  # OpenMP threads that sleep, not spin, beside Blender
     return env
 
 
@@ -47,23 +50,6 @@ def is_blenders_python(python: str | os.PathLike) -> bool:
         return False
 
 
-def setup_steps(base_python: str | os.PathLike, venv_dir: str | os.PathLike,
-                requirements_dir: Path = REQUIREMENTS_DIR) -> list[list[str]]:
-    """Commands that create the engine's own virtual environment and install its requirements into it.
-
-    A venv in the extension's user folder needs no admin rights and leaves Blender's Python untouched.
-    MediaPipe is installed with --no-deps (see requirements/mediapipe.txt for why).
-    """
-    py = str(venv_python(venv_dir))
-    pip = [py, "-m", "pip", "--disable-pip-version-check", "--no-input", "install"]
-    return [
-        [str(base_python), "-m", "venv", str(venv_dir)],
-        pip + ["--upgrade", "pip"],
-        pip + ["-r", str(requirements_dir / "engine.txt")],
-        pip + ["--no-deps", "-r", str(requirements_dir / "mediapipe.txt")],
-    ]
-
-
 # The verbs the add-on calls (a contract with edn_engine.commands.*).
 def pose_extract(python: str, media: Path, out: Path, start: int | None, end: int | None,
                  mattes: Path | None = None) -> list[str]:
@@ -77,9 +63,9 @@ def pose_extract(python: str, media: Path, out: Path, start: int | None, end: in
     return engine_command(python, *args)
 
 
-def pose_normalize(python: str, source: Path, target: Path, out: Path, params: Path) -> list[str]:
-    return engine_command(python, "pose", "normalize", "--source", source, "--target", target, "-o", out,
-                          "--params", params)
+def pose_drive(python: str, source: Path, target: Path, out: Path, params: Path) -> list[str]:
+    """The source motion cleaned and normalized to the target: the engine's own chain, as `edn transfer` runs it."""
+    return engine_command(python, "pose", "drive", source, "--target", target, "-o", out, "--params", params)
 
 
 def render(python: str, track: Path, out_dir: Path, width: int, height: int, style: str = "edn") -> list[str]:
@@ -101,9 +87,11 @@ def dataset_build(python: str, media: Path, out_dir: Path, width: int, height: i
 
 
 def train(python: str, dataset: Path, run_dir: Path, profile: str, minutes: float = 0.0, steps: int = 0,
-          resume: bool = False, device: str = "AUTO", perceptual: str = "vgg19") -> list[str]:
-    args: list = ["train", dataset, "-o", run_dir, "--profile", profile, "--device", device.lower(),
-                  "--perceptual", perceptual]
+          resume: bool = False, device: str = "AUTO", perceptual: str | None = None) -> list[str]:
+    """`perceptual` None leaves the loss to the profile (the cpu profile trains without VGG19)."""
+    args: list = ["train", dataset, "-o", run_dir, "--profile", profile, "--device", device.lower()]
+    if perceptual is not None:
+        args += ["--perceptual", perceptual]
     if steps > 0:
         args += ["--steps", steps]
     elif minutes > 0:
@@ -115,6 +103,12 @@ def train(python: str, dataset: Path, run_dir: Path, profile: str, minutes: floa
 
 def generate(python: str, run_dir: Path, track: Path, out_dir: Path, device: str = "AUTO") -> list[str]:
     return engine_command(python, "generate", run_dir, track, "-o", out_dir, "--device", device.lower())
+
+
+def transfer(python: str, source: Path, run_dir: Path, out_dir: Path) -> list[str]:
+    """Drive a trained run with a source motion: the engine cleans, normalizes, generates and previews, reusing
+    every stage of `out_dir` whose inputs did not change."""
+    return engine_command(python, "transfer", "--source", source, "--run", run_dir, "-o", out_dir)
 
 
 def info(python: str) -> list[str]:

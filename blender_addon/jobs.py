@@ -1,17 +1,16 @@
 """Background engine jobs: one subprocess per step, a reader thread, and a pure `poll()` that applies events.
 
 Blender must never freeze or crash because of the engine, so the engine always runs in its own process. A reader
-thread turns its stdout lines into events on a queue; `poll(job)` (called by a `bpy.app.timers` callback in the UI,
-and directly by tests and scripts, since the bpy module has no event loop) drains the queue into the job's state.
-Nothing here imports bpy: `on_done` callbacks (adding strips, storing paths) run inside `poll`, on the caller's
-thread, which is Blender's main thread.
+thread turns its stdout lines into events on a queue (read with the engine's own `parse_event`); `poll(job)`
+(called by the runner's `bpy.app.timers` callback in the UI, and directly by tests and scripts, since the bpy
+module has no event loop) drains the queue into the job's state. Nothing here imports bpy: a job's end callbacks
+(adding strips, storing paths) run inside `poll`, on the caller's thread, which is Blender's main thread.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import os
 import queue
 import re
@@ -22,11 +21,26 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .bundled import engine_module
+
+parse_event = engine_module("events").parse_event  # the one reader of the engine's --json protocol
+
 CANCEL_GRACE_S = 60.0  # after SIGTERM the trainer finishes its step and saves a checkpoint; then we kill
 _ids = itertools.count(1)
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED"
 FINISHED = (DONE, FAILED, CANCELLED)
+
+# Queue lanes: jobs in one lane run one after another, lanes run side by side. Engine work shares the compute
+# device (and the project's files), so it queues in one lane; setting up the engine and checking it must not
+# wait behind an hour of training.
+ENGINE, SETUP, CHECK = "engine", "setup", "check"
+LANES = (ENGINE, SETUP, CHECK)
+
+EndCallback = Callable[["Job"], None]
+# Turns a failed step into a message an artist can act on (None: the generic explanation). The set-up job uses one
+# to name the package an installer could not install, instead of the installer's last output line.
+Explainer = Callable[["Job", int], "str | None"]
 
 
 @dataclasses.dataclass
@@ -36,11 +50,15 @@ class Job:
     label: str
     steps: list[list[str]]
     log_path: Path
+    kind: str = "engine"  # what it does ("train", "setup", ...): operators find their jobs by kind, never by label
+    lane: str = ENGINE
     env: dict[str, str] | None = None
     cwd: Path | None = None  # engine jobs run in the bundled engine's folder, so `-m edn_engine` finds that copy
-    device: str = "engine"  # one job runs at a time per device
-    on_done: Callable[["Job"], None] | None = None  # after success, on the thread that polls (Blender's main)
-    on_end: Callable[["Job"], None] | None = None  # after any end (done, failed, cancelled), after on_done
+    # Called once, in order, when the job ends (done, failed or cancelled: they read `state`), on the thread that
+    # polls (Blender's main). One that raises on a DONE job fails it: its result could not be used.
+    on_end: list[EndCallback] = dataclasses.field(default_factory=list)
+    step_labels: list[str] = dataclasses.field(default_factory=list)  # what each step does, for the panel
+    explain: Explainer | None = None
     id: int = dataclasses.field(default_factory=lambda: next(_ids))
     # state, written only by apply_event / poll
     state: str = QUEUED
@@ -60,10 +78,19 @@ class Job:
     proc: subprocess.Popen | None = dataclasses.field(default=None, repr=False)
     events: "queue.Queue[dict]" = dataclasses.field(default_factory=queue.Queue, repr=False)
     cancel_requested_at: float | None = None
+    ended: bool = False  # the end callbacks have run
+
+    def __post_init__(self) -> None:
+        if self.lane not in LANES:
+            raise ValueError(f"unknown job lane {self.lane!r} (lanes: {', '.join(LANES)})")
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
+
+    @property
+    def step_label(self) -> str:
+        return self.step_labels[self.step] if self.step < len(self.step_labels) else ""
 
     @property
     def fraction(self) -> float:
@@ -140,7 +167,11 @@ def _step_ended(job: Job, code: int) -> None:
 
 
 def explain_failure(job: Job, code: int) -> str:
-    """A message an artist can act on: the engine's own error if it sent one, else its last output line."""
+    """A message an artist can act on: the job's own explainer's, else the engine's error if it sent one, else its
+    last output line."""
+    special = job.explain(job, code) if job.explain is not None else None
+    if special:
+        return f"{special} (log: {job.log_path})"
     msg = job.error
     if not msg:
         tail = next((ln for ln in reversed(job.last_lines) if ln.strip()), "")
@@ -158,7 +189,7 @@ def explain_failure(job: Job, code: int) -> str:
 def start(job: Job) -> None:
     """Start the job's current step. A missing Python fails the job with a clear message, never an exception."""
     argv = job.steps[job.step]
-    job.state, job.status = RUNNING, f"starting {job.label}"
+    job.state, job.status = RUNNING, job.step_label or f"starting {job.label}"
     if not job.started_at:
         job.started_at, job.started_wall = time.monotonic(), time.time()
     job.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,13 +232,7 @@ def _read(proc: subprocess.Popen, events: "queue.Queue[dict]", log_path: Path) -
                     log.flush()
                 except OSError:
                     log = None
-            event = None
-            if line.startswith("{"):
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    event = None
-            events.put(event if isinstance(event, dict) and "event" in event else {"event": "log", "message": line})
+            events.put(parse_event(line) or {"event": "log", "message": line})
     finally:
         if log is not None:
             log.close()
@@ -227,19 +252,24 @@ def poll(job: Job) -> Job:
     if job.cancel_requested_at is not None and job.proc is not None and job.proc.poll() is None:
         if time.monotonic() - job.cancel_requested_at > CANCEL_GRACE_S:
             job.proc.kill()
-    if job.state == DONE and job.on_done is not None:
-        callback, job.on_done = job.on_done, None
-        try:
-            callback(job)
-        except Exception as exc:  # a failing callback must not break the timer: show it as the job's error
-            job.state, job.error = FAILED, f"{job.label} finished but its result could not be used: {exc}"
-    if job.finished and job.on_end is not None:
-        callback, job.on_end = job.on_end, None
-        try:
-            callback(job)
-        except Exception as exc:  # noqa: BLE001 - shown, not raised, for the same reason
-            job.error = job.error or f"{job.label}: {exc}"
+    if job.finished and not job.ended:
+        job.ended = True
+        for callback in job.on_end:
+            _call_end(job, callback)
     return job
+
+
+def _call_end(job: Job, callback: EndCallback) -> None:
+    """Run one end callback; a failure must not break the timer or skip the later callbacks: it becomes the
+    job's error (and fails a job that had succeeded, since its result did not reach Blender)."""
+    try:
+        callback(job)
+    except Exception as exc:  # noqa: BLE001 - shown in the panel, not raised
+        if job.state == DONE:
+            job.state, job.status = FAILED, "failed"
+            job.error = f"{job.label} finished but its result could not be used: {exc} (log: {job.log_path})"
+        else:
+            job.error = job.error or f"{job.label}: {exc}"
 
 
 def cancel(job: Job) -> None:
@@ -261,7 +291,7 @@ def cancel(job: Job) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the queue: several jobs, one running at a time per device
+# the queue: several jobs, one running at a time per lane
 # ----------------------------------------------------------------------------------------------------------------
 class JobManager:
     def __init__(self) -> None:
@@ -272,22 +302,23 @@ class JobManager:
         self.poll_all()
         return job
 
-    def active(self) -> list[Job]:
-        return [j for j in self.jobs if not j.finished]
+    def active(self, *, lane: str | None = None, kind: str | None = None) -> list[Job]:
+        """Unfinished jobs, optionally only those of one lane and/or kind."""
+        return [j for j in self.jobs if not j.finished and lane in (None, j.lane) and kind in (None, j.kind)]
 
     def get(self, job_id: int) -> Job | None:
         return next((j for j in self.jobs if j.id == job_id), None)
 
     def poll_all(self) -> bool:
-        """Poll every job and start queued ones whose device is free. Returns True while any job is unfinished."""
+        """Poll every job and start queued ones whose lane is free. Returns True while any job is unfinished."""
         for job in self.jobs:
             if job.state != QUEUED:
                 poll(job)
-        busy = {j.device for j in self.jobs if j.state == RUNNING}
+        busy = {j.lane for j in self.jobs if j.state == RUNNING}
         for job in self.jobs:
-            if job.state == QUEUED and job.device not in busy:
+            if job.state == QUEUED and job.lane not in busy:
                 start(job)
-                busy.add(job.device)
+                busy.add(job.lane)
                 poll(job)
         return bool(self.active())
 

@@ -10,6 +10,7 @@ import bpy.utils.previews
 from . import compat, jobs
 
 _previews = None  # bpy.utils.previews collection for live training previews
+MOVIES = (".mp4", ".mov", ".avi", ".mkv")
 
 
 def _preview_icon(path: str) -> int:
@@ -21,8 +22,8 @@ def _preview_icon(path: str) -> int:
         key = f"{path}:{os.stat(path).st_mtime_ns}"
     except OSError:
         return 0
-    if key not in _previews:
-        _previews.load(key, path, "IMAGE")
+    if key not in _previews:  # the trainer's previews are images; `edn transfer` previews a movie
+        _previews.load(key, path, "MOVIE" if path.lower().endswith(MOVIES) else "IMAGE")
     return _previews[key].icon_id
 
 
@@ -41,11 +42,12 @@ def draw_job(layout, job: jobs.Job) -> None:
         box.template_icon(icon_value=_preview_icon(job.preview_path), scale=6.0)
     if job.state == jobs.FAILED:
         col = box.column(align=True)
-        for chunk in _wrap(job.error, 60):
+        for chunk in wrap(job.error, 60):
             col.label(text=chunk)
 
 
-def _wrap(text: str, width: int) -> list[str]:
+def wrap(text: str, width: int) -> list[str]:
+    """Words in lines of at most `width` characters: a panel label does not wrap by itself."""
     words, lines, line = text.split(), [], ""
     for w in words:
         if len(line) + len(w) + 1 > width and line:
@@ -73,9 +75,8 @@ class EDN_PT_main(_EdnPanel, bpy.types.Panel):
             return
         s = scene.edn
         layout.prop(s, "project_dir")
-        sed = scene.sequence_editor
-        strips_owner = sed if sed is not None else None
-        strips_prop = "strips_all" if sed is not None and hasattr(sed, "strips_all") else "sequences_all"
+        strips_owner = scene.sequence_editor
+        strips_prop = compat.all_strips_prop(strips_owner) if strips_owner is not None else ""
 
         col = layout.column(align=True)
         col.label(text="1. Target person", icon="USER")
@@ -141,7 +142,7 @@ class EDN_PT_main(_EdnPanel, bpy.types.Panel):
         if s.last_error:
             box = layout.box()
             box.label(text="Last error", icon="ERROR")
-            for chunk in _wrap(s.last_error, 60):
+            for chunk in wrap(s.last_error, 60):
                 box.label(text=chunk)
 
 
@@ -150,7 +151,7 @@ class EDN_PT_jobs(_EdnPanel, bpy.types.Panel):
     bl_parent_id = "EDN_PT_main"
 
     def draw(self, context):
-        shown = [j for j in jobs.MANAGER.jobs if j.device not in ("setup",)][-6:]
+        shown = [j for j in jobs.MANAGER.jobs if j.lane != jobs.SETUP][-6:]  # set-up shows in the preferences
         if not shown:
             self.layout.label(text="No jobs yet")
         for job in reversed(shown):

@@ -46,9 +46,11 @@ class EDN_SceneSettings(bpy.types.PropertyGroup):
     width: IntProperty(name="Width", default=256, min=16, max=4096, description="Output and training width")
     height: IntProperty(name="Height", default=256, min=16, max=4096, description="Output and training height")
     profile: EnumProperty(name="Profile", items=PROFILES, default="cpu")
-    perceptual: EnumProperty(name="Perceptual Loss", default="vgg19", items=(
-        ("vgg19", "VGG19", "pix2pixHD's perceptual loss (needs the VGG19 weights, fetched once)"),
-        ("none", "None", "L1 instead: no VGG weights needed, trains faster, slightly softer detail")))
+    # Numbered so .blend files saved before "PROFILE" existed keep their choice.
+    perceptual: EnumProperty(name="Perceptual Loss", default="PROFILE", items=(
+        ("PROFILE", "Profile's", "The profile's own choice: L1 for the cpu profile, VGG19 for the paper profiles", 2),
+        ("vgg19", "VGG19", "pix2pixHD's perceptual loss (needs the VGG19 weights, fetched once)", 0),
+        ("none", "None", "L1 instead: no VGG weights needed, trains faster, slightly softer detail", 1)))
     train_minutes: FloatProperty(name="Minutes", default=30.0, min=0.0, description="Training time (0: steps)")
     train_steps: IntProperty(name="Steps", default=0, min=0, description="Training steps (0: use minutes)")
     # results of the stages, written when a job finishes

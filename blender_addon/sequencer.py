@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
+import numpy as np
 
 from . import compat
 
@@ -68,17 +69,30 @@ def strip_source(scene, name: str) -> StripSource:
         media = Path(bpy.path.abspath(strip.directory, library=strip.id_data.library))
         if not media.is_dir() or not any((media / e.filename).is_file() for e in strip.elements):
             raise StripError(f"the images of strip '{strip.name}' are missing: {media}")
-    start = int(strip.frame_final_start)
-    first = start - int(strip.frame_start)
-    last = int(strip.frame_final_end) - 1 - int(strip.frame_start)
+    start, origin = compat.strip_start(strip), compat.content_start(strip)
+    first, last = start - origin, compat.strip_end(strip) - 1 - origin
     return StripSource(strip.name, media, first, last, start, int(strip.channel))
+
+
+def source_placement(scene) -> tuple[int, int]:
+    """(timeline start, channel) for results of the scene's source motion: its strip's, or for an armature the
+    first frame its track was made from (channel 0: results go on the first free channel)."""
+    s = scene.edn
+    if s.source_kind == "STRIP" and s.source_strip:
+        src = strip_source(scene, s.source_strip)
+        return src.timeline_start, src.channel
+    track = Path(bpy.path.abspath(s.source_track)) if s.source_track else None
+    if track is not None and track.is_file():
+        with np.load(track) as data:
+            return int(data["frame_start"]), 0
+    return scene.frame_start, 0
 
 
 def first_free_channel(scene, above: int, start: int, end: int) -> int:
     """The lowest channel above `above` with no strip overlapping timeline frames [start, end)."""
     strips = list(compat.top_strips(editor(scene)))
     channel = above + 1
-    while any(s.channel == channel and s.frame_final_start < end and s.frame_final_end > start for s in strips):
+    while any(s.channel == channel and compat.strip_start(s) < end and compat.strip_end(s) > start for s in strips):
         channel += 1
     if channel > 128:
         raise StripError("no free sequencer channel above the source strip")
@@ -112,7 +126,7 @@ def add_frames_strip(scene, name: str, folder: Path, pattern: str, frame_start: 
     strip = strips.new_image(name=name, filepath=str(files[0]), channel=channel, frame_start=frame_start)
     for f in files[1:]:
         strip.elements.append(f.name)
-    strip.frame_final_duration = len(files)
+    compat.set_strip_duration(strip, len(files))
     if alpha_over:
         strip.blend_type = "ALPHA_OVER"
     return strip

@@ -22,8 +22,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
-# Development tools that live in blender_addon/ but are not part of the installed add-on.
-ADDON_DEV_ONLY = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", "demo_*.py")
 
 
 def find_blender_ext() -> Path:
@@ -39,12 +37,12 @@ def find_blender_ext() -> Path:
 
 def stage(dest: Path) -> None:
     """Lay out the extension's files in `dest`."""
-    shutil.copytree(REPO / "blender_addon", dest, ignore=ADDON_DEV_ONLY, dirs_exist_ok=True)
+    shutil.copytree(REPO / "blender_addon", dest, ignore=IGNORE, dirs_exist_ok=True)
     shutil.copy2(REPO / "blender_manifest.toml", dest / "blender_manifest.toml")
     vendor = dest / "vendor"
     shutil.copytree(REPO / "edn_engine", vendor / "edn_engine", ignore=IGNORE)
-    (vendor / "__init__.py").write_text('"""The bundled engine package (run by the engine Python, imported only for '
-                                        'its numpy-only pose track module)."""\n', encoding="utf-8")
+    (vendor / "__init__.py").write_text('"""The bundled engine package (run by the engine Python; the add-on imports '
+                                        'only its numpy-only modules, see bundled.py)."""\n', encoding="utf-8")
     (dest / "requirements").mkdir(exist_ok=True)
     for name in ("engine.txt", "mediapipe.txt"):
         shutil.copy2(REPO / "requirements" / name, dest / "requirements" / name)

@@ -1,16 +1,14 @@
 """The add-on in the real bpy module, installed from the built zip the way a user installs it.
 
 The engine really runs (as a subprocess, via the add-on's job runner) with the Python in $EDN_ENGINE_PYTHON, at
-tiny sizes and short frame ranges. These tests run on bpy 5.0 (.venv), 4.2 and 4.5 (.venv-bpy42, .venv-bpy45; no torch there:
-nothing heavy is imported in-process).
+tiny sizes and short frame ranges. These tests run on bpy 5.0 (.venv), and 4.2, 4.5, 5.1 and 5.2 (.venv-bpy42 ...
+.venv-bpy52; no torch there: nothing heavy is imported in-process).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,90 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ENGINE_PYTHON, REPO, VIDEO
+from conftest import ENGINE_PYTHON
 
 pytestmark = pytest.mark.blender
 bpy = pytest.importorskip("bpy")
-from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
-from mathutils import Vector  # noqa: E402
-
-REPO_MODULE = "edn_test_repo"
-ADDON = f"bl_ext.{REPO_MODULE}.edn"
-CLIP = VIDEO / "ubc_91BjuE6irxS.mp4"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# fixtures: build the zip, install it into a temporary user repository, enable it
-# ----------------------------------------------------------------------------------------------------------------
-def _addon_classes() -> set[str]:
-    return {name for name in dir(bpy.types) if name.startswith(("EDN_", "SEQUENCER_PT_edn"))}
-
-
-@pytest.fixture(scope="module")
-def addon(tmp_path_factory):
-    """The installed and enabled add-on package (its modules: ext.jobs, ext.operators, ...)."""
-    out = tmp_path_factory.mktemp("ext")
-    zip_path = out / "edn.zip"
-    subprocess.run([sys.executable, str(REPO / "scripts" / "build_extension.py"), "-o", str(zip_path)],
-                   check=True, capture_output=True, text=True)
-    repo_dir = out / "repo"
-    repo_dir.mkdir()
-    repos = bpy.context.preferences.extensions.repos
-    repo = repos.new(name="EDN test", module=REPO_MODULE, custom_directory=str(repo_dir), source="USER")
-    before = _addon_classes()
-    assert bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo=REPO_MODULE,
-                                                    enable_on_install=True) == {"FINISHED"}
-    assert (repo_dir / "edn" / "vendor" / "edn_engine" / "pose" / "track.py").is_file()
-    assert ADDON in bpy.context.preferences.addons
-    ext = sys.modules[ADDON]
-    prefs = bpy.context.preferences.addons[ADDON].preferences
-    prefs.engine_mode = "CUSTOM"
-    prefs.custom_python = ENGINE_PYTHON
-    prefs.device = "CPU"
-    user_dir = Path(bpy.utils.extension_path_user(ADDON))  # logs of jobs that have no project folder
-    yield ext
-    ext.jobs.MANAGER.shutdown()
-    bpy.ops.preferences.addon_disable(module=ADDON)
-    assert _addon_classes() == before
-    repos.remove(repo)
-    shutil.rmtree(user_dir.parent if user_dir.parent.name == REPO_MODULE else user_dir, ignore_errors=True)
-
-
-@pytest.fixture
-def scene(addon, tmp_path):
-    """A fresh scene with a project folder whose path has a space and non-ASCII characters."""
-    sc = bpy.data.scenes.new("EDN test")
-    bpy.context.window.scene = sc  # the bpy module has one (hidden) window: make `sc` the context scene
-    assert bpy.context.scene == sc
-    project = tmp_path / "Projekt ü 舞"
-    project.mkdir()
-    sc.edn.project_dir = str(project) + os.sep
-    sc.render.resolution_x, sc.render.resolution_y, sc.render.resolution_percentage = 414, 540, 100
-    yield sc
-    addon.jobs.MANAGER.shutdown()
-
-
-def _movie_strip(sc, first_frame=10, offset=3, frames=4, channel=2):
-    sed = sc.sequence_editor_create()
-    strips = sed.strips if hasattr(sed, "strips") else sed.sequences
-    strip = strips.new_movie("dancer", str(CLIP), channel, first_frame)
-    strip.frame_offset_start = offset
-    strip.frame_final_duration = frames
-    return strip
-
-
-def _wait(addon, job, timeout=240):
-    addon.jobs.MANAGER.wait(job, timeout=timeout)
-    return job
-
-
-def _last_job(addon):
-    return addon.jobs.MANAGER.jobs[-1]
-
-
-def _strips(sc):
-    sed = sc.sequence_editor
-    return sed.strips_all if hasattr(sed, "strips_all") else sed.sequences_all
+from addon_fixtures import (ADDON, CLIP, _addon_classes, _CheckingLayout, _compat, _last_job,  # noqa: F401
+                            _movie_strip, _span, _strips, _wait, addon, scene)
+from addon_rigs import _animate, _build_rig, _camera  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -117,205 +38,19 @@ def test_disable_and_reenable_leaves_no_classes(addon):
     bpy.ops.preferences.addon_disable(module=ADDON)
     assert not hasattr(bpy.types.Scene, "edn")
     assert not _addon_classes()
-    assert not bpy.app.timers.is_registered(addon.operators._tick)
+    assert not bpy.app.timers.is_registered(addon.runner.tick)
     bpy.ops.preferences.addon_enable(module=ADDON)
     assert hasattr(bpy.types.Scene, "edn") and "EDN_PT_main" in dir(bpy.types)
     prefs = bpy.context.preferences.addons[ADDON].preferences
     prefs.engine_mode, prefs.custom_python, prefs.device = "CUSTOM", ENGINE_PYTHON, "CPU"
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# pose from an armature: projection against world_to_camera_view
-# ----------------------------------------------------------------------------------------------------------------
-MIXAMO_BONES = {  # name: (head, tail, parent)
-    "Hips": ((0, 0, 1.0), (0, 0, 1.1), None),
-    "Spine": ((0, 0, 1.1), (0, 0, 1.4), "Hips"),
-    "Neck": ((0, 0, 1.45), (0, 0, 1.55), "Spine"),
-    "Head": ((0, 0, 1.55), (0, 0, 1.78), "Neck"),
-    "RightArm": ((-0.2, 0, 1.42), (-0.45, 0, 1.42), "Spine"),
-    "RightForeArm": ((-0.45, 0, 1.42), (-0.7, 0, 1.42), "RightArm"),
-    "RightHand": ((-0.7, 0, 1.42), (-0.8, 0, 1.42), "RightForeArm"),
-    "LeftArm": ((0.2, 0, 1.42), (0.45, 0, 1.42), "Spine"),
-    "LeftForeArm": ((0.45, 0, 1.42), (0.7, 0, 1.42), "LeftArm"),
-    "LeftHand": ((0.7, 0, 1.42), (0.8, 0, 1.42), "LeftForeArm"),
-    "RightUpLeg": ((-0.1, 0, 1.0), (-0.1, 0, 0.55), "Hips"),
-    "RightLeg": ((-0.1, 0, 0.55), (-0.1, 0, 0.1), "RightUpLeg"),
-    "RightFoot": ((-0.1, 0, 0.1), (-0.1, -0.12, 0.03), "RightLeg"),
-    "RightToe_End": ((-0.1, -0.2, 0.0), (-0.1, -0.25, 0.0), "RightFoot"),
-    "LeftUpLeg": ((0.1, 0, 1.0), (0.1, 0, 0.55), "Hips"),
-    "LeftLeg": ((0.1, 0, 0.55), (0.1, 0, 0.1), "LeftUpLeg"),
-    "LeftFoot": ((0.1, 0, 0.1), (0.1, -0.12, 0.03), "LeftLeg"),
-    "LeftToe_End": ((0.1, -0.2, 0.0), (0.1, -0.25, 0.0), "LeftFoot"),
-}
-JOINT_BONES = {  # BODY_25 index: bone whose head is the joint
-    1: "Neck", 2: "RightArm", 3: "RightForeArm", 4: "RightHand", 5: "LeftArm", 6: "LeftForeArm", 7: "LeftHand",
-    8: "Hips", 9: "RightUpLeg", 10: "RightLeg", 11: "RightFoot", 12: "LeftUpLeg", 13: "LeftLeg", 14: "LeftFoot",
-    19: "LeftToe_End", 22: "RightToe_End",
-}
-
-
-def _finger_bones() -> dict:
-    """Mixamo finger chains for the left hand: <Finger>1..4, spread in a fan beyond the wrist."""
-    bones = {}
-    for f, finger in enumerate(("Thumb", "Index", "Middle", "Ring", "Pinky")):
-        z = 1.42 + 0.03 - 0.015 * f
-        parent = "LeftHand"
-        for k in range(1, 5):
-            x0, x1 = 0.74 + 0.025 * (k - 1), 0.74 + 0.025 * k
-            bones[f"LeftHand{finger}{k}"] = ((x0, -0.01 * f, z), (x1, -0.01 * f, z), parent)
-            parent = f"LeftHand{finger}{k}"
-    return bones
-
-
-def _build_rig(sc, prefix="mixamorig:", name="Dancer", fingers=False):
-    arm_data = bpy.data.armatures.new(name)
-    obj = bpy.data.objects.new(name, arm_data)
-    sc.collection.objects.link(obj)
-    bpy.context.view_layer.objects.active = obj
-    bpy.ops.object.mode_set(mode="EDIT")
-    for bone, (head, tail, parent) in {**MIXAMO_BONES, **(_finger_bones() if fingers else {})}.items():
-        eb = arm_data.edit_bones.new(prefix + bone)
-        eb.head, eb.tail = head, tail
-        if parent:
-            eb.parent = arm_data.edit_bones[prefix + parent]
-    bpy.ops.object.mode_set(mode="OBJECT")
-    obj.location = (0.3, 0.5, 0.0)
-    return obj
-
-
-def _camera(sc, location=(0.2, -6.0, 1.1), ortho=False):
-    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
-    sc.collection.objects.link(cam)
-    cam.location = location
-    cam.rotation_euler = (math.radians(88), 0.0, math.radians(2))
-    cam.data.shift_x = 0.05
-    if ortho:
-        cam.data.type = "ORTHO"
-        cam.data.ortho_scale = 3.0
-    sc.camera = cam
-    return cam
-
-
-def _animate(sc, obj, prefix="mixamorig:"):
-    """Frames 1-3: hips sway, a forearm and the head turn; on frame 3 the right hand is moved behind the camera."""
-    sc.frame_start, sc.frame_end = 1, 3
-    pb = obj.pose.bones
-    for f in (1, 2, 3):
-        sc.frame_set(f)
-        pb[prefix + "Hips"].location = (0.05 * f, 0.0, 0.02 * f)
-        pb[prefix + "Hips"].keyframe_insert("location", frame=f)
-        pb[prefix + "RightForeArm"].rotation_mode = "XYZ"
-        pb[prefix + "RightForeArm"].rotation_euler = (0.0, 0.0, 0.4 * f)
-        pb[prefix + "RightForeArm"].keyframe_insert("rotation_euler", frame=f)
-        pb[prefix + "Head"].rotation_mode = "XYZ"
-        pb[prefix + "Head"].rotation_euler = (0.0, 0.5 * (f - 1), 0.0)
-        pb[prefix + "Head"].keyframe_insert("rotation_euler", frame=f)
-        hand = pb[prefix + "RightHand"]
-        hand.location = (0.0, 0.0, 0.0)
-        if f == 3:  # armature-space target far behind the camera (camera at y = -6 looking along +y)
-            bpy.context.view_layer.update()
-            want = hand.matrix.copy()
-            want.translation = Vector((-0.7, -9.0, 1.42))
-            hand.matrix_basis = obj.convert_space(pose_bone=hand, matrix=want, from_space="POSE", to_space="LOCAL")
-        hand.keyframe_insert("location", frame=f)
-
-
-def _expected(sc, cam, obj, prefix):
-    """Independent reference: Blender's world_to_camera_view on each bone head, in render pixels."""
-    r = sc.render
-    w = int(r.resolution_x * r.resolution_percentage / 100)
-    h = int(r.resolution_y * r.resolution_percentage / 100)
-    rows = []
-    for f in range(sc.frame_start, sc.frame_end + 1):
-        sc.frame_set(f)
-        row = {}
-        for j, bone in JOINT_BONES.items():
-            co = obj.matrix_world @ obj.pose.bones[prefix + bone].head
-            u, v, z = world_to_camera_view(sc, cam, co)
-            row[j] = (u * w, (1 - v) * h, z)
-        rows.append(row)
-    return rows, (w, h)
-
-
-@pytest.mark.parametrize("mode", ["perspective", "ortho", "border"])
-def test_pose_from_armature_matches_world_to_camera_view(addon, scene, mode):
-    sc = scene
-    ortho = mode == "ortho"
-    sc.render.resolution_percentage = 50
-    sc.render.pixel_aspect_x = 1.0 if not ortho else 1.25
-    crop = (0.1, 0.9, 0.2, 0.95)  # border min_x, max_x, min_y, max_y: the output is the border region
-    if mode == "border":
-        sc.render.use_border = sc.render.use_crop_to_border = True
-        (sc.render.border_min_x, sc.render.border_max_x, sc.render.border_min_y, sc.render.border_max_y) = crop
-    obj = _build_rig(sc, fingers=True)
-    cam = _camera(sc, ortho=ortho)
-    _animate(sc, obj)
-    out = Path(sc.edn.project_dir) / "rig pose ü.npz"
-    assert bpy.ops.edn.pose_from_armature(armature=obj.name, output=str(out)) == {"FINISHED"}
-    assert sc.edn.source_kind == "ARMATURE" and sc.edn.source_track == str(out)
-    data = np.load(out)
-    body, face, hands = data["body"], data["face"], data["hands"]
-    expected, (w, h) = _expected(sc, cam, obj, "mixamorig:")
-    assert (w, h) == (207, 270)
-    x0, y1 = 0.0, 1.0
-    if mode == "border":  # pixels of the cropped output: shift by the border's corner
-        x0, y1 = crop[0], crop[3]
-        expected = [{j: (x - x0 * w, y - (1 - y1) * h, z) for j, (x, y, z) in row.items()} for row in expected]
-        assert (int(data["width"]), int(data["height"])) == (round(w * 0.8), round(h * 0.75))
-    else:
-        assert (int(data["width"]), int(data["height"])) == (w, h)
-    assert int(data["frame_start"]) == 1 and body.shape == (3, 25, 3)
-    behind = 0
-    for t, row in enumerate(expected):
-        for j, (x, y, z) in row.items():
-            if z <= 0:
-                behind += 1
-                assert body[t, j, 2] == 0, f"frame {t + 1} joint {j} is behind the camera but not missing"
-            else:
-                assert body[t, j, 2] == 1
-                assert abs(body[t, j, 0] - x) < 0.5 and abs(body[t, j, 1] - y) < 0.5, (t, j, body[t, j], x, y)
-    assert behind == 1  # the right wrist on frame 3
-    assert (face[..., 2] == 1).all() and (body[:, 0, 2] == 1).all()  # face and nose from the head template
-    # the head turns on frames 2-3: the nose moves relative to the neck while the neck stays centred on the body
-    nose_offset = body[:, 0, 0] - body[:, 1, 0]
-    assert abs(nose_offset[2] - nose_offset[0]) > 1.0
-    # the left hand comes from its finger bones (wrist = the body's wrist); the right hand has none
-    assert (hands[:, 1, :, 2] == 0).all() and (hands[:, 0, :, 2] == 1).all()
-    assert np.abs(hands[:, 0, 0, :2] - body[:, 7, :2]).max() < 1e-3
-    for t, f in enumerate(range(sc.frame_start, sc.frame_end + 1)):
-        sc.frame_set(f)
-        for i, bone in ((4, "LeftHandThumb4"), (8, "LeftHandIndex4"), (17, "LeftHandPinky1")):
-            u, v, _ = world_to_camera_view(sc, cam, obj.matrix_world @ obj.pose.bones["mixamorig:" + bone].head)
-            assert abs(hands[t, 0, i, 0] - (u - x0) * w) < 0.5 and abs(hands[t, 0, i, 1] - (y1 - v) * h) < 0.5
-
-
-def test_armature_errors(addon, scene):
-    sc = scene
-    obj = _build_rig(sc, prefix="", name="Plain")
-    for bone in list(obj.data.bones):
-        bone.name = "bone_" + bone.name  # matches no map
-    with pytest.raises(RuntimeError, match="no camera"):
-        bpy.ops.edn.pose_from_armature(armature=obj.name)
-    _camera(sc)
-    with pytest.raises(RuntimeError, match=r"unmapped joints: Neck .*RShoulder"):
-        bpy.ops.edn.pose_from_armature(armature=obj.name)
-    assert "unmapped joints" in sc.edn.last_error
-    with pytest.raises(RuntimeError, match="not an armature"):
-        bpy.ops.edn.pose_from_armature(armature=sc.camera.name)
-
-
-def test_bone_maps_detect_rig_types(addon):
-    ap = addon.armature_pose
-    mixamo = [f"mixamorig7:{b}" for b in MIXAMO_BONES]
-    assert ap.detect_map(mixamo).body["Neck"] == "mixamorig7:Neck"
-    assert ap.detect_map(list(MIXAMO_BONES)).name.startswith("BVH")
-    rigify = ["DEF-spine", "DEF-spine.004", "DEF-spine.006"] + [
-        f"DEF-{b}.{s}" for b in ("upper_arm", "forearm", "hand", "thigh", "shin", "foot", "toe") for s in "LR"]
-    assert ap.detect_map(rigify).name.startswith("Rigify")
-    metarig = [n[4:] for n in rigify]
-    assert ap.detect_map(metarig).name.startswith("Rigify / Human")
-    with pytest.raises(ap.MappingError, match="LKnee"):
-        ap.detect_map([n for n in mixamo if "LeftLeg" not in n])
+def test_the_addon_reads_the_engine_it_bundles(addon):
+    """Events, project paths and the skeleton come from vendor/edn_engine, the engine the add-on runs."""
+    vendor = f"{ADDON}.vendor.edn_engine"
+    assert addon.jobs.parse_event.__module__ == f"{vendor}.events"
+    assert addon.paths.ProjectLayout.__module__ == f"{vendor}.layout"
+    assert addon.armature_pose.skeleton.__name__ == f"{vendor}.pose.skeleton"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -328,15 +63,16 @@ def test_extract_render_save_reload(addon, scene, tmp_path):
     job = _wait(addon, _last_job(addon))
     assert job.state == "DONE", job.error
     track = Path(sc.edn.target_track)
-    assert track.is_file() and sc.edn.target_strip == "dancer"
+    project = Path(sc.edn.project_dir) / "dancer"  # the person's folder, in the engine's project layout
+    assert track == project / "target" / "track.npz" and track.is_file() and sc.edn.target_strip == "dancer"
     data = np.load(track)
     assert data["body"].shape[0] == 4 and int(data["frame_start"]) == 3  # offset 3, 4 frames
     assert (data["body"][..., 2] > 0).any(axis=1).all()  # the person is found in every frame
-    assert (track.parent / "mattes").is_dir()
+    assert (project / "target" / "mattes").is_dir()
 
     sc.edn.source_kind, sc.edn.source_strip, sc.edn.source_track = "STRIP", "dancer", str(track)
     sc.edn.width, sc.edn.height = 64, 64
-    stale = track.parent / "figures" / "figure_000999.png"  # left by an earlier, longer run: not shown
+    stale = project / "figures" / "figure_000999.png"  # left by an earlier, longer run: not shown
     stale.parent.mkdir()
     stale.write_bytes(b"old")
     os.utime(stale, (1e9, 1e9))
@@ -345,10 +81,11 @@ def test_extract_render_save_reload(addon, scene, tmp_path):
     assert job.state == "DONE", job.error
     fig = _strips(sc).get("EDN Stick Figures")
     assert fig is not None and fig.type == "IMAGE"
-    assert (fig.frame_final_start, fig.frame_final_end) == (strip.frame_final_start, strip.frame_final_end)
+    assert _span(fig) == _span(strip) == (13, 17)  # content at 10, 3 frames trimmed, 4 shown
     assert fig.channel == 3 and len(fig.elements) == 4
-    assert len(list(Path(sc.edn.figures_dir).glob("figure_*.png"))) == 5  # 4 new + the stale one
-    assert stale.name not in {e.filename for e in fig.elements}
+    assert Path(sc.edn.figures_dir) == project / "figures"
+    drawn = {p.name for p in Path(sc.edn.figures_dir).glob("figure_*.png")}
+    assert {e.filename for e in fig.elements} == {f"figure_{n:06d}.png" for n in range(3, 7)} <= drawn
 
     blend = tmp_path / "saved ü.blend"
     name = sc.name
@@ -363,8 +100,7 @@ def test_bad_strips_and_scenes(addon, scene):
     sc = scene
     with pytest.raises(RuntimeError, match="has no sequencer"):
         bpy.ops.edn.extract_pose(strip="dancer")
-    sed = sc.sequence_editor_create()
-    strips = sed.strips if hasattr(sed, "strips") else sed.sequences
+    strips = _compat().top_strips(sc.sequence_editor_create())
     sound_path = Path(tempfile.mkdtemp()) / "beep.wav"
     _write_wav(sound_path)
     try:
@@ -385,7 +121,7 @@ def test_bad_strips_and_scenes(addon, scene):
         bpy.ops.edn.normalize_pose()
     with pytest.raises(RuntimeError, match="no training run"):
         bpy.ops.edn.generate(track=str(CLIP))
-    with pytest.raises(RuntimeError, match="Extract the target's pose first"):  # the poll explains
+    with pytest.raises(RuntimeError, match="Train on the target first"):  # the poll explains
         bpy.ops.edn.transfer()
     with pytest.raises(RuntimeError, match="No engine job is running"):
         bpy.ops.edn.cancel_job()
@@ -443,10 +179,14 @@ def test_failing_engine_command_surfaces_its_message(addon, scene):
     bad = Path(sc.edn.project_dir) / "not a track.npz"
     bad.write_bytes(b"this is not a pose track")
     sc.edn.width, sc.edn.height = 64, 64
+    with pytest.raises(RuntimeError, match="choose the target person's strip first"):  # whose folder to draw in
+        bpy.ops.edn.render_figures(track=str(bad))
+    assert not addon.jobs.MANAGER.active()
+    sc.edn.target_strip = "dancer"
     assert bpy.ops.edn.render_figures(track=str(bad)) == {"FINISHED"}  # the engine finds the problem
-    tick = addon.operators._tick  # the UI's timer callback: registered, polls, and stops when all is done
+    tick = addon.runner.tick  # the UI's timer callback: registered, polls, and stops when all is done
     assert bpy.app.timers.is_registered(tick)
-    assert tick() == addon.operators.TIMER_INTERVAL
+    assert tick() == addon.runner.TIMER_INTERVAL
     job = _wait(addon, _last_job(addon), timeout=120)
     assert tick() is None
     assert job.state == "FAILED"
@@ -460,12 +200,14 @@ def test_train_cancel_resume_generate(addon, scene):
     strip = _movie_strip(sc, frames=5)
     sc.edn.target_strip = strip.name
     s = sc.edn
-    s.width, s.height, s.profile, s.perceptual, s.train_steps = 64, 64, "cpu", "none", 400
+    s.width, s.height, s.profile, s.train_steps = 64, 64, "cpu", 400
+    assert s.perceptual == "PROFILE"  # the cpu profile's own choice (no VGG19) stands: nothing is sent
     assert bpy.ops.edn.extract_pose(strip=strip.name, role="TARGET") == {"FINISHED"}
     assert _wait(addon, _last_job(addon)).state == "DONE"
     assert bpy.ops.edn.train() == {"FINISHED"}
     job = _last_job(addon)
-    assert job.label == "Train" and len(job.steps) == 2  # dataset build, then train
+    assert job.kind == "train" and len(job.steps) == 2  # dataset build, then train
+    assert [step[3] for step in job.steps] == ["dataset", "train"] and "--perceptual" not in job.steps[1]
     with pytest.raises(RuntimeError, match="training job is running"):
         bpy.ops.edn.train()
     deadline = time.monotonic() + 240
@@ -479,7 +221,7 @@ def test_train_cancel_resume_generate(addon, scene):
     run_dir = Path(s.run_dir)
     assert run_dir.is_dir() and list(run_dir.rglob("*.pt")), "cancel must leave a checkpoint"
     stopped_at = job.done
-    assert job.result.get("stopped") == "signal" and job.result.get("step", stopped_at) >= stopped_at
+    assert job.result["stopped"] == "signal" and job.result["step"] >= stopped_at >= 1
 
     assert bpy.ops.edn.train(resume=True, steps=job.result["step"] + 1) == {"FINISHED"}
     job2 = _wait(addon, _last_job(addon))
@@ -494,56 +236,37 @@ def test_train_cancel_resume_generate(addon, scene):
     assert job3.state == "DONE", job3.error
     res = _strips(sc).get("EDN Result")
     assert res is not None and res.blend_type == "ALPHA_OVER" and len(res.elements) == 5
-    assert (res.frame_final_start, res.frame_final_end) == (strip.frame_final_start, strip.frame_final_end)
-    assert res.channel == strip.channel + 1
+    assert _span(res) == _span(strip) and res.channel == strip.channel + 1
     img = bpy.data.images.load(str(Path(s.output_dir) / res.elements[0].filename))
     assert img.channels == 4 and tuple(img.size) == (64, 64)
 
-    # the same run driven by a rigged character: Transfer = normalize, stick figures, generate
+    # the same run driven by a rigged character: Transfer is the engine's own chain (`edn transfer --run`)
     obj = _build_rig(sc)
     _camera(sc)
     _animate(sc, obj)
     assert bpy.ops.edn.pose_from_armature(armature=obj.name) == {"FINISHED"}
+    project = Path(s.project_dir) / strip.name
+    assert Path(s.source_track) == project / "source" / "track.npz"
     assert bpy.ops.edn.transfer() == {"FINISHED"}
     job4 = _wait(addon, _last_job(addon))
     assert job4.state == "DONE", job4.error
-    assert [step[3] for step in job4.steps] == ["pose", "render", "generate"]
+    (cmd,) = job4.steps
+    assert cmd[3] == "transfer" and cmd[cmd.index("--run") + 1] == s.run_dir and "--target" not in cmd
+    assert cmd[cmd.index("--source") + 1] == s.source_track and cmd[cmd.index("-o") + 1] == str(project)
     res = _strips(sc).get("EDN Result")
-    assert (res.frame_final_start, res.frame_final_end, res.channel) == (1, 4, 1)
-    assert Path(s.normalized_track).is_file() and len(list(Path(s.figures_dir).glob("figure_*.png"))) == 3
+    assert (*_span(res), res.channel) == (1, 4, 1) and len(res.elements) == 3
+    assert Path(s.normalized_track) == project / "driving.npz" and Path(s.normalized_track).is_file()
+    assert Path(s.output_dir) == project / "frames" and Path(job4.result["preview"]).is_file()
+
+    # Normalize alone runs the engine's `edn pose drive` (clean + normalize) into the same project file
+    s.normalized_track = ""
+    assert bpy.ops.edn.normalize_pose() == {"FINISHED"}
+    job5 = _wait(addon, _last_job(addon))
+    assert job5.state == "DONE", job5.error
+    assert job5.steps[0][3:6] == ["pose", "drive", s.source_track]
+    assert Path(s.normalized_track) == project / "driving.npz" and (project / "driving.json").is_file()
 
 
-def test_setup_engine_reports_a_missing_base_python(addon, tmp_path):
-    with pytest.raises(RuntimeError, match="cannot create the engine environment: the base Python .* does not exist"):
-        bpy.ops.edn.setup_engine(base_python=str(tmp_path / "nowhere" / "python3"), venv_dir=str(tmp_path / "venv"))
-    assert not (tmp_path / "venv").exists()
-
-
-def test_custom_bone_map_and_presets(addon, scene):
-    sc = scene
-    obj = _build_rig(sc, prefix="", name="BVH Dancer")
-    _camera(sc)
-    sc.frame_start, sc.frame_end = 1, 2
-    sc.edn.armature = obj.name
-    assert bpy.ops.edn.detect_bone_map() == {"FINISHED"}
-    s = sc.edn
-    assert s.bone_map == "CUSTOM" and {i.joint: i.bone for i in s.custom_map}["LKnee"] == "LeftLeg"
-    mapping = {i.joint: i.bone for i in s.custom_map}
-    assert bpy.ops.edn.save_bone_map(name="Mein Rig ü") == {"FINISHED"}
-    s.custom_map.clear()
-    assert bpy.ops.edn.load_bone_map(name="Mein Rig ü") == {"FINISHED"}
-    assert {i.joint: i.bone for i in s.custom_map} == mapping
-    out = Path(s.project_dir) / "custom.npz"
-    assert bpy.ops.edn.pose_from_armature(output=str(out)) == {"FINISHED"}
-    assert np.load(out)["body"].shape == (2, 25, 3)
-    next(i for i in s.custom_map if i.joint == "RKnee").bone = "no such bone"
-    with pytest.raises(RuntimeError, match=r"unmapped joints: RKnee \('no such bone'\)"):
-        bpy.ops.edn.pose_from_armature()
-    next(i for i in s.custom_map if i.joint == "Neck").bone = ""
-    with pytest.raises(RuntimeError, match="custom bone map has no bone for: Neck"):
-        bpy.ops.edn.pose_from_armature()
-    with pytest.raises(RuntimeError, match="no bone map preset"):
-        bpy.ops.edn.load_bone_map(name="never saved")
 
 
 def test_sequencer_scene_other_than_context_scene(addon, scene, tmp_path):
@@ -553,6 +276,7 @@ def test_sequencer_scene_other_than_context_scene(addon, scene, tmp_path):
         pytest.skip("Blender before 5.0 has no separate sequencer scene")
     edit = bpy.data.scenes.new("EDN edit")
     edit.edn.project_dir = scene.edn.project_dir
+    edit.edn.target_strip = "dancer"
     _movie_strip(edit)
     ws.sequencer_scene = edit
     prefs = bpy.context.preferences.addons[ADDON].preferences
@@ -566,52 +290,11 @@ def test_sequencer_scene_other_than_context_scene(addon, scene, tmp_path):
         scene.frame_start, scene.frame_end = 1, 2
         assert bpy.ops.edn.pose_from_armature(armature=obj.name) == {"FINISHED"}
         assert edit.edn.source_kind == "ARMATURE" and Path(edit.edn.source_track).is_file()
+        assert Path(edit.edn.source_track) == Path(edit.edn.project_dir) / "dancer" / "source" / "track.npz"
         assert not scene.edn.source_track
     finally:
         prefs.custom_python = ENGINE_PYTHON
         ws.sequencer_scene = None
-
-
-class _CheckingLayout:
-    """Stands in for bpy.types.UILayout (the bpy module draws no UI): checks every property and operator named."""
-
-    def __init__(self, log):
-        self.log = log
-
-    def _sub(self, *args, **kwargs):
-        return _CheckingLayout(self.log)
-
-    row = column = box = split = _sub
-
-    def prop(self, data, name, **kwargs):
-        assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
-        self.log.append(("prop", name))
-
-    def prop_search(self, data, name, search_data, search_name, **kwargs):
-        assert name in data.bl_rna.properties, name
-        assert search_name in search_data.bl_rna.properties, f"{search_data} has no collection {search_name!r}"
-        self.log.append(("prop_search", name))
-
-    def operator(self, idname, **kwargs):
-        module, name = idname.split(".")
-        assert name in dir(getattr(bpy.ops, module)), idname
-        self.log.append(("operator", idname))
-        return _Props()
-
-    def label(self, text="", **kwargs):
-        self.log.append(("label", text))
-
-    def progress(self, factor=0.0, text="", **kwargs):
-        assert 0.0 <= factor <= 1.0
-        self.log.append(("progress", text))
-
-    def template_icon(self, icon_value=0, **kwargs):
-        self.log.append(("icon", icon_value))
-
-
-class _Props:
-    def __setattr__(self, name, value):
-        object.__setattr__(self, name, value)
 
 
 def test_panels_draw_every_stage(addon, scene, tmp_path):
@@ -649,7 +332,7 @@ def test_panels_draw_every_stage(addon, scene, tmp_path):
                 assert "edn.pose_from_armature" in ops and ("prop_search", "armature") in log
         prefs.check_report = "PyTorch 2 on cpu\nPython /x"
         setup = jobs.Job(label="Set up engine", steps=[["x"], ["y"]], log_path=tmp_path / "c.log",
-                         state=jobs.RUNNING, device="setup")
+                         state=jobs.RUNNING, kind="setup", lane=jobs.SETUP)
         jobs.MANAGER.jobs.append(setup)
         for mode in ("VENV", "CUSTOM"):
             prefs.engine_mode = mode
@@ -678,6 +361,7 @@ def test_job_ending_after_another_blend_was_opened_leaves_it_alone(addon, scene,
     bpy.ops.wm.save_as_mainfile(filepath=str(other), check_existing=False, copy=True)
     track = Path(sc.edn.project_dir) / "broken.npz"
     track.write_bytes(b"not a track")
+    sc.edn.target_strip = "dancer"
     assert bpy.ops.edn.render_figures(track=str(track)) == {"FINISHED"}
     job, name = _last_job(addon), sc.name
     bpy.ops.wm.open_mainfile(filepath=str(other))  # while the engine runs

@@ -6,28 +6,17 @@ in a loop, as the UI's timer does.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from addon_import import PACKAGE, addon_module
 
 pytestmark = pytest.mark.blender
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"edn_addon_{name}", REPO / "blender_addon" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-jobs = _load("jobs")
-engine = _load("engine")
+jobs = addon_module("jobs")
+engine = addon_module("engine")
 
 
 def _script(tmp_path: Path, body: str) -> list[str]:
@@ -57,24 +46,48 @@ def test_apply_event_is_pure_state():
     assert job.state == jobs.FAILED and job.error.startswith("frame 7: bad (log: ")
 
 
+def test_events_are_read_with_the_bundled_engine_reader():
+    assert jobs.parse_event.__module__ == f"{PACKAGE}.vendor.edn_engine.events"
+    assert jobs.parse_event('{"event": "done", "n": 1}') == {"event": "done", "n": 1}
+    assert jobs.parse_event('{"no": "event"}') is None and jobs.parse_event("plain") is None
+
+
 def test_job_runs_steps_and_calls_back(tmp_path):
     argv = _script(tmp_path, """
 n = int(sys.argv[1])
 for i in range(n):
     print(json.dumps({"event": "progress", "done": i + 1, "total": n, "stage": "s"}), flush=True)
 print("a plain line")
+print('{"event": "log", "message": "not json')
 print(json.dumps({"event": "done", "n": n}), flush=True)
 """)
     seen = []
-    job = _job(tmp_path, [argv + ["2"], argv + ["3"]], on_done=lambda j: seen.append(("done", j.result)),
-               on_end=lambda j: seen.append(("end", j.state)))
+    job = _job(tmp_path, [argv + ["2"], argv + ["3"]], on_end=[lambda j: seen.append(("first", j.state, j.result)),
+                                                               lambda j: seen.append(("second", j.state))])
     manager = jobs.JobManager()
     manager.submit(job)
     manager.wait(job, timeout=60)
+    manager.poll_all()  # polling a finished job again must not call its callbacks twice
     assert job.state == jobs.DONE and job.result == {"n": 3} and job.fraction == 1.0
-    assert seen == [("done", {"n": 3}), ("end", jobs.DONE)]
+    assert seen == [("first", jobs.DONE, {"n": 3}), ("second", jobs.DONE)]
+    assert job.last_lines.count("a plain line") == 2  # plain and malformed lines are logged, not events
+    assert job.last_lines.count('{"event": "log", "message": "not json') == 2
     log = job.log_path.read_text(encoding="utf-8")
     assert log.count("a plain line") == 2 and "fake engine ü.py" in log
+
+
+def test_a_failing_end_callback_fails_the_job_and_the_others_still_run(tmp_path):
+    argv = _script(tmp_path, "print(json.dumps({'event': 'done'}), flush=True)\n")
+    seen = []
+
+    def broken(job):
+        raise KeyError("strip")
+
+    job = _job(tmp_path, [argv], on_end=[broken, lambda j: seen.append((j.state, j.error))])
+    manager = jobs.JobManager()
+    manager.wait(manager.submit(job), timeout=60)
+    assert job.state == jobs.FAILED and "test finished but its result could not be used: 'strip'" in job.error
+    assert seen == [(jobs.FAILED, job.error)] and str(job.log_path) in job.error
 
 
 def test_failure_without_error_event_names_the_last_line_and_log(tmp_path):
@@ -131,18 +144,21 @@ time.sleep(60)
     assert job.state == jobs.CANCELLED and time.monotonic() - t0 < 10
 
 
-def test_one_job_at_a_time_per_device(tmp_path):
-    argv = _script(tmp_path, "time.sleep(0.3)\nprint(json.dumps({'event': 'done'}), flush=True)\n")
+def test_one_job_at_a_time_per_lane(tmp_path):
+    argv = _script(tmp_path, "time.sleep(1.0)\nprint(json.dumps({'event': 'done'}), flush=True)\n")
     manager = jobs.JobManager()
-    a = manager.submit(_job(tmp_path, [argv], device="cpu"))
-    b = manager.submit(_job(tmp_path, [argv], device="cpu"))
-    c = manager.submit(_job(tmp_path, [argv], device="check"))
+    a = manager.submit(_job(tmp_path, [argv], kind="train"))
+    b = manager.submit(_job(tmp_path, [argv], kind="generate"))
+    c = manager.submit(_job(tmp_path, [argv], kind="check", lane=jobs.CHECK))
     assert (a.state, b.state, c.state) == (jobs.RUNNING, jobs.QUEUED, jobs.RUNNING)
+    assert manager.active(kind="train") == [a] and manager.active(lane=jobs.ENGINE) == [a, b]
     manager.wait(a, timeout=30)
-    assert b.state in (jobs.RUNNING, jobs.DONE)
+    assert b.state == jobs.RUNNING and b.started_wall >= a.started_wall + 1.0  # started only once a had ended
     manager.wait(b, timeout=30)
     manager.wait(c, timeout=30)
-    assert all(j.state == jobs.DONE for j in (a, b, c))
+    assert all(j.state == jobs.DONE for j in (a, b, c)) and not manager.active()
+    with pytest.raises(ValueError, match="unknown job lane 'cpu'"):
+        _job(tmp_path, [argv], lane="cpu")
     manager.shutdown()
 
 
@@ -153,23 +169,36 @@ def test_engine_commands_are_argument_lists(tmp_path):
     assert str(odd) in cmd and cmd[cmd.index("--start") + 1] == "3" and cmd[cmd.index("--end") + 1] == "7"
     train = engine.train("/py", Path("/d"), Path("/r"), "cpu", minutes=2.5, resume=True, device="CUDA")
     assert train[train.index("--minutes") + 1] == "2.5" and "--resume" in train and "cuda" in train
-    assert "--minutes" not in engine.train("/py", Path("/d"), Path("/r"), "cpu", minutes=2.5, steps=10)
+    assert "--perceptual" not in train  # the profile decides unless the artist chose
+    chosen = engine.train("/py", Path("/d"), Path("/r"), "cpu", minutes=2.5, steps=10, perceptual="vgg19")
+    assert "--minutes" not in chosen and chosen[chosen.index("--perceptual") + 1] == "vgg19"
+    drive = engine.pose_drive("/py", Path("/s.npz"), Path("/t.npz"), odd, odd.with_suffix(".json"))
+    assert drive[3:6] == ["pose", "drive", "/s.npz"] and drive[drive.index("--target") + 1] == "/t.npz"
+    assert drive[drive.index("-o") + 1] == str(odd) and drive[drive.index("--params") + 1].endswith("pose.json")
+    transfer = engine.transfer("/py", Path("/s.npz"), Path("/run"), odd.parent)
+    assert transfer[3:] == ["transfer", "--source", "/s.npz", "--run", "/run", "-o", str(odd.parent), "--json"]
     env = engine.engine_env("MPS")
     assert env["PYTHONPATH"] == str(engine.VENDOR_DIR) and env["EDN_DEVICE"] == "mps"
 
 
-def test_setup_steps_make_a_venv_and_never_touch_blenders_python(tmp_path):
-    venv = tmp_path / "engine venv ü"
-    steps = engine.setup_steps("/usr/bin/python3", venv)
-    assert steps[0] == ["/usr/bin/python3", "-m", "venv", str(venv)]
-    vpy = str(engine.venv_python(venv))
-    assert all(step[0] == vpy and step[1:3] == ["-m", "pip"] for step in steps[1:])
-    assert any("engine.txt" in " ".join(s) for s in steps) and "--no-deps" in steps[-1]
-    # a base Python that does not exist fails the set-up job with a clear message, before pip
+def test_an_explainer_words_a_failed_step_and_labels_name_the_steps(tmp_path):
+    argv = _script(tmp_path, "print('ERROR: No matching distribution found for numpy==1.26.4', flush=True)\n"
+                             "print('hint: See above for details.', flush=True)\nsys.exit(1)\n")
+    ok = [sys.executable, "-c", "print('fine')"]
+    seen = []
+
+    def explain(job, code):
+        seen.append((job.step, code, job.step_label))
+        return f"step {job.step_label!r} failed with {code}"
+
     manager = jobs.JobManager()
-    job = manager.submit(_job(tmp_path, engine.setup_steps(str(tmp_path / "missing python"), venv)))
-    assert job.state == jobs.FAILED and "missing python does not exist" in job.error
-    assert not venv.exists()
+    job = manager.submit(_job(tmp_path, [ok, argv], step_labels=["first", "second"], explain=explain))
+    assert job.status == "first"
+    manager.wait(job, timeout=60)
+    assert seen == [(1, 1, "second")] and job.error == f"step 'second' failed with 1 (log: {job.log_path})"
+    # an explainer that has nothing to add leaves the generic message (the last output line)
+    job = manager.wait(manager.submit(_job(tmp_path, [argv], explain=lambda j, c: None)), timeout=60)
+    assert "exited with code 1: hint: See above for details." in job.error
 
 
 def test_shutdown_stops_running_engines(tmp_path):

@@ -1,4 +1,9 @@
-"""The demo's synthetic target: Blender renders a mannequin, and the armature's projected pose lies on it."""
+"""The demo's Blender side (edn_demo): Blender renders a mannequin, the armature's projected pose lies on it, and
+the demo's .blend is assembled from rendered frames.
+
+The package runs as `edn demo` runs it: `python -m edn_demo...` with bpy, from the installed packages (cwd and
+PYTHONPATH outside the checkout), so a pip-installed engine finds it too.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,25 +19,28 @@ import pytest
 cv2 = pytest.importorskip("cv2")  # the engine's Python; the Blender 4.2 test venv has only bpy and numpy
 pytest.importorskip("bpy")
 
-from conftest import REPO  # noqa: E402
 from edn_engine.pose.skeleton import B  # noqa: E402
 from edn_engine.pose.track import PoseTrack  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-def _scene(out, *extra):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "blender_addon.demo_scene", "--out", str(out), *extra],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+def _run(module, *args):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=tempfile.gettempdir(), env=env,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return events[-1]
 
 
+def _scene(out, *extra):
+    return _run("edn_demo.scene", "--out", out, *extra)
+
+
 def test_mannequin_render_and_ground_truth_track_agree(odd_dir):
     out = odd_dir / "scene"
-    done = _scene(out, "--frames", "3", "--size", "96", "--samples", "2")
-    assert done["event"] == "done" and done["frames"] == 3
+    done = _scene(out, "--frames", "3", "--size", "96", "--samples", "2", "--blend", out / "scene.blend")
+    assert done["event"] == "done" and done["frames"] == 3 and (out / "scene.blend").is_file()
     track = PoseTrack.load(out / "track.npz")
     assert (track.frames, track.width, track.height) == (3, 96, 96)
     for i in range(3):
@@ -65,3 +74,27 @@ def test_transfer_motion_differs_from_the_dance(tmp_path):
     _scene(tmp_path / "b", "--frames", "8", "--size", "64", "--no-render", "--motion", "transfer")
     a, b = PoseTrack.load(tmp_path / "a" / "track.npz"), PoseTrack.load(tmp_path / "b" / "track.npz")
     assert np.abs(a.body[1:, :15, :2] - b.body[1:, :15, :2]).mean() > 1.0
+
+
+def test_demo_blend_holds_the_strips_and_no_backup(odd_dir):
+    """The .blend `edn demo` ends with: the frames as strips, paths relative, saved atomically with no leftovers."""
+    out = odd_dir / "scene"
+    _scene(out, "--frames", "2", "--size", "32", "--samples", "1", "--blend", out / "scene.blend")
+    alpha = odd_dir / "result"
+    alpha.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(alpha / f"frame_{i:06d}.png"), np.full((32, 32, 4), 200, np.uint8))
+    blend = odd_dir / "edn_demo.blend"
+    for _ in range(2):  # a re-run replaces the .blend; each run saves twice (paths made relative in between)
+        done = _run("edn_demo.blend", "--scene", out / "scene.blend", "--out", blend,
+                    "--strip", f"Source render={out / 'frames'}", "--strip", f"EDN result={alpha}:alpha")
+        assert [(s["name"], s["channel"], s["frames"]) for s in done["strips"]] == [
+            ("Source render", 1, 2), ("EDN result", 2, 2)]
+    assert sorted(p.name for p in odd_dir.iterdir()) == ["edn_demo.blend", "result", "scene"]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    check = ("import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); "
+             "sed = bpy.context.scene.sequence_editor; "
+             "strips = sed.strips_all if hasattr(sed, 'strips_all') else sed.sequences_all; "
+             "print(sorted((s.name, s.directory, s.blend_type) for s in strips))")
+    shown = subprocess.run([sys.executable, "-c", check, str(blend)], capture_output=True, text=True, timeout=120)
+    assert "('EDN result', '//result" in shown.stdout and "ALPHA_OVER" in shown.stdout, shown.stderr[-2000:]

@@ -2,7 +2,7 @@
 
 `edn demo` runs it with the bpy module once everything is generated:
 
-    python -m blender_addon.demo_blend --scene SCENE.blend --out DEMO.blend \
+    python -m edn_demo.blend --scene SCENE.blend --out DEMO.blend \
         --strip "Source render=DIR" --strip "Stick figures=DIR" --strip "EDN result=DIR:alpha"
 
 Each strip shows DIR/frame_NNNNNN.png from the scene's first frame, on its own channel, bottom to top; ":alpha"
@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import bpy
+from blender_addon import compat
+from blender_addon.sequencer import add_frames_strip  # the add-on's own way of adding a frames strip
 
-from .sequencer import add_frames_strip
+from .saving import save_blend
 
 FRAME_PATTERN = r"frame_\d+\.png"
 
@@ -33,19 +34,14 @@ def assemble(scene_blend: Path, out: Path, strips: list[tuple[str, Path, bool]])
     for name, folder, alpha in strips:
         strip = add_frames_strip(scene, name, folder, FRAME_PATTERN, scene.frame_start, channel, alpha_over=alpha)
         channel = strip.channel
-        added.append({"name": strip.name, "channel": strip.channel, "frames": strip.frame_final_duration})
-    # Save beside the target (so relative paths resolve from the right folder), then rename: never half-written.
-    tmp = out.with_name("." + out.name + ".tmp.blend")
-    bpy.ops.wm.save_as_mainfile(filepath=str(tmp), check_existing=False)
-    bpy.ops.file.make_paths_relative()
-    bpy.ops.wm.save_mainfile(filepath=str(tmp), check_existing=False, compress=True)
-    os.replace(tmp, out)
+        added.append({"name": strip.name, "channel": strip.channel, "frames": compat.strip_duration(strip)})
+    save_blend(out, relative_paths=True)
     return {"blend": str(out), "strips": added}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m blender_addon.demo_blend", description=__doc__.split("\n")[0])
-    p.add_argument("--scene", type=Path, required=True, help="the .blend saved by demo_scene")
+    p = argparse.ArgumentParser(prog="python -m edn_demo.blend", description=__doc__.split("\n")[0])
+    p.add_argument("--scene", type=Path, required=True, help="the .blend saved by edn_demo.scene")
     p.add_argument("--out", type=Path, required=True, help=".blend to write")
     p.add_argument("--strip", action="append", default=[], metavar="NAME=DIR[:alpha]")
     args = p.parse_args(argv)

@@ -1,0 +1,93 @@
+"""Operators that make the result: Generate (a trained run driven by a track) and Transfer (`edn transfer`: the
+engine cleans and normalizes the source motion, generates and previews, reusing what did not change). Both put
+the RGBA frames back as a strip above the source, over its frame range."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+from bpy.props import StringProperty
+
+from . import compat, engine, jobs, paths, preferences, runner, sequencer
+from .ops_base import EdnOperator, edn_scene, engine_python, poll_scene
+
+RESULT_STRIP = "EDN Result"
+FRAME_FILES = r"frame_\d+\.png"
+
+
+def _add_result(scene, out: Path, newer_than: float | None) -> None:
+    start, channel = sequencer.source_placement(scene)
+    scene.edn.output_dir = str(out)
+    sequencer.add_frames_strip(scene, RESULT_STRIP, out, FRAME_FILES, start, channel, alpha_over=True,
+                               newer_than=newer_than)
+
+
+class EDN_OT_generate(EdnOperator, bpy.types.Operator):
+    """Make the target person perform the source motion; the RGBA frames come back as a strip above the source"""
+
+    bl_idname = "edn.generate"
+    bl_label = "Generate"
+
+    run_dir: StringProperty(name="Run", subtype="DIR_PATH", options={"SKIP_SAVE"})
+    track: StringProperty(name="Track", subtype="FILE_PATH", options={"SKIP_SAVE"})
+    output: StringProperty(name="Output", subtype="DIR_PATH", options={"SKIP_SAVE"},
+                           description="Folder for the frames (empty: in the target person's folder)")
+
+    @classmethod
+    def poll(cls, context):
+        return poll_scene(cls, context)
+
+    def run(self, context):
+        scene = edn_scene(context)
+        s = scene.edn
+        run = paths.need_file(self.run_dir or s.run_dir, "training run", "train on the target first")
+        track = paths.need_file(self.track or s.normalized_track or s.source_track, "pose track",
+                                "extract the source pose first")
+        out = paths.abspath(self.output) if self.output else paths.layout(scene).frames
+        sequencer.source_placement(scene)  # fail now, not after generating, if the source strip is gone
+        steps = [engine.generate(engine_python(context), run, track, out, preferences.get(context).device)]
+
+        def done(sc, job: jobs.Job) -> None:  # frames an earlier, longer run left in `out` are not shown
+            _add_result(sc, out, job.started_wall)
+
+        runner.submit_engine(context, scene, "generate", "Generate", steps, [runner.on_success(scene, done)])
+        return f"Generating into {out}"
+
+
+class EDN_OT_transfer(EdnOperator, bpy.types.Operator):
+    """Drive the trained run with the source motion: the engine cleans and normalizes it, generates and previews"""
+
+    bl_idname = "edn.transfer"
+    bl_label = "Transfer"
+
+    @classmethod
+    def poll(cls, context):
+        if not poll_scene(cls, context):
+            return False
+        s = compat.sequencer_scene(context).edn
+        for path, why in ((s.run_dir, "Train on the target first"),
+                          (s.source_track, "Extract the source's pose (strip or armature) first")):
+            if not path:
+                cls.poll_message_set(why)
+                return False
+        return True
+
+    def run(self, context):
+        scene = edn_scene(context)
+        s = scene.edn
+        run = paths.need_file(s.run_dir, "training run", "train on the target first")
+        source = paths.need_file(s.source_track, "source pose track", "extract the source pose first")
+        project = paths.layout(scene)
+        sequencer.source_placement(scene)
+        steps = [engine.transfer(engine_python(context), source, run, project.root)]
+
+        def done(sc, job: jobs.Job) -> None:  # the engine clears its frames folder itself before generating
+            sc.edn.normalized_track = str(project.driving)
+            _add_result(sc, project.frames, None)
+
+        runner.submit_engine(context, scene, "transfer", "Transfer", steps, [runner.on_success(scene, done)])
+        return "Transferring the motion"
+
+
+CLASSES = (EDN_OT_generate, EDN_OT_transfer)
