@@ -75,12 +75,14 @@ def autocast(device: torch.device, enabled: bool = True):
     return contextlib.nullcontext()
 
 
-def use_channels_last(device: torch.device, training: bool) -> bool:
-    """channels_last where it was measured to help: GPUs always, CPU only for bf16 inference."""
+def use_channels_last(device: torch.device, training: bool, bf16: bool | None = None) -> bool:
+    """channels_last where it was measured to help: GPUs always, CPU only for bf16 inference.
+    `bf16`: whether the caller computes in bf16 (default: whether the device can)."""
     if device.type == "cuda":
         return True
     if device.type == "cpu":
-        return (not training) and cpu_has_native_bf16()
+        bf16 = cpu_has_native_bf16() if bf16 is None else bf16
+        return (not training) and bf16
     return False
 
 

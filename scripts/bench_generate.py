@@ -1,24 +1,30 @@
-"""Benchmark generation: frames per second of the generator (temporal feedback included) per profile, and of the
-whole `edn generate` pipeline (stick figure, generator, RGBA PNG written atomically) for the cpu profile.
+"""Benchmark generation: ms per frame of the generator (temporal feedback and Face GAN included) per profile, of
+the whole `edn generate` pipeline, and for the `cpu` profile the threading policy and fp32 formulations, quiet and
+under load.
 
     .venv/bin/python scripts/bench_generate.py                          # -> benchmarks/bench_generate.json
-    .venv/bin/python scripts/bench_generate.py --quick                  # cpu profile at 256x256 only, few frames
-    .venv/bin/python scripts/bench_generate.py --profiles cpu,paper-global --frames 20 --threads 2
+    .venv/bin/python scripts/bench_generate.py --quick                  # the cpu matrix only, quiet, few frames
+    .venv/bin/python scripts/bench_generate.py --profiles "" --compile    # part 2 only, + torch.compile
 
 The issue's goal: the `cpu` profile generates at least 10 frames per second at 256x256 on a 2-core machine.
-Weights are random (the cost of a frame does not depend on them), the motion is a synthetic dancer waving its
-arms, so neither footage nor a trained run is needed. "auto" precision is what `edn generate` uses: bf16
-autocast where the device computes bf16 natively (with channels_last on a CPU), else fp32; "fp32" is recorded
-beside it. The machine may be shared: the JSON keeps the load average around each case, and the lead re-runs
-this on a quiet machine.
+Weights are random (a frame's cost does not depend on them) and the motion is a synthetic dancer waving its
+arms, so neither footage nor a trained run is needed. A frame is `Synthesizer.next_frame`, the code
+`edn generate` runs per frame; "pipeline" is `edn_engine.generate.generate` end to end (stick figures, generator,
+Face GAN, RGBA PNGs written atomically).
+
+Part 1, "profiles": each profile at its own size (the cpu profile at 256x256), bf16 where native and fp32, alone
+with the engine's threading policy (`edn_engine.threads`). Part 2, "cpu_matrix": the `cpu` profile at 256x256 in
+every variant at once, taking turns (scripts/benchkit.py), quiet and then with one busy process per CPU:
+precision bf16 / fp32 / fp32-avx2 (fp32 held to AVX2, the no-bf16 laptop's instructions) x threading none /
+engine / one-thread, and for fp32 channels_last flipped and torch.compile (--compile). The JSON keeps every time
+and the load average per phase: the machine may be shared, so compare ratios within one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,20 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from edn_engine import device as devices  # noqa: E402
-from edn_engine.atomic import write_json  # noqa: E402
-from edn_engine.dataset import stick_figure, to_tensor  # noqa: E402
-from edn_engine.generate import Synthesizer, generate  # noqa: E402
-from edn_engine.models.config import get_profile  # noqa: E402
-from edn_engine.models.face import build_face_generator  # noqa: E402
-from edn_engine.models.generator import build_generator  # noqa: E402
-from edn_engine.pose.framing import Framing  # noqa: E402
-from edn_engine.pose.skeleton import B  # noqa: E402
-from edn_engine.pose.track import PoseTrack  # noqa: E402
-from edn_engine.training.checkpoint import save_checkpoint  # noqa: E402
+import benchkit  # noqa: E402
 
 OUT = REPO / "benchmarks" / "bench_generate.json"
 
@@ -51,8 +44,11 @@ _BODY = {"Nose": (0.0, 0.12), "Neck": (0.0, 0.22), "RShoulder": (-0.09, 0.23), "
          "LEye": (0.02, 0.10), "REar": (-0.04, 0.11), "LEar": (0.04, 0.11)}
 
 
-def dancer(frames: int, width: int, height: int) -> PoseTrack:
+def dancer(frames: int, width: int, height: int):
     """A synthetic track: the body above, elbows and wrists swinging, in a width x height source frame."""
+    from edn_engine.pose.skeleton import B
+    from edn_engine.pose.track import PoseTrack
+
     track = PoseTrack.empty(frames, width, height, fps=30.0, source="bench_generate synthetic dancer")
     cx = width / 2
     for t in range(frames):
@@ -69,114 +65,171 @@ def dancer(frames: int, width: int, height: int) -> PoseTrack:
     return track
 
 
-def bench_network(profile: str, size: tuple[int, int], precision: str, frames: int, warmup: int,
-                  dev: torch.device) -> dict:
-    """Generator (and Face GAN) frames/s through `Synthesizer`, the code `edn generate` runs per frame."""
-    w, h = size
-    cfg = get_profile(profile, width=w, height=h)
+# ------------------------------------------------------------------------------------------------------------
+# one case, in its own worker process
+# ------------------------------------------------------------------------------------------------------------
+def setup(case: dict) -> tuple[benchkit.Units, dict]:
+    """Units "frame" (one `Synthesizer.next_frame`) and, if the case asks, "pipeline" (`edn generate` of
+    `pipeline_frames` frames from a saved run, in a temporary folder kept until the worker ends)."""
+    import torch
+
+    from edn_engine import device as devices
+    from edn_engine.generate import generate
+    from edn_engine.inference import Synthesizer
+    from edn_engine.models.config import get_profile
+    from edn_engine.models.face import build_face_generator
+    from edn_engine.models.generator import build_generator
+    from edn_engine.pose.framing import Framing
+    from edn_engine.pose.skeleton import B
+    from edn_engine.runs import save_checkpoint
+    from edn_engine.tensors import stick_figure, to_tensor
+
+    dev = devices.choose_device(case["device"])
+    w, h = case["width"], case["height"]
+    cfg = get_profile(case["profile"], width=w, height=h)
     torch.manual_seed(0)
     G, FG = build_generator(cfg).to(dev), build_face_generator(cfg).to(dev)
-    amp = precision == "auto"
-    synth = Synthesizer(G, FG, cfg, dev, amp=amp)
-    track = dancer(warmup + frames, w, h)
+    bf16 = case["precision"] == "bf16"
+    cl = case["channels_last"]
+    if cl is None:  # what `edn generate` chooses for this precision
+        cl = devices.use_channels_last(dev, training=False, bf16=bf16)
+    synth = Synthesizer(G, FG, cfg, dev, amp=bf16, channels_last=cl)
+    if case["compile"]:
+        benchkit.cold_compile_cache()
+        synth.G = torch.compile(synth.G, dynamic=False)
+    track = dancer(30, w, h)
     labels = [to_tensor(stick_figure(track, i)) for i in range(track.frames)]
     centre = torch.tensor([track.body[0, B["Nose"], 0], track.body[0, B["Nose"], 1]])
-    load_before = os.getloadavg()
-    times = []
-    for i, label in enumerate(labels):
-        t0 = time.perf_counter()
-        synth.next_frame(label, centre)
+    at = [0]
+
+    def frame():
+        synth.next_frame(labels[at[0] % len(labels)], centre)
+        at[0] += 1
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return {
-        "profile": profile, "size": [w, h], "precision": precision,
-        "bf16": amp and devices.bf16_supported(dev), "channels_last": synth.channels_last, "face_gan": True,
-        "frames": frames, "frames_per_s": round(frames / sum(times), 2),
-        "median_ms_per_frame": round(1000 * float(np.median(times)), 2),
-        "params_m": round(sum(p.numel() for p in G.parameters()) / 1e6, 3),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-    }
 
-
-def bench_pipeline(size: tuple[int, int], frames: int, dev: torch.device) -> dict:
-    """`edn generate` end to end for the cpu profile: a run folder with one checkpoint, a track, PNGs out."""
-    w, h = size
-    cfg = get_profile("cpu", width=w, height=h)
-    torch.manual_seed(0)
-    G, FG = build_generator(cfg), build_face_generator(cfg)
-    with tempfile.TemporaryDirectory(prefix="edn-bench-") as tmp:
-        tmp = Path(tmp)
+    units = {"frame": frame}
+    if case.get("pipeline_frames"):
+        tmp = Path(tempfile.mkdtemp(prefix="edn-bench-"))
         save_checkpoint(tmp / "run", {
             "model": cfg.to_dict(), "train": {}, "plan": {"steps": 2, "body_steps": 1},
             "nets": {"G": G.state_dict(), "FG": FG.state_dict()}, "optim": {}, "rng": {},
             "dataset": {"size": [w, h], "framing": Framing((w, h), (w, h)).to_dict(), "mattes": True}}, 2)
-        dancer(frames, w, h).save(tmp / "track.npz")
-        dancer(3, w, h).save(tmp / "warmup.npz")
-        generate(tmp / "run", tmp / "warmup.npz", tmp / "warmup", device=str(dev))  # oneDNN picks its kernels
-        load_before = os.getloadavg()
-        t0 = time.perf_counter()
-        summary = generate(tmp / "run", tmp / "track.npz", tmp / "frames", device=str(dev))
-        seconds = time.perf_counter() - t0
-    return {
-        "what": "edn generate after a 3-frame warm-up: load run, stick figures, generator + Face GAN, "
-                "RGBA PNG per frame (atomic, on a writer thread)",
-        "profile": "cpu", "size": [w, h], "frames": summary["written"], "seconds": round(seconds, 3),
-        "frames_per_s": round(summary["written"] / seconds, 2),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-    }
+        dancer(case["pipeline_frames"], w, h).save(tmp / "track.npz")
+        runs = iter(range(10**6))
+        units["pipeline"] = lambda: generate(tmp / "run", tmp / "track.npz", tmp / f"frames{next(runs)}",
+                                             device=str(dev), amp=bf16)
+    return units, {"threads": torch.get_num_threads(), "channels_last_used": cl,
+                   "params_m": round(sum(p.numel() for p in G.parameters()) / 1e6, 3),
+                   "device_info": devices.describe(dev)}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the driver
+# ------------------------------------------------------------------------------------------------------------
+def case(args, profile: str, size: tuple[int, int], precision: str, **kw) -> dict:
+    c = {"profile": profile, "width": size[0], "height": size[1], "precision": precision, "policy": "engine",
+         "channels_last": None, "compile": False, "warmup": args.warmup, "device": args.device,
+         "pipeline_frames": 0}
+    c.update(kw)
+    c["label"] = " ".join(str(x) for x in (profile, f"{size[0]}x{size[1]}", c["precision"], c["policy"],
+                                           *(["channels_last" if c["channels_last"] else "contiguous"]
+                                             if c["channels_last"] is not None else []),
+                                           *(["compile"] if c["compile"] else [])))
+    return c
+
+
+def ms_per_frame(r: dict, phase: str, unit: str = "frame", stat: str = "median_s") -> float | None:
+    s = benchkit.median(r, phase, unit, stat)
+    if s is None:
+        return None
+    return round(1000 * s / (r["pipeline_frames"] if unit == "pipeline" else 1), 1)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profiles", default="cpu,paper-global,paper-local",
-                    help="profiles to time at their own size (the cpu profile is always timed at 256x256)")
-    ap.add_argument("--frames", type=int, default=40, help="timed frames per case (large profiles use fewer)")
+                    help="part 1: profiles at their own size (cpu at 256x256); empty: skip part 1")
+    ap.add_argument("--frames", type=int, default=40, help="part 1: timed frames per case (big profiles: 1/8)")
+    ap.add_argument("--rounds", type=int, default=None, help="part 2: rounds per phase (default 4, quick 2)")
+    ap.add_argument("--per-round", type=int, default=5, help="part 2: frames per variant per round")
+    ap.add_argument("--pipeline-frames", type=int, default=20, help="frames of one timed `edn generate`")
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--quick", action="store_true", help="cpu profile at 256x256 only, 10 frames")
+    ap.add_argument("--quick", action="store_true", help="part 2 only, quiet, 2 rounds")
+    ap.add_argument("--no-matrix", action="store_true", help="skip part 2")
+    ap.add_argument("--no-load", action="store_true", help="part 2 quiet only")
+    ap.add_argument("--compile", action="store_true", help="part 2 also times torch.compile")
+    ap.add_argument("--policies", default=",".join(benchkit.POLICIES), help="part 2: threading variants")
     ap.add_argument("-o", "--output", type=Path, default=OUT)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: serve one case (JSON)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.worker:
+        return benchkit.serve(setup, json.loads(args.worker))
+
+    from edn_engine import device as devices
+    from edn_engine.atomic import write_json
+    from edn_engine.models.config import get_profile
+    import torch
+
     dev = devices.choose_device(args.device)
-    frames = 10 if args.quick else args.frames
-    profiles = ["cpu"] if args.quick else [p.strip() for p in args.profiles.split(",") if p.strip()]
-
-    results = []
-    precisions = ["auto"] + (["fp32"] if devices.bf16_supported(dev) else [])
-    for profile in profiles:
+    native = devices.bf16_supported(dev)
+    two = (["bf16"] if native else []) + ["fp32"]
+    script = Path(__file__).resolve()
+    profiles = []
+    for profile in [] if args.quick else [p.strip() for p in args.profiles.split(",") if p.strip()]:
         cfg = get_profile(profile)
-        sizes = [(256, 256)] if profile == "cpu" else [(cfg.width, cfg.height)]
-        for size in sizes:
-            # Big profiles on a CPU take seconds per frame: time fewer frames there.
-            n = frames if dev.type != "cpu" or size[0] * size[1] <= 256 * 256 else max(3, frames // 8)
-            for precision in precisions:
-                r = bench_network(profile, size, precision, n, args.warmup, dev)
-                print(f"{profile:>12} {size[0]}x{size[1]} {precision:>4}: {r['frames_per_s']:8.2f} frames/s",
-                      flush=True)
-                results.append(r)
-    pipeline = bench_pipeline((256, 256), frames, dev)
-    print(f"pipeline (edn generate, cpu profile, 256x256): {pipeline['frames_per_s']:.2f} frames/s", flush=True)
+        size = (256, 256) if profile == "cpu" else (cfg.width, cfg.height)
+        n = args.frames if dev.type != "cpu" or size[0] * size[1] <= 256 * 256 else max(3, args.frames // 8)
+        for p in two:
+            profiles += benchkit.in_turns(script, [case(args, profile, size, p, pipeline_frames=(
+                args.pipeline_frames if profile == "cpu" else 0))], {"frame": n, "pipeline": 2}, 1, False)
 
-    cpu256 = next(r for r in results if r["profile"] == "cpu" and r["precision"] == "auto")
+    matrix = []
+    if not args.no_matrix:
+        precisions = two + (["fp32-avx2"] if dev.type == "cpu" else [])
+        cases = [case(args, "cpu", (256, 256), p, policy=pol,
+                      pipeline_frames=args.pipeline_frames if p == two[0] and pol != "one-thread" else 0)
+                 for p in precisions for pol in args.policies.split(",")]
+        for p in (p for p in precisions if p != "bf16"):
+            cases.append(case(args, "cpu", (256, 256), p,
+                              channels_last=not devices.use_channels_last(torch.device("cpu"), False, bf16=False)))
+            if args.compile:
+                cases.append(case(args, "cpu", (256, 256), p, compile=True))
+        matrix = benchkit.in_turns(script, cases, {"frame": args.per_round, "pipeline": 1},
+                                   rounds=args.rounds or (2 if args.quick else 4),
+                                   loaded=not (args.quick or args.no_load))
+
+    summary = {}
+    for r in profiles + matrix:
+        if "error" in r:
+            continue
+        row = summary.setdefault(r["label"], {})
+        for phase in ("quiet", "loaded"):
+            for unit, key in (("frame", "ms_per_frame"), ("pipeline", "pipeline_ms_per_frame")):
+                for stat, name in (("median_s", ""), ("min_s", "_min")):
+                    v = ms_per_frame(r, phase, unit, stat)
+                    if v is not None:
+                        row[f"{phase}_{key}{name}"] = v
+        if r["compile"]:
+            row["compile_s"] = benchkit.compile_s(r)
+    cpu_default = next((summary[r["label"]] for r in profiles if r["profile"] == "cpu"), None)
     report = {
         "benchmark": "bench_generate",
         "goal": "cpu profile >= 10 generated frames/s at 256x256 on a 2-core machine",
-        "goal_met": cpu256["frames_per_s"] >= 10,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, **devices.describe(dev)},
-        "network": results,
-        "pipeline": pipeline,
-        "command": " ".join(sys.argv),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "goal_met": None if cpu_default is None else 1000 / cpu_default["quiet_ms_per_frame"] >= 10,
+        "cpu": benchkit.cpu_info(), "command": sys.argv[1:],
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "precisions": {"bf16": "bf16 autocast (AMX here)", "fp32": "fp32 with this CPU's AVX-512",
+                       "fp32-avx2": "fp32 with ATen/oneDNN/MKL held to AVX2 (" +
+                                    ", ".join(f"{k}={v}" for k, v in benchkit.AVX2_ENV.items()) + ")"},
+        "policies": {"none": "torch defaults", "engine": "edn_engine.threads.policy_env",
+                     "one-thread": "OMP_NUM_THREADS=1"},
+        "summary_ms_per_frame": summary, "profiles": profiles, "cpu_matrix": matrix,
     }
     write_json(args.output, report)
-    print(f"wrote {args.output}")
+    print(json.dumps(summary, indent=1))
+    print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 

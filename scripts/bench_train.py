@@ -1,31 +1,33 @@
-"""Benchmark one training step of each model profile: seconds per step and peak memory.
+"""Benchmark one training step: each model profile's seconds per step and peak memory, and for the `cpu` profile
+the CPU threading policy and fp32 formulations, quiet and under load.
 
     .venv/bin/python scripts/bench_train.py                                  # -> benchmarks/bench_train.json
-    .venv/bin/python scripts/bench_train.py --profiles cpu,paper-global --sizes 256 --steps 2   # a short run
+    .venv/bin/python scripts/bench_train.py --profiles cpu --sizes 256 --no-load   # a short run
+    .venv/bin/python scripts/bench_train.py --profiles "" --compile          # the cpu matrix only, with compile
 
-A step is the trainer's real body step (`edn_engine.training.trainer.body_step`): the temporal pair
+A step is the trainer's real body step (`edn_engine.training.steps.body_step`): the temporal pair
 I0 = G(x_t, 0), I1 = G(x_t+1, I0), the generator update (LSGAN on the multi-scale discriminator, feature
 matching, VGG19 or L1, person/limb L1, matte L1) and the discriminator update. The face stage's step
 (`face_step`: face generator and face discriminator, body frozen) is timed too, and `mixed_step_s` weighs the
-two by the default share of face steps. Each case runs in its own process, so its peak memory (max RSS on CPU,
-peak allocated on CUDA) is its own and one case's warm-up does not favour the next.
+two by the default share of face steps. Inputs are random tensors of the training shapes and the VGG19 has random
+weights (a step's cost depends on neither).
 
-Inputs are random tensors of the training shapes, and the VGG19 has random weights (the cost of a step does not
-depend on either; no weight file or footage is needed). Sizes: "native" is each profile's own training size,
-"256" is 256x256 (the issue's comparison: the cpu profile's step must take at most a third of paper-global's).
-Precision "auto" is bf16 autocast where the device computes bf16 natively, as the trainer does; "both" also
-runs fp32. The shared machine is noisy: the JSON keeps every step's time and the load average around each case;
-compare ratios within one run.
+Part 1, "profiles": each profile at each size and precision, alone in its own process with the engine's
+threading policy (`edn_engine.threads`), so its peak memory is its own. Sizes: "native" is each profile's own
+training size, "256" is 256x256 (the issue's comparison: the cpu profile's step must take at most a third of
+paper-global's).
+
+Part 2, "cpu_matrix": the `cpu` profile at 256x256 in every variant at once, taking turns (scripts/benchkit.py),
+first quiet, then with one busy process per CPU: precision bf16 / fp32 / fp32-avx2 (fp32 with ATen, oneDNN and
+MKL held to AVX2, the no-bf16 laptop's instructions) x threading none / engine / one-thread, and for fp32 the
+formulations the engine could choose: channels_last flipped, torch.compile (with --compile; its compile time is
+the warm-up step's excess). The JSON keeps every time and the load average per phase; compare ratios within a run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,13 +35,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import benchkit  # noqa: E402
+
 OUT = REPO / "benchmarks" / "bench_train.json"
 
 
 # ------------------------------------------------------------------------------------------------------------
-# one case, in its own process
+# one case, in its own worker process
 # ------------------------------------------------------------------------------------------------------------
-def run_case(case: dict) -> dict:
+def setup(case: dict) -> tuple[benchkit.Units, dict]:
+    """The networks, optimizers and a batch of one case; units "body", "face", "generator" (a no-grad frame)."""
     import torch
 
     from edn_engine import device as devices
@@ -49,157 +54,188 @@ def run_case(case: dict) -> dict:
     from edn_engine.models.generator import build_generator
     from edn_engine.models.losses import GANLoss, VGGLoss
     from edn_engine.models.vgg import VGG19
-    from edn_engine.training.config import TrainConfig
-    from edn_engine.training.trainer import FaceRefine, body_step, face_step
+    from edn_engine.training.distributed import FaceRefine
+    from edn_engine.training.steps import body_step, face_step
 
     torch.manual_seed(0)
     dev = devices.choose_device(case["device"])
     w, h = case["width"], case["height"]
-    cfg = get_profile(case["profile"], width=w, height=h, **({"perceptual": case["perceptual"]}
-                                                            if case["perceptual"] else {}))
+    cfg = get_profile(case["profile"], width=w, height=h,
+                      **({"perceptual": case["perceptual"]} if case["perceptual"] else {}))
     G, D = build_generator(cfg).to(dev), build_discriminator(cfg).to(dev)
     FG, FD = build_face_generator(cfg).to(dev), build_face_discriminator(cfg).to(dev)
-    if devices.use_channels_last(dev, training=True):
+    bf16 = case["precision"] == "bf16"
+    cl = case["channels_last"]
+    if cl is None:  # the trainer's choice for this precision
+        cl = devices.use_channels_last(dev, training=True, bf16=bf16)
+    if cl:
         for net in (G, D, FG, FD):
             net.to(memory_format=torch.channels_last)
     adam = dict(lr=2e-4, betas=(0.5, 0.999))
     opt = {k: torch.optim.Adam(n.parameters(), **adam) for k, n in (("G", G), ("D", D), ("FG", FG), ("FD", FD))}
     vgg = VGGLoss(VGG19().eval().requires_grad_(False)).to(dev) if cfg.perceptual == "vgg19" else None
+    params = {k: round(sum(p.numel() for p in net.parameters()) / 1e6, 3)
+              for k, net in (("G", G), ("D", D), ("FG", FG), ("FD", FD))}
+    refine = FaceRefine(FG)
+    if case["compile"]:  # dynamic=False: torch 2.13's default (dynamic shapes) fails in inductor on the
+        benchkit.cold_compile_cache()  # face discriminator (ValueRangeError: Invalid ranges [0:-1])
+        G, D, refine, FD = (torch.compile(m, dynamic=False) for m in (G, D, refine, FD))
     gan = GANLoss()
-    bf16 = case["precision"] == "bf16"
     n = case["batch"]
     batch = {"label": torch.rand(n, 2, 3, h, w) * 2 - 1, "image": torch.rand(n, 2, 3, h, w) * 2 - 1,
              "matte": (torch.rand(n, 2, 1, h, w) > 0.5).float(),
              "face": torch.tensor([[w / 2, h / 4]] * 2).expand(n, 2, 2).contiguous()}
     batch = {k: v.to(dev) for k, v in batch.items()}
+    label = batch["label"][:1, 0].contiguous()  # one frame, as `edn generate` feeds it
 
-    def timed(fn) -> list[float]:
-        times = []
-        for i in range(case["warmup"] + case["steps"]):
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
+    def synced(fn):
+        def run():
             fn()
             if dev.type == "cuda":
                 torch.cuda.synchronize()
-            if i >= case["warmup"]:
-                times.append(round(time.perf_counter() - t0, 4))
-        return times
+        return run
 
-    ctx = lambda: devices.autocast(dev, bf16)  # noqa: E731  (a fresh context per step)
-    load_before = os.getloadavg()
-    body = timed(lambda: body_step(G, D, opt["G"], opt["D"], batch, cfg, gan, vgg, ctx()))
-    refine = FaceRefine(FG)
-    face = timed(lambda: face_step(G, refine, FD, opt["FG"], opt["FD"], batch, cfg, gan, vgg, ctx())) \
-        if case["face"] and cfg.face else []
-    G.eval()
-    label = batch["label"][:1, 0].contiguous()  # one frame, as `edn generate` feeds it
-    if devices.use_channels_last(dev, training=False):
-        G.to(memory_format=torch.channels_last)
-        label = label.contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        fwd = timed(lambda: G(label, label))
-    body_s, face_s = min(body), (min(face) if face else None)
-    ff = TrainConfig().face_fraction
-    if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(dev) / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {
-        **case, "step_impl": "edn_engine.training.trainer.body_step/face_step",
-        "body_step_s": body_s, "body_step_times": body,
-        "face_step_s": face_s, "face_step_times": face,
-        "mixed_step_s": round((1 - ff) * body_s + ff * face_s, 4) if face_s is not None else body_s,
-        "generator_frames_per_s": round(1.0 / min(fwd), 2),
-        "peak_memory_mib": round(peak, 1),
-        "params_m": {k: round(sum(p.numel() for p in net.parameters()) / 1e6, 3)
-                     for k, net in (("G", G), ("D", D), ("FG", FG), ("FD", FD))},
-        "model": cfg.to_dict(), "device_info": devices.describe(dev),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-    }
+    def generator_frame():
+        with torch.no_grad(), devices.autocast(dev, bf16):
+            G(label, label)
+
+    units = {"body": synced(lambda: body_step(G, D, opt["G"], opt["D"], batch, cfg, gan, vgg,
+                                              devices.autocast(dev, bf16)))}
+    if case["face"] and cfg.face:
+        units["face"] = synced(lambda: face_step(G, refine, FD, opt["FG"], opt["FD"], batch, cfg, gan, vgg,
+                                                 devices.autocast(dev, bf16)))
+    units["generator"] = synced(generator_frame)
+    return units, {"threads": torch.get_num_threads(), "channels_last_used": cl, "params_m": params,
+                   "model": cfg.to_dict(), "device_info": devices.describe(dev)}
 
 
 # ------------------------------------------------------------------------------------------------------------
 # the driver
 # ------------------------------------------------------------------------------------------------------------
-def cases(args) -> list[dict]:
-    from edn_engine import device as devices
+def base_case(args, profile: str, w: int, h: int, precision: str, **kw) -> dict:
+    case = {"profile": profile, "width": w, "height": h, "precision": precision, "policy": "engine",
+            "channels_last": None, "compile": False, "batch": args.batch, "warmup": args.warmup,
+            "device": args.device, "perceptual": args.perceptual, "face": not args.no_face}
+    case.update(kw)
+    case["label"] = " ".join(str(x) for x in (profile, f"{w}x{h}", case["precision"], case["policy"],
+                                              *(["channels_last" if case["channels_last"] else "contiguous"]
+                                                if case["channels_last"] is not None else []),
+                                              *(["compile"] if case["compile"] else [])))
+    return case
+
+
+def profile_cases(args, precisions: list[str]) -> list[dict]:
     from edn_engine.models.config import get_profile
 
-    dev = devices.choose_device(args.device)
-    precisions = {"auto": ["bf16" if devices.bf16_supported(dev) else "fp32"], "fp32": ["fp32"],
-                  "bf16": ["bf16"], "both": ["bf16", "fp32"]}[args.precision]
     out = []
-    for profile in args.profiles.split(","):
+    for profile in [p for p in args.profiles.split(",") if p]:
         cfg = get_profile(profile)
         sizes = []
         for s in args.sizes.split(","):
             size = (cfg.width, cfg.height) if s == "native" else (int(s.split("x")[0]), int(s.split("x")[-1]))
             if size not in sizes:
                 sizes.append(size)
-        for w, h in sizes:
-            for prec in precisions:
-                out.append({"profile": profile, "width": w, "height": h, "precision": prec, "batch": args.batch,
-                            "steps": args.steps, "warmup": args.warmup, "device": args.device,
-                            "perceptual": args.perceptual, "face": not args.no_face})
+        out += [base_case(args, profile, w, h, p) for w, h in sizes for p in precisions]
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profiles", default="cpu,paper-global,paper-local")
-    ap.add_argument("--sizes", default="native,256", help="comma list of 'native' and WxH or N (NxN)")
-    ap.add_argument("--steps", type=int, default=3, help="timed steps per case (the minimum is reported)")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed steps first (oneDNN builds its kernels)")
-    ap.add_argument("--batch", type=int, default=1, help="pairs per step")
-    ap.add_argument("--precision", choices=("auto", "fp32", "bf16", "both"), default="auto")
-    ap.add_argument("--perceptual", choices=("vgg19", "none"), default=None,
-                    help="override every profile's perceptual loss (default: each profile's own)")
-    ap.add_argument("--no-face", action="store_true", help="skip the face stage's step")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("-o", "--output", type=Path, default=OUT)
-    ap.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case (JSON) and print its result
-    args = ap.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
-        return 0
-
-    from edn_engine.atomic import write_json
+def matrix_cases(args, precisions: list[str]) -> list[dict]:
+    """The cpu profile at 256x256: every precision x threading policy, and fp32's alternative formulations."""
+    from edn_engine import device as devices
     import torch
 
-    results = []
-    for case in cases(args):
-        label = f"{case['profile']} {case['width']}x{case['height']} {case['precision']}"
-        print(f"timing {label} ...", file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
-            results.append({**case, "error": tail[0]})
-            print(f"  failed: {tail[0]}", file=sys.stderr)
-            continue
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
-        results.append(r)
-        print(f"  body {r['body_step_s']:.3f} s/step, face {r['face_step_s']} s/step, "
-              f"G {r['generator_frames_per_s']} frames/s, peak {r['peak_memory_mib']:.0f} MiB", file=sys.stderr)
+    out = [base_case(args, "cpu", 256, 256, p, policy=pol) for p in precisions for pol in args.policies.split(",")]
+    for p in (p for p in precisions if p != "bf16"):
+        default_cl = devices.use_channels_last(torch.device("cpu"), training=True, bf16=False)
+        out.append(base_case(args, "cpu", 256, 256, p, channels_last=not default_cl))
+        if args.compile:
+            out.append(base_case(args, "cpu", 256, 256, p, compile=True))
+    return out
 
-    summary = {}
-    for prec in ("bf16", "fp32"):
-        by = {r["profile"]: r for r in results
-              if "error" not in r and (r["width"], r["height"]) == (256, 256) and r["precision"] == prec}
+
+def summarize(profiles: list[dict], matrix: list[dict]) -> dict:
+    """The figures the README and the engine's defaults cite."""
+    from edn_engine.training.config import TrainConfig
+
+    ff = TrainConfig().face_fraction
+    summary: dict = {}
+    for r in profiles + matrix:
+        body, face = benchkit.median(r, "quiet", "body"), benchkit.median(r, "quiet", "face")
+        if body is not None:
+            r["mixed_step_s"] = round((1 - ff) * body + ff * face, 4) if face is not None else body
+    for prec in benchkit.PRECISIONS:
+        by = {r["profile"]: r for r in profiles
+              if "mixed_step_s" in r and (r["width"], r["height"]) == (256, 256) and r["precision"] == prec}
         if "cpu" in by and "paper-global" in by:
             ratio = by["cpu"]["mixed_step_s"] / by["paper-global"]["mixed_step_s"]
             summary[f"cpu_over_paper_global_256_{prec}"] = round(ratio, 4)
             summary[f"goal_step_at_most_one_third_{prec}"] = ratio <= 1 / 3
-        if "cpu" in by:
-            summary[f"cpu_generator_frames_per_s_256_{prec}"] = by["cpu"]["generator_frames_per_s"]
-            summary[f"goal_generate_10_fps_{prec}"] = by["cpu"]["generator_frames_per_s"] >= 10
+    table = {}
+    for r in matrix:
+        if "error" in r:
+            continue
+        row = table[r["label"]] = {}
+        for phase in ("quiet", "loaded"):
+            for unit in ("body", "face", "generator"):
+                for stat in ("median_s", "min_s"):
+                    if benchkit.median(r, phase, unit, stat) is not None:
+                        row[f"{phase}_{unit}_{stat}"] = benchkit.median(r, phase, unit, stat)
+        if r["compile"]:
+            row["compile_s"] = benchkit.compile_s(r)
+    summary["cpu_256"] = table
+    return summary
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profiles", default="cpu,paper-global,paper-local", help="part 1 (empty: skip it)")
+    ap.add_argument("--sizes", default="native,256", help="comma list of 'native' and WxH or N (NxN)")
+    ap.add_argument("--steps", type=int, default=3, help="part 1: timed steps per case (the median is reported)")
+    ap.add_argument("--rounds", type=int, default=3, help="part 2: rounds of one step per variant and phase")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps first (oneDNN builds its kernels)")
+    ap.add_argument("--batch", type=int, default=1, help="pairs per step")
+    ap.add_argument("--precision", choices=("auto", "both", "all"), default="all",
+                    help="auto: bf16 where native else fp32; both: + fp32; all: + fp32-avx2 (CPU only)")
+    ap.add_argument("--perceptual", choices=("vgg19", "none"), default=None,
+                    help="override every profile's perceptual loss (default: each profile's own)")
+    ap.add_argument("--no-face", action="store_true", help="skip the face stage's step")
+    ap.add_argument("--no-matrix", action="store_true", help="skip part 2")
+    ap.add_argument("--no-load", action="store_true", help="part 2 quiet only")
+    ap.add_argument("--compile", action="store_true", help="part 2 also times torch.compile (minutes to compile)")
+    ap.add_argument("--policies", default=",".join(benchkit.POLICIES), help="part 2: threading variants")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("-o", "--output", type=Path, default=OUT)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: serve one case (JSON)
+    args = ap.parse_args()
+    if args.worker:
+        return benchkit.serve(setup, json.loads(args.worker))
+
+    from edn_engine import device as devices
+    from edn_engine.atomic import write_json
+
+    dev = devices.choose_device(args.device)
+    native = devices.bf16_supported(dev)
+    precisions = {"auto": ["bf16" if native else "fp32"], "both": ["bf16", "fp32"] if native else ["fp32"],
+                  "all": (["bf16"] if native else []) + ["fp32"] + (["fp32-avx2"] if dev.type == "cpu" else [])
+                  }[args.precision]
+    script = Path(__file__).resolve()
+    profiles = []
+    for case in profile_cases(args, precisions[:2]):  # fp32-avx2 is for the cpu profile's matrix
+        profiles += benchkit.in_turns(script, [case], {"body": args.steps, "face": args.steps,
+                                                       "generator": args.steps}, rounds=1, loaded=False)
+    matrix = [] if args.no_matrix else benchkit.in_turns(
+        script, matrix_cases(args, precisions), {"body": 1, "face": 1, "generator": 3}, rounds=args.rounds,
+        loaded=not args.no_load)
+    summary = summarize(profiles, matrix)
     write_json(args.output, {
         "benchmark": "train_step", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__},
-        "command": sys.argv[1:], "summary": summary, "cases": results,
+        "cpu": benchkit.cpu_info(), "command": sys.argv[1:],
+        "precisions": {"bf16": "bf16 autocast (AMX here)", "fp32": "fp32 with this CPU's AVX-512",
+                       "fp32-avx2": "fp32 with ATen/oneDNN/MKL held to AVX2 (" +
+                                    ", ".join(f"{k}={v}" for k, v in benchkit.AVX2_ENV.items()) + ")"},
+        "policies": {"none": "torch defaults", "engine": "edn_engine.threads.policy_env",
+                     "one-thread": "OMP_NUM_THREADS=1"},
+        "summary": summary, "profiles": profiles, "cpu_matrix": matrix,
     })
     print(json.dumps(summary, indent=1))
     print(f"wrote {args.output}", file=sys.stderr)

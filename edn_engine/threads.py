@@ -1,0 +1,110 @@
+"""The CPU threading policy, chosen before torch starts: the engine must stay usable when it shares the CPU.
+
+PyTorch's CPU kernels run on an OpenMP pool whose threads, by default, spin while they wait for the next
+parallel region. On a quiet machine that saves a few microseconds per region; on a shared one (a compile or a
+Blender render keeping every core busy) each spinning thread steals a whole time slice from the thread it waits
+for. Measured on a 2-core Sapphire Rapids VM with one busy process per core: the `cpu` generator took 1,678 ms
+a frame instead of 146, a 4-minute `edn transfer` trained 13 steps instead of ~240; with OMP_WAIT_POLICY=PASSIVE
+the same frame took 179 ms, with one thread 186 ms (issue 12). `benchmarks/bench_generate.json` and
+`bench_train.json` ("loaded" cases) repeat that comparison with and without this policy.
+
+The policy (each variable only where the user has not set it; what they set always wins):
+  OMP_WAIT_POLICY=PASSIVE  OpenMP threads sleep when idle (libgomp on Linux, LLVM libomp on macOS, Intel's too);
+  KMP_BLOCKTIME=0          the same for Intel/LLVM OpenMP, which read this one first;
+  OMP_NUM_THREADS=N        N = physical cores this process may use (SMT siblings share one core's units),
+                           divided among the processes torchrun started on this machine.
+The variables are read once, when torch loads its OpenMP library, so `apply_policy` must run before
+`import torch`: `edn_engine.cli.main` calls it first (`python -m edn_engine`, the `edn` entry point, torchrun),
+and the add-on puts `policy_env` into the environment of every engine process. Stdlib only: the add-on imports
+it inside Blender.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Mapping, MutableMapping
+
+# What the policy sets, in a fixed order (tests and benchmarks strip these to measure "without the policy").
+POLICY_VARS = ("OMP_WAIT_POLICY", "KMP_BLOCKTIME", "OMP_NUM_THREADS")
+
+
+def physical_cores(sys_root: Path = Path("/sys")) -> int | None:
+    """Physical cores this process may run on, or None where that cannot be read (torch then keeps its own
+    default, which on MKL builds is the physical core count too).
+
+    Linux: the distinct (package, core) pairs among the CPUs of this process's affinity mask, capped by a cgroup
+    CPU quota (a container given 2 CPUs of a 32-core host must not start 32 threads). macOS: sysctl."""
+    if sys.platform.startswith("linux"):
+        try:
+            cpus = sorted(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = list(range(os.cpu_count() or 1))
+        cores = set()
+        for cpu in cpus:
+            topo = sys_root / "devices/system/cpu" / f"cpu{cpu}" / "topology"
+            try:
+                cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+            except OSError:
+                cores.add(("cpu", str(cpu)))  # no topology (some VMs): count the CPU itself
+        n = len(cores) or None
+        quota = cgroup_cpu_limit(sys_root)
+        return min(n, quota) if n and quota else n
+    if sys.platform == "darwin":
+        try:
+            out = subprocess.run(["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True, timeout=5)
+            return int(out.stdout.strip()) or None
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return None
+    return None
+
+
+def cgroup_cpu_limit(sys_root: Path = Path("/sys")) -> int | None:
+    """The CPUs a cgroup v2 quota allows (cpu.max "200000 100000" -> 2), or None without a quota."""
+    try:
+        quota, period = (sys_root / "fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota == "max":
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
+
+
+def policy_env(environ: Mapping[str, str] | None = None, cores: int | None = None) -> dict[str, str]:
+    """The policy's variables that `environ` (default: os.environ) does not set yet: what to add to it.
+
+    `cores` defaults to `physical_cores()`; under torchrun (LOCAL_WORLD_SIZE > 1) each process gets its share.
+    A variable already set, even to a value we would not choose, is left alone (torchrun sets OMP_NUM_THREADS=1
+    for several processes; a user may want ACTIVE on a machine they own)."""
+    env = os.environ if environ is None else environ
+    out = {}
+    if "OMP_WAIT_POLICY" not in env:
+        out["OMP_WAIT_POLICY"] = "PASSIVE"
+    if "KMP_BLOCKTIME" not in env:
+        out["KMP_BLOCKTIME"] = "0"
+    if "OMP_NUM_THREADS" not in env:
+        cores = physical_cores() if cores is None else cores
+        if cores:
+            try:
+                local = max(1, int(env.get("LOCAL_WORLD_SIZE", "1")))
+            except ValueError:
+                local = 1
+            out["OMP_NUM_THREADS"] = str(max(1, cores // local))
+    return out
+
+
+def apply_policy(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Put the policy into this process's environment before torch loads; returns what was added.
+
+    If torch is already imported its OpenMP pool has read the environment: the thread count can still be set,
+    the wait policy cannot (the caller imported torch too early; the benchmarks' "loaded" cases catch that)."""
+    env = os.environ if environ is None else environ
+    added = policy_env(env)
+    env.update(added)
+    torch = sys.modules.get("torch")
+    if torch is not None and "OMP_NUM_THREADS" in added:
+        torch.set_num_threads(int(added["OMP_NUM_THREADS"]))
+    return added

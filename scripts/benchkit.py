@@ -1,0 +1,216 @@
+"""Shared by bench_train.py and bench_generate.py: what CPU this is, worker processes timed in turns, a busy load.
+
+Why workers timed in turns: the threading policy is read when torch loads, so every variant (with or without
+`edn_engine.threads`' policy, fp32 or bf16, ...) needs its own process; and this machine is shared, so timing
+the variants one after another would compare different background loads. Each variant's process builds and warms
+its networks once, then the driver asks each in turn for a few timed repetitions, round after round: every
+variant sees the same mix of quiet and busy moments, and the ratios between them are fair.
+
+Why a busy load: a user's CPU is often shared (a compile, Blender rendering). `busy_load` starts one process per
+CPU spinning in Python, each ending itself after `max_s` even if this script dies, and kills them on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edn_engine import threads  # noqa: E402  (stdlib only: importing it does not load torch)
+
+# CPU flags that decide the fast paths: bf16 in hardware (AVX512-BF16, AMX) or only AVX2's fp32.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+# "fp32-avx2": fp32 with ATen, oneDNN and MKL held to AVX2, the instruction set of the laptops without bf16.
+# It is this CPU's clock, caches and memory with an AVX2 laptop's instructions: closer than AVX-512 fp32, not equal.
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+PRECISIONS = ("bf16", "fp32", "fp32-avx2")
+# Threading variants: "none" = torch's defaults (spinning OpenMP threads, one per core), "engine" = what
+# `edn_engine.threads.apply_policy` sets, "one-thread" = OMP_NUM_THREADS=1 alone (the issue's other workaround).
+POLICIES = ("none", "engine", "one-thread")
+
+
+def cpu_info() -> dict:
+    """The CPU model, the flags above that it has, its logical CPUs and physical cores, the torch build."""
+    model, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    import torch
+
+    return {"model": model, "flags": [f for f in ISA_FLAGS if f in flags], "logical_cpus": os.cpu_count(),
+            "physical_cores": threads.physical_cores(), "platform": platform.platform(), "torch": torch.__version__,
+            "aten_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def case_env(policy: str, precision: str) -> dict[str, str]:
+    """The environment of one variant's process: ours without any threading or ISA setting, then the variant's."""
+    env = {k: v for k, v in os.environ.items() if k not in threads.POLICY_VARS and k not in AVX2_ENV}
+    env.pop("MKL_NUM_THREADS", None)
+    if policy == "engine":
+        env.update(threads.policy_env(env))
+    elif policy == "one-thread":
+        env["OMP_NUM_THREADS"] = "1"
+    elif policy != "none":
+        raise ValueError(f"unknown threading policy {policy!r}")
+    if precision == "fp32-avx2":
+        env.update(AVX2_ENV)
+    return env
+
+
+@contextlib.contextmanager
+def busy_load(n: int | None = None, max_s: float = 1200.0) -> Iterator[list[subprocess.Popen]]:
+    """n processes (default: one per CPU) each keeping a core busy, for at most max_s seconds."""
+    code = f"import time\nend = time.monotonic() + {max_s}\nwhile time.monotonic() < end: pass\n"
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n or os.cpu_count() or 1)]
+    try:
+        time.sleep(1.0)  # let the scheduler see them
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# worker processes
+# ------------------------------------------------------------------------------------------------------------
+Units = dict[str, Callable[[], None]]
+
+
+def serve(setup: Callable[[dict], tuple[Units, dict]], case: dict) -> int:
+    """A worker's main: build the case's units (named callables, one timed repetition each), warm them up, then
+    answer "UNIT N" lines on stdin with N timings, until "quit" (answered with the peak memory)."""
+    t0 = time.perf_counter()
+    units, info = setup(case)
+    warmup = {}  # the first calls: oneDNN picks its kernels, torch.compile compiles (its cost is the difference)
+    for name, fn in units.items():
+        warmup[name] = []
+        for _ in range(case.get("warmup", 1)):
+            t = time.perf_counter()
+            fn()
+            warmup[name].append(round(time.perf_counter() - t, 3))
+    print(json.dumps({"ready": True, "setup_s": round(time.perf_counter() - t0, 2), "warmup_s": warmup,
+                      "units": list(units), **info}), flush=True)
+    for line in sys.stdin:
+        name, _, n = line.strip().partition(" ")
+        if name == "quit":
+            break
+        times = []
+        for _ in range(int(n)):
+            t = time.perf_counter()
+            units[name]()
+            times.append(round(time.perf_counter() - t, 4))
+        print(json.dumps(times), flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"peak_memory_mib": round(peak, 1)}), flush=True)
+    return 0
+
+
+class Worker:
+    """One variant's process (`script --worker CASE`), asked for timings over a pipe."""
+
+    def __init__(self, script: Path, case: dict, env: dict[str, str]):
+        self.case = case
+        self.proc = subprocess.Popen([sys.executable, str(script), "--worker", json.dumps(case)], cwd=REPO, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.info = self._read()
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker for {self.case} ended (exit {self.proc.wait()}); see its stderr above")
+        return json.loads(line)
+
+    def ask(self, unit: str, n: int) -> list[float]:
+        self.proc.stdin.write(f"{unit} {n}\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> dict:
+        with contextlib.suppress(Exception):
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            out = self._read()
+            self.proc.wait(timeout=60)
+            return out
+        self.proc.kill()
+        return {}
+
+
+def in_turns(script: Path, cases: list[dict], units: dict[str, int], rounds: int, loaded: bool,
+             log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> list[dict]:
+    """Time every case's units, quiet and (if `loaded`) under `busy_load`, the cases taking turns each round.
+
+    `units` maps a unit's name to the repetitions per round. A case whose worker fails is reported with its
+    error and skipped. Each result: the case, its worker's info, and per phase and unit every time and the median."""
+    workers, results = [], []
+    for case in cases:
+        log(f"starting {case['label']} ...")
+        try:
+            workers.append(Worker(script, case, case_env(case["policy"], case["precision"])))
+        except (RuntimeError, json.JSONDecodeError) as exc:
+            results.append({**case, "error": str(exc)})
+    phases = ["quiet"] + (["loaded"] if loaded else [])
+    times = {(id(w), p, u): [] for w in workers for p in phases for u in units}
+    load = {}
+    try:
+        for phase in phases:
+            with busy_load() if phase == "loaded" else contextlib.nullcontext():
+                load[phase] = {"before": load_average()}
+                for r in range(rounds):
+                    for w in workers:
+                        for unit, n in units.items():
+                            if unit in w.info["units"]:
+                                times[(id(w), phase, unit)] += w.ask(unit, n)
+                    log(f"  {phase} round {r + 1}/{rounds} done, load {load_average()[0]}")
+                load[phase]["after"] = load_average()
+    finally:
+        closing = [(w, w.close()) for w in workers]
+    for w, end in closing:
+        out = {**w.case, **{k: v for k, v in w.info.items() if k not in ("ready", "units")}, **end}
+        for phase in phases:
+            out[phase] = {"load_average": load[phase]}
+            for unit in units:
+                ts = times[(id(w), phase, unit)]
+                if ts:
+                    out[phase][unit] = {"median_s": round(statistics.median(ts), 4), "min_s": min(ts), "times": ts}
+        results.append(out)
+    return results
+
+
+def median(result: dict, phase: str, unit: str, stat: str = "median_s") -> float | None:
+    """A unit's median time in a phase (stat "min_s": its fastest, the least disturbed by other programs)."""
+    return result.get(phase, {}).get(unit, {}).get(stat)
+
+
+def compile_s(result: dict) -> float:
+    """What compiling cost: the warm-up calls' excess over as many quiet median calls, over all units."""
+    return round(sum(sum(ts) - len(ts) * result["quiet"][u]["median_s"]
+                     for u, ts in result["warmup_s"].items() if u in result.get("quiet", {})), 1)
+
+
+def cold_compile_cache() -> None:
+    """Give torch.compile an empty cache, so its measured compile time is a first run's (a user's first)."""
+    import tempfile
+
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="edn-inductor-")

@@ -1,0 +1,114 @@
+"""The CPU threading policy (edn_engine/threads.py): what it sets, what it leaves to the user, how it counts
+cores, and that every way of starting the engine has it in place before torch loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from addon_import import addon_module
+from conftest import ENGINE_PYTHON, REPO
+from edn_engine import threads
+
+
+def test_policy_fills_in_what_is_unset_and_never_overrides_the_user():
+    assert threads.policy_env({}, cores=4) == {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0",
+                                               "OMP_NUM_THREADS": "4"}
+    mine = {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "3"}
+    assert threads.policy_env(mine, cores=4) == {"KMP_BLOCKTIME": "0"}
+    assert threads.policy_env({**mine, "KMP_BLOCKTIME": "200"}, cores=4) == {}
+
+
+def test_torchrun_processes_share_the_cores():
+    assert threads.policy_env({"LOCAL_WORLD_SIZE": "2"}, cores=8)["OMP_NUM_THREADS"] == "4"
+    assert threads.policy_env({"LOCAL_WORLD_SIZE": "4"}, cores=2)["OMP_NUM_THREADS"] == "1"
+    assert threads.policy_env({"LOCAL_WORLD_SIZE": "junk"}, cores=2)["OMP_NUM_THREADS"] == "2"
+
+
+def test_unknown_core_count_leaves_the_thread_count_to_torch(monkeypatch):
+    monkeypatch.setattr(threads, "physical_cores", lambda: None)
+    assert threads.policy_env({}) == {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+
+
+def _fake_sys(root: Path, siblings: dict[int, tuple[int, int]], cpu_max: str | None = None) -> Path:
+    for cpu, (package, core) in siblings.items():
+        topo = root / "devices/system/cpu" / f"cpu{cpu}" / "topology"
+        topo.mkdir(parents=True)
+        (topo / "physical_package_id").write_text(f"{package}\n")
+        (topo / "core_id").write_text(f"{core}\n")
+    if cpu_max is not None:
+        (root / "fs/cgroup").mkdir(parents=True)
+        (root / "fs/cgroup/cpu.max").write_text(cpu_max)
+    return root
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's CPU topology")
+def test_physical_cores_counts_smt_siblings_once_within_affinity_and_quota(tmp_path, monkeypatch):
+    # 2 packages x 2 cores x 2 hyper-threads: cpu n and n+4 are siblings
+    siblings = {cpu: (cpu // 2 % 2, cpu % 2) for cpu in range(8)}
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert threads.physical_cores(_fake_sys(tmp_path / "a", siblings)) == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 4, 1})  # taskset: two cores' worth
+    assert threads.physical_cores(_fake_sys(tmp_path / "b", siblings)) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert threads.physical_cores(_fake_sys(tmp_path / "c", siblings, "150000 100000\n")) == 2  # 1.5 CPUs -> 2
+    assert threads.physical_cores(_fake_sys(tmp_path / "d", siblings, "max 100000\n")) == 4
+    assert threads.physical_cores(tmp_path / "e") == 8  # no topology files: each CPU counts
+
+
+def test_apply_policy_writes_the_environment_it_is_given():
+    env = {"OMP_NUM_THREADS": "1"}
+    assert threads.apply_policy(env) == {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+    assert env == {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+
+
+# What the environment held at the moment torch was first imported, recorded by an import hook, then the
+# engine's own run (`edn info`, which imports torch) as the entry point under test starts it.
+_PROBE = """
+import importlib.abc, json, os, sys
+seen = {}
+class Probe(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and not seen:
+            seen.update({k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME", "OMP_NUM_THREADS")})
+        return None
+sys.meta_path.insert(0, Probe())
+sys.argv = ["edn", "info", "--device", "cpu", "--json"]
+import runpy
+try:
+    {start}
+except SystemExit:
+    pass
+import torch
+print(json.dumps({"seen": seen, "threads": torch.get_num_threads()}))
+"""
+
+
+@pytest.mark.parametrize("start", ["runpy.run_module('edn_engine', run_name='__main__')",  # python -m edn_engine
+                                   "from edn_engine.cli import main; main()"])  # the `edn` entry point
+def test_every_entry_point_sets_the_policy_before_torch_loads(start):
+    env = {k: v for k, v in os.environ.items() if k not in threads.POLICY_VARS}
+    env["PYTHONPATH"] = str(REPO)
+    out = subprocess.run([ENGINE_PYTHON, "-c", _PROBE.replace("{start}", start)], capture_output=True, text=True,
+                         env=env, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    probe = json.loads(out.stdout.strip().splitlines()[-1])
+    cores = threads.physical_cores()
+    assert probe["seen"] == {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0",
+                             "OMP_NUM_THREADS": str(cores) if cores else None}
+    if cores:
+        assert probe["threads"] == cores
+
+
+def test_the_addon_starts_engine_processes_with_the_policy(monkeypatch):
+    for k in threads.POLICY_VARS:
+        monkeypatch.delenv(k, raising=False)
+    env = addon_module("engine").engine_env("CPU")
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["KMP_BLOCKTIME"] == "0"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # Blender's own environment, set by the user, wins
+    assert addon_module("engine").engine_env("CPU")["OMP_WAIT_POLICY"] == "ACTIVE"
