@@ -121,7 +121,8 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
                              main=main)
     t_start = time.monotonic()
     times: list[float] = []
-    stopped = "already done" if plan.done(step) else "steps"
+    # why the loop ended: a --minutes run always ends on its time budget (its plan is fit to the minutes left)
+    stopped = "already done" if plan.done(step) else ("time" if tcfg.minutes is not None else "steps")
     last_preview = None
     with StopFlag() as stop, deterministic(dev):
         while not plan.done(step):
