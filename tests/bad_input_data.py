@@ -1,5 +1,5 @@
-"""Bad inputs for `test_bad_input.py`, made on the spot: damaged files, synthetic clips, and a snapshot of a folder
-tree that tells whether a failed command left anything behind or changed anything.
+"""Bad inputs for the bad-input battery (`test_bad_input_*.py`), made on the spot: damaged files, synthetic clips,
+and a snapshot of a folder tree that tells whether a failed command left anything behind or changed anything.
 
 Nothing here reads the footage beyond a few frames, and nothing is written outside the folders the tests give.
 """

@@ -5,7 +5,7 @@ docstring.) Also: how a failed command's error line is found, and that a hung co
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -17,15 +17,16 @@ import pytest
 
 from conftest import ENGINE_PYTHON, REPO, VIDEO
 
-SCRIPT = REPO / "scripts" / "gpu_check.py"
+SCRIPTS = REPO / "scripts"
 FRAMES = 16
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _module(name: str):
+    """scripts/NAME.py: scripts/ is no package, and gpu_check.py's parts import each other by name (as they do when
+    the script runs, with scripts/ first on sys.path)."""
+    if str(SCRIPTS) not in sys.path:
+        sys.path.append(str(SCRIPTS))
+    return importlib.import_module(name)
 
 
 def test_cpu_fallback_passes_every_case(tmp_path):
@@ -72,7 +73,7 @@ def test_cpu_fallback_passes_every_case(tmp_path):
 
 
 def test_error_line_of_a_failed_command():
-    gc = _module()
+    gc = _module("gpu_check_command")
 
     def outcome(events=(), stderr="", rc=1, timed_out=False):
         return gc.Outcome(rc, [(0.0, e) for e in events], stderr, 1.0, timed_out, 0.0)
@@ -95,7 +96,7 @@ def test_error_line_of_a_failed_command():
 
 
 def test_a_command_is_read_as_it_runs_and_killed_when_it_hangs():
-    gc = _module()
+    gc = _module("gpu_check_command")
     sys.path.insert(0, str(REPO))
     talk = ("import json, sys; print('stray'); print(json.dumps({'event': 'progress', 'done': 1, 'total': 2})); "
             "print(json.dumps({'event': 'error', 'message': 'bad input'})); sys.exit(2)")
@@ -120,6 +121,6 @@ def test_a_command_is_read_as_it_runs_and_killed_when_it_hangs():
     ([(str(s), "body", "3.0" if s <= 10 else "1.0") for s in range(1, 13)], 10, 1.0),  # a resume: its rows only
 ])
 def test_step_time_is_the_median_after_warm_up(rows, first, expected):
-    gc = _module()
+    gc = _module("gpu_check_cases")
     got = gc.step_times([{"step": a, "stage": b, "sec_per_step": c} for a, b, c in rows], first)
     assert got["sec_per_step"] == expected
