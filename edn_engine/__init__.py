@@ -1,4 +1,5 @@
-"""EDN engine: Everybody Dance Now as pure functions (pose, clean, normalize, render, train, generate).
+"""EDN engine: Everybody Dance Now as functions, one per stage (pose, plate, dataset, train, generate, eval), the
+pipeline that chains them (`pipeline.py`) and the `edn` command line (`cli.py`, `commands/`).
 
 Never imports bpy: the Blender add-on runs this package as a subprocess (`edn ... --json`).
 """
