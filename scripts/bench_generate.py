@@ -146,6 +146,24 @@ def ms_per_frame(r: dict, phase: str, unit: str = "frame", stat: str = "median_s
     return round(1000 * s / (r["pipeline_frames"] if unit == "pipeline" else 1), 1)
 
 
+def rows(results: list[dict]) -> dict[str, dict]:
+    """label -> median and fastest ms per frame of each phase and unit (and the compile time)."""
+    out = {}
+    for r in results:
+        if "error" in r:
+            continue
+        row = out[r["label"]] = {}
+        for phase in ("quiet", "loaded"):
+            for unit, key in (("frame", "ms_per_frame"), ("pipeline", "pipeline_ms_per_frame")):
+                for stat, name in (("median_s", ""), ("min_s", "_min")):
+                    v = ms_per_frame(r, phase, unit, stat)
+                    if v is not None:
+                        row[f"{phase}_{key}{name}"] = v
+        if r["compile"]:
+            row["compile_s"] = benchkit.compile_s(r)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profiles", default="cpu,paper-global,paper-local",
@@ -161,6 +179,8 @@ def main() -> int:
     ap.add_argument("--no-load", action="store_true", help="part 2 quiet only")
     ap.add_argument("--compile", action="store_true", help="part 2 also times torch.compile")
     ap.add_argument("--policies", default=",".join(benchkit.POLICIES), help="part 2: threading variants")
+    ap.add_argument("--settle", type=float, default=0,
+                    help="part 2: wait up to this many seconds for a load average under half the CPUs first")
     ap.add_argument("-o", "--output", type=Path, default=OUT)
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: serve one case (JSON)
     args = ap.parse_args()
@@ -198,33 +218,16 @@ def main() -> int:
                 cases.append(case(args, "cpu", (256, 256), p, compile=True))
         matrix = benchkit.in_turns(script, cases, {"frame": args.per_round, "pipeline": 1},
                                    rounds=args.rounds or (2 if args.quick else 4),
-                                   loaded=not (args.quick or args.no_load))
+                                   loaded=not (args.quick or args.no_load), settle_s=args.settle)
 
-    summary = {}
-    for r in profiles + matrix:
-        if "error" in r:
-            continue
-        row = summary.setdefault(r["label"], {})
-        for phase in ("quiet", "loaded"):
-            for unit, key in (("frame", "ms_per_frame"), ("pipeline", "pipeline_ms_per_frame")):
-                for stat, name in (("median_s", ""), ("min_s", "_min")):
-                    v = ms_per_frame(r, phase, unit, stat)
-                    if v is not None:
-                        row[f"{phase}_{key}{name}"] = v
-        if r["compile"]:
-            row["compile_s"] = benchkit.compile_s(r)
-    cpu_default = next((summary[r["label"]] for r in profiles if r["profile"] == "cpu"), None)
+    summary = {"profiles": rows(profiles), "cpu_matrix": rows(matrix)}
+    cpu_default = next((summary["profiles"][r["label"]] for r in profiles if r["profile"] == "cpu"), None)
     report = {
         "benchmark": "bench_generate",
         "goal": "cpu profile >= 10 generated frames/s at 256x256 on a 2-core machine",
         "goal_met": None if cpu_default is None else 1000 / cpu_default["quiet_ms_per_frame"] >= 10,
         "cpu": benchkit.cpu_info(), "command": sys.argv[1:],
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "precisions": {"bf16": "bf16 autocast (AMX here)", "fp32": "fp32 with this CPU's AVX-512",
-                       "fp32-avx2": "fp32 with ATen/oneDNN/MKL held to AVX2 (" +
-                                    ", ".join(f"{k}={v}" for k, v in benchkit.AVX2_ENV.items()) + ")"},
-        "policies": {"none": "torch defaults", "engine": "edn_engine.threads.policy_env",
-                     "one-thread": "OMP_NUM_THREADS=1"},
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **benchkit.VARIANTS,
         "summary_ms_per_frame": summary, "profiles": profiles, "cpu_matrix": matrix,
     }
     write_json(args.output, report)

@@ -203,6 +203,8 @@ def main() -> int:
     ap.add_argument("--no-load", action="store_true", help="part 2 quiet only")
     ap.add_argument("--compile", action="store_true", help="part 2 also times torch.compile (minutes to compile)")
     ap.add_argument("--policies", default=",".join(benchkit.POLICIES), help="part 2: threading variants")
+    ap.add_argument("--settle", type=float, default=0,
+                    help="part 2: wait up to this many seconds for a load average under half the CPUs first")
     ap.add_argument("--device", default="auto")
     ap.add_argument("-o", "--output", type=Path, default=OUT)
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: serve one case (JSON)
@@ -225,16 +227,12 @@ def main() -> int:
                                                        "generator": args.steps}, rounds=1, loaded=False)
     matrix = [] if args.no_matrix else benchkit.in_turns(
         script, matrix_cases(args, precisions), {"body": 1, "face": 1, "generator": 3}, rounds=args.rounds,
-        loaded=not args.no_load)
+        loaded=not args.no_load, settle_s=args.settle)
     summary = summarize(profiles, matrix)
     write_json(args.output, {
         "benchmark": "train_step", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpu": benchkit.cpu_info(), "command": sys.argv[1:],
-        "precisions": {"bf16": "bf16 autocast (AMX here)", "fp32": "fp32 with this CPU's AVX-512",
-                       "fp32-avx2": "fp32 with ATen/oneDNN/MKL held to AVX2 (" +
-                                    ", ".join(f"{k}={v}" for k, v in benchkit.AVX2_ENV.items()) + ")"},
-        "policies": {"none": "torch defaults", "engine": "edn_engine.threads.policy_env",
-                     "one-thread": "OMP_NUM_THREADS=1"},
+        **benchkit.VARIANTS,
         "summary": summary, "profiles": profiles, "cpu_matrix": matrix,
     })
     print(json.dumps(summary, indent=1))

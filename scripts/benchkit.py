@@ -38,6 +38,16 @@ PRECISIONS = ("bf16", "fp32", "fp32-avx2")
 # Threading variants: "none" = torch's defaults (spinning OpenMP threads, one per core), "engine" = what
 # `edn_engine.threads.apply_policy` sets, "one-thread" = OMP_NUM_THREADS=1 alone (the issue's other workaround).
 POLICIES = ("none", "engine", "one-thread")
+VARIANTS = {  # what the JSON says the variants' names mean
+    "precisions": {"bf16": "bf16 autocast (AMX on this CPU)", "fp32": "fp32 with this CPU's AVX-512 (not AVX2)",
+                   "fp32-avx2": "fp32 with ATen/oneDNN/MKL held to AVX2: "
+                                + ", ".join(f"{k}={v}" for k, v in AVX2_ENV.items())},
+    "policies": {"none": "torch's defaults (OpenMP threads spin while they wait)",
+                 "engine": "edn_engine.threads.policy_env", "one-thread": "OMP_NUM_THREADS=1",
+                 "spin:N": "GOMP_SPINCOUNT=N: libgomp spins N times, then sleeps"},
+    "phases": {"quiet": "no load of ours (others' programs may run: see load_average)",
+               "loaded": "one busy Python process per CPU beside the benchmark"},
+}
 
 
 def cpu_info() -> dict:
@@ -64,11 +74,14 @@ def load_average() -> list[float]:
 def case_env(policy: str, precision: str) -> dict[str, str]:
     """The environment of one variant's process: ours without any threading or ISA setting, then the variant's."""
     env = {k: v for k, v in os.environ.items() if k not in threads.POLICY_VARS and k not in AVX2_ENV}
-    env.pop("MKL_NUM_THREADS", None)
+    for k in ("MKL_NUM_THREADS", "GOMP_SPINCOUNT"):
+        env.pop(k, None)
     if policy == "engine":
         env.update(threads.policy_env(env))
     elif policy == "one-thread":
         env["OMP_NUM_THREADS"] = "1"
+    elif policy.startswith("spin:"):  # libgomp spins this many times before it sleeps (its default: 300000)
+        env["GOMP_SPINCOUNT"] = policy.split(":")[1]
     elif policy != "none":
         raise ValueError(f"unknown threading policy {policy!r}")
     if precision == "fp32-avx2":
@@ -157,12 +170,24 @@ class Worker:
         return {}
 
 
+def wait_quiet(max_s: float, below: float | None = None) -> float:
+    """Wait (at most max_s) for other programs to calm down: the 1-minute load average under `below` (default
+    half the CPUs). Returns the seconds waited. On a shared machine "quiet" is a moment, not a guarantee."""
+    below = (os.cpu_count() or 1) / 2 if below is None else below
+    t0 = time.monotonic()
+    while os.getloadavg()[0] >= below and time.monotonic() - t0 < max_s:
+        time.sleep(10)
+    return round(time.monotonic() - t0, 1)
+
+
 def in_turns(script: Path, cases: list[dict], units: dict[str, int], rounds: int, loaded: bool,
-             log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> list[dict]:
+             settle_s: float = 0, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+             ) -> list[dict]:
     """Time every case's units, quiet and (if `loaded`) under `busy_load`, the cases taking turns each round.
 
-    `units` maps a unit's name to the repetitions per round. A case whose worker fails is reported with its
-    error and skipped. Each result: the case, its worker's info, and per phase and unit every time and the median."""
+    `units` maps a unit's name to the repetitions per round; `settle_s`: wait up to that long for a quiet
+    machine before the quiet phase. A case whose worker fails is reported with its error and skipped. Each
+    result: the case, its worker's info, and per phase and unit every time, the median and the minimum."""
     workers, results = [], []
     for case in cases:
         log(f"starting {case['label']} ...")
@@ -175,8 +200,9 @@ def in_turns(script: Path, cases: list[dict], units: dict[str, int], rounds: int
     load = {}
     try:
         for phase in phases:
+            waited = wait_quiet(settle_s) if phase == "quiet" and settle_s else 0.0
             with busy_load() if phase == "loaded" else contextlib.nullcontext():
-                load[phase] = {"before": load_average()}
+                load[phase] = {"before": load_average(), "waited_for_quiet_s": waited}
                 for r in range(rounds):
                     for w in workers:
                         for unit, n in units.items():
