@@ -171,7 +171,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=40, help="part 1: timed frames per case (big profiles: 1/8)")
     ap.add_argument("--rounds", type=int, default=None, help="part 2: rounds per phase (default 4, quick 2)")
     ap.add_argument("--per-round", type=int, default=5, help="part 2: frames per variant per round")
-    ap.add_argument("--pipeline-frames", type=int, default=20, help="frames of one timed `edn generate`")
+    ap.add_argument("--pipeline-frames", type=int, default=40, help="frames of one timed `edn generate`")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--quick", action="store_true", help="part 2 only, quiet, 2 rounds")

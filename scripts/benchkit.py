@@ -52,17 +52,19 @@ VARIANTS = {  # what the JSON says the variants' names mean
 
 def cpu_info() -> dict:
     """The CPU model, the flags above that it has, its logical CPUs and physical cores, the torch build."""
-    model, flags = platform.processor() or platform.machine(), set()
+    fields, flags = {"model name": platform.processor() or platform.machine()}, set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
+            if key.strip() in ("model name", "cpu family", "model"):
+                fields[key.strip()] = value.strip()
             elif key.strip() == "flags":
                 flags = set(value.split())
     import torch
 
-    return {"model": model, "flags": [f for f in ISA_FLAGS if f in flags], "logical_cpus": os.cpu_count(),
+    return {"model": fields["model name"], "family_model": f"{fields.get('cpu family')}/{fields.get('model')}",
+            "flags": [f for f in ISA_FLAGS if f in flags], "hypervisor": "hypervisor" in flags,
+            "logical_cpus": os.cpu_count(),
             "physical_cores": threads.physical_cores(), "platform": platform.platform(), "torch": torch.__version__,
             "aten_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
@@ -122,8 +124,9 @@ def serve(setup: Callable[[dict], tuple[Units, dict]], case: dict) -> int:
             t = time.perf_counter()
             fn()
             warmup[name].append(round(time.perf_counter() - t, 3))
+    env = {k: os.environ[k] for k in (*threads.POLICY_VARS, "GOMP_SPINCOUNT", *AVX2_ENV) if k in os.environ}
     print(json.dumps({"ready": True, "setup_s": round(time.perf_counter() - t0, 2), "warmup_s": warmup,
-                      "units": list(units), **info}), flush=True)
+                      "units": list(units), "env": env, **info}), flush=True)
     for line in sys.stdin:
         name, _, n = line.strip().partition(" ")
         if name == "quit":
