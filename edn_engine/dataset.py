@@ -40,6 +40,7 @@ from .atomic import read_json, write_json
 from .errors import EdnError
 from .events import Reporter
 from .pose.face import face_box, face_centre
+from .pose.hands import hand_mask
 from .pose.framing import Framing
 from .pose.window import FramePlan, WindowConfig, frame_track, window_framing
 from .pose.track import PoseTrack
@@ -352,6 +353,11 @@ class FrameStore:
             raise EdnError("dataset matte missing", path=path, frame=n)
         return torch.from_numpy(m.astype(np.float32) / 255.0)[None]
 
+    def hand_mask(self, n: int) -> torch.Tensor:
+        """(1, H, W) uint8 in {0, 1}: frame `n`'s hand regions (`pose.hands`), for the hand-weighted loss."""
+        i = n - self.track.frame_start
+        return torch.from_numpy(hand_mask(self.track.body[i], self.track.hands[i], self.size))[None]  # uint8
+
     def face_centre(self, n: int) -> torch.Tensor:
         """(x, y) in training pixels, or (-1, -1) when the face was not found."""
         c = self.entries[n].get("face_centre")
@@ -379,6 +385,7 @@ class PairDataset(torch.utils.data.Dataset):
             "image": torch.stack([s.image(n) for n in pair]),  # (2, 3, H, W)
             "matte": torch.stack([s.matte(n) for n in pair]),  # (2, 1, H, W)
             "face": torch.stack([s.face_centre(n) for n in pair]),  # (2, 2)
+            "hands": torch.stack([s.hand_mask(n) for n in pair]),  # (2, 1, H, W)
             **({"plate": torch.stack([s.plate(n) for n in pair]),  # (2, 3, H, W): composites are judged
                 "window": torch.stack([s.window(n) for n in pair])}  # (2, 4): to carry frame t into t+1's window
                if s.has_plate else {}),

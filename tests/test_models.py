@@ -259,7 +259,7 @@ def test_generator_and_discriminator_losses_combine_the_terms():
     gan, vgg = GANLoss(), VGGLoss(VGG19().eval().requires_grad_(False))
     d_fake, d_real = d(torch.cat(labels + [f0, f1], 1)), d(torch.cat(labels + reals, 1))
     terms = generator_losses(cfg, gan, d_fake, d_real, [f0, f1], reals, labels, [a0, a1], mattes, vgg)
-    assert set(terms) == {"gan", "feat", "vgg", "l1", "person", "limb", "alpha", "total"}
+    assert set(terms) == {"gan", "feat", "vgg", "l1", "person", "limb", "hand", "alpha", "total"}
     assert all(torch.isfinite(v) and v >= 0 for v in terms.values())
     assert terms["vgg"] > 0 and terms["person"] > 0 and terms["alpha"] > 0
     assert terms["total"].item() == pytest.approx(sum(v.item() for k, v in terms.items() if k != "total"),
@@ -278,6 +278,28 @@ def test_generator_and_discriminator_losses_combine_the_terms():
     fd = build_face_discriminator(cfg)
     face = face_generator_losses(cfg, gan, fd(torch.cat([fc, fc], 1)), fd(torch.cat([fc, rc], 1)), fc, rc, vgg)
     assert all(torch.isfinite(v) for v in face.values()) and face["vgg"] > 0
+
+
+def test_hand_term_weighs_the_hands_as_much_as_the_person():
+    """An error confined to the hands, 1% of the frame, costs lambda_hand x its full size: it cannot vanish."""
+    cfg = get_profile("cpu", width=64, height=64)
+    assert cfg.lambda_hand > 0
+    gan, d = GANLoss(), build_discriminator(cfg)
+    label = torch.full((1, 3, 64, 64), -1.0)
+    real = torch.zeros(1, 3, 64, 64)
+    fake = real.clone()
+    hands = torch.zeros(1, 1, 64, 64)
+    hands[..., 30:36, 40:46] = 1.0
+    fake[..., 30:36, 40:46] = 0.5  # wrong only on the hand
+    feats = d(torch.cat([label, label, fake, fake], 1))
+    with_hands = generator_losses(cfg, gan, feats, feats, [fake], [real], [label], [None], [None], None,
+                                  hands=[hands])
+    assert with_hands["hand"].item() == pytest.approx(cfg.lambda_hand * 0.5 * 108 / 109, rel=1e-5)
+    without = generator_losses(cfg, gan, feats, feats, [fake], [real], [label], [None], [None], None)
+    assert without["hand"].item() == 0
+    assert with_hands["total"].item() == pytest.approx(without["total"].item() + with_hands["hand"].item(),
+                                                       rel=1e-5)
+    assert get_profile("paper-global").lambda_hand == 0  # the paper's profiles keep the paper's losses
 
 
 def test_vgg_loss_is_zero_on_identical_images():

@@ -275,3 +275,21 @@ def test_device_choice_and_bf16_by_capability():
         with devices.autocast(cpu, enabled=True):
             assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
             assert (torch.ones(4, 4) @ torch.ones(4, 4)).dtype == torch.bfloat16
+
+
+def test_resumed_losses_csv_keeps_one_header_when_the_losses_logged_change(tmp_path):
+    """A run begun by an engine that logged fewer losses (no G_hand) is resumed: the rows kept are rewritten by
+    column name under today's header, so every value stays under its own name."""
+    from edn_engine.training.logs import HEADER, append_csv, trim_csv
+
+    path = tmp_path / "losses.csv"
+    old = ["step", "stage", "lr", "sec_per_step", "G_gan", "G_limb", "G_alpha"]
+    path.write_text("\n".join([",".join(old), "1,body,0.0002,1.0,0.5,0.25,0.125", "2,body,0.0002,1.0,0.6,0.3,0.2",
+                               "3,body,0.0002,1.0,0.7,0.35,0.3"]) + "\n", encoding="utf-8")
+    trim_csv(path, 2)
+    append_csv(path, 3, "body", 2e-4, 1.0, {"G_gan": 0.9, "G_limb": 0.4, "G_hand": 0.7, "G_alpha": 0.1})
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == HEADER and [r["step"] for r in rows] == ["1", "2", "3"]
+    assert (rows[0]["G_limb"], rows[0]["G_alpha"], rows[0]["G_hand"]) == ("0.25", "0.125", "")
+    assert (rows[2]["G_limb"], rows[2]["G_hand"], rows[2]["G_alpha"]) == ("0.4", "0.7", "0.1")

@@ -60,6 +60,7 @@ class ModelConfig:
     lambda_person: float = 0.0  # extra L1 weight inside the real matte (the person matters more than the room)
     lambda_limb: float = 0.0  # extra L1 weight near the stick figure's lines (thin arms, hands, face)
     limb_radius: int = 0  # dilation of the stick figure's lines, in pixels, for the limb weight
+    lambda_hand: float = 0.0  # extra L1 weight on the hands (discs around their keypoints, `pose.hands`)
     lambda_alpha: float = 10.0  # L1 of the predicted matte against the dataset's matte
     lambda_face_gan: float = 1.0  # face stage: LSGAN term of the face discriminator
     lambda_face_feat: float = 10.0  # face stage: face discriminator feature matching
@@ -167,7 +168,8 @@ PROFILES: dict[str, ModelConfig] = {
     "cpu": ModelConfig(width=256, height=256, ngf=16, max_channels=256, n_downsample=4, n_blocks=6,
                        upsample="resize", skips=True, ndf=32, n_layers_d=3, num_d=2,
                        face_size=default_face_size(256, 256), face_ngf=16, face_n_blocks=3, face_ndf=32,
-                       perceptual="none", lambda_l1=0.0, lambda_person=10.0, lambda_limb=10.0, limb_radius=4),
+                       perceptual="none", lambda_l1=0.0, lambda_person=10.0, lambda_limb=10.0, limb_radius=4,
+                       lambda_hand=10.0),
 }
 
 

@@ -1,5 +1,5 @@
 """The training losses: pix2pixHD's LSGAN, feature matching and VGG loss, plus the L1 terms that make thin limbs,
-hands and the face matter (person- and limb-weighted), and the matte loss.
+hands and the face matter (person-, limb- and hand-weighted), and the matte loss.
 
 Every function returns an unweighted term, except `generator_losses`/`discriminator_losses`, which apply the
 config's lambdas and are the one place the terms are combined. Inputs may be bf16 (autocast): terms are fp32.
@@ -101,13 +101,16 @@ def matte_loss(alpha: torch.Tensor, matte: torch.Tensor) -> torch.Tensor:
 
 
 def reconstruction_terms(cfg: ModelConfig, fake: torch.Tensor, real: torch.Tensor, label: torch.Tensor,
-                         matte: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """Unweighted L1 terms of one frame: whole frame, inside the real matte, near the stick figure."""
+                         matte: torch.Tensor | None, hands: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Unweighted L1 terms of one frame: whole frame, inside the real matte, near the stick figure, on the hands
+    (`hands`: the dataset's hand mask, `pose.hands`)."""
     terms = {"l1": F.l1_loss(fake.float(), real.float())}
     if cfg.lambda_person and matte is not None:
         terms["person"] = masked_l1(fake, real, matte.float())
     if cfg.lambda_limb:
         terms["limb"] = masked_l1(fake, real, limb_mask(label, cfg.limb_radius))
+    if cfg.lambda_hand and hands is not None:
+        terms["hand"] = masked_l1(fake, real, hands.float())
     return terms
 
 
@@ -121,26 +124,31 @@ def l1_weight(cfg: ModelConfig, face: bool = False) -> float:
 def generator_losses(cfg: ModelConfig, gan: GANLoss, d_fake: Feats, d_real: Feats,
                      fakes: list[torch.Tensor], reals: list[torch.Tensor], labels: list[torch.Tensor],
                      alphas: list[torch.Tensor | None], mattes: list[torch.Tensor | None],
-                     vgg_loss: VGGLoss | None) -> dict[str, torch.Tensor]:
+                     vgg_loss: VGGLoss | None, hands: list[torch.Tensor | None] | None = None
+                     ) -> dict[str, torch.Tensor]:
     """The body generator's weighted losses for one training example (a temporal pair, or a single frame).
 
     d_fake/d_real: the discriminator's outputs on the fake and real input (pair); fakes/reals/labels/alphas/
-    mattes: per frame. Per-frame terms are summed over the frames. Returns each weighted term and "total"."""
+    mattes/hands (hand masks): per frame. Per-frame terms are summed over the frames. Returns each weighted term
+    and "total"."""
     out = {"gan": cfg.lambda_gan * gan(d_fake, True),
            "feat": cfg.lambda_feat * feature_matching_loss(d_fake, d_real)}
     w_l1 = l1_weight(cfg)
     zero = out["gan"].new_zeros(())
-    vgg = l1 = person = limb = alpha_term = zero
-    for fake, real, label, alpha, matte in zip(fakes, reals, labels, alphas, mattes):
+    vgg = l1 = person = limb = hand = alpha_term = zero
+    hands = hands or [None] * len(fakes)
+    for fake, real, label, alpha, matte, hand_m in zip(fakes, reals, labels, alphas, mattes, hands,
+                                                        strict=True):
         if vgg_loss is not None and cfg.perceptual == "vgg19" and cfg.lambda_vgg:
             vgg = vgg + cfg.lambda_vgg * vgg_loss(fake, real)
-        rec = reconstruction_terms(cfg, fake, real, label, matte)
+        rec = reconstruction_terms(cfg, fake, real, label, matte, hand_m)
         l1 = l1 + w_l1 * rec["l1"]
         person = person + cfg.lambda_person * rec.get("person", zero)
         limb = limb + cfg.lambda_limb * rec.get("limb", zero)
+        hand = hand + cfg.lambda_hand * rec.get("hand", zero)
         if alpha is not None and matte is not None and cfg.lambda_alpha:
             alpha_term = alpha_term + cfg.lambda_alpha * matte_loss(alpha, matte)
-    out.update(vgg=vgg, l1=l1, person=person, limb=limb, alpha=alpha_term)
+    out.update(vgg=vgg, l1=l1, person=person, limb=limb, hand=hand, alpha=alpha_term)
     out["total"] = sum(out.values())
     return out
 

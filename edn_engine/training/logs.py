@@ -19,19 +19,22 @@ from ..inference import Synthesizer
 from ..models.config import ModelConfig
 from ..tensors import composite, to_image
 
-LOSS_COLUMNS = ("G_gan", "G_feat", "G_vgg", "G_l1", "G_person", "G_limb", "G_alpha", "D_real", "D_fake",
+LOSS_COLUMNS = ("G_gan", "G_feat", "G_vgg", "G_l1", "G_person", "G_limb", "G_hand", "G_alpha", "D_real", "D_fake",
                 "F_gan", "F_feat", "F_vgg", "F_l1", "FD_real", "FD_fake")
+HEADER = ("step", "stage", "lr", "sec_per_step", *LOSS_COLUMNS)
 
 
 def trim_csv(path: Path, step: int) -> None:
-    """Drop rows after the step being resumed from: they will be trained again."""
+    """Drop rows after the step being resumed from: they will be trained again. The rows kept are rewritten under
+    today's header, by column name, so a run begun by an engine that logged other losses stays one table."""
     if not path.is_file():
         return
     with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step] if rows else []
+        rows = [r for r in csv.DictReader(fh) if (r.get("step") or "").isdigit() and int(r["step"]) <= step]
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows(keep)
+        w = csv.writer(fh)
+        w.writerow(HEADER)
+        w.writerows([[r.get(c) or "" for c in HEADER] for r in rows])
 
 
 def append_csv(path: Path, step: int, stage: str, lr: float, sec: float, losses: dict) -> None:
@@ -39,7 +42,7 @@ def append_csv(path: Path, step: int, stage: str, lr: float, sec: float, losses:
     with open(path, "a", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         if new:
-            w.writerow(["step", "stage", "lr", "sec_per_step", *LOSS_COLUMNS])
+            w.writerow(HEADER)
         w.writerow([step, stage, f"{lr:.6g}", f"{sec:.4f}",
                     *(f"{losses[c]:.6g}" if c in losses else "" for c in LOSS_COLUMNS)])
 

@@ -2,7 +2,7 @@
 
 Body (`body_step`), the paper's temporal smoothing: I0 = G(x_t, 0), I1 = G(x_t+1, I0); D judges
 (x_t, x_t+1, I0, I1) against (x_t, x_t+1, y_t, y_t+1). Generator loss (`models.losses.generator_losses`): LSGAN +
-feature matching + VGG19 perceptual (or L1 with `perceptual none`) + person/limb-weighted L1 + the alpha head's
+feature matching + VGG19 perceptual (or L1 with `perceptual none`) + person/limb/hand-weighted L1 + the alpha head's
 loss against the dataset's mattes. Face (`face_step`): the last `face_fraction` of the steps trains the Face GAN
 on the face crops with the body frozen (paper, section 3.3).
 
@@ -49,6 +49,7 @@ def body_step(G, D, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast,
     label, real = batch["label"], batch["image"]
     x0, x1, y0, y1 = label[:, 0], label[:, 1], real[:, 0], real[:, 1]
     m0, m1 = (batch["matte"][:, 0], batch["matte"][:, 1]) if mattes else (None, None)
+    h0, h1 = (batch["hands"][:, 0], batch["hands"][:, 1]) if "hands" in batch else (None, None)
     fake0, fake1, alpha0, alpha1 = generate_pair(G, x0, x1, batch, autocast)
 
     # generator: fool D on the pair, match D's features on the real pair, look like the real frames
@@ -58,7 +59,7 @@ def body_step(G, D, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast,
         with torch.no_grad():
             d_real = frozen_d(torch.cat([x0, x1, y0, y1], 1))
         g = generator_losses(cfg, gan, d_fake, d_real, [fake0, fake1], [y0, y1], [x0, x1], [alpha0, alpha1],
-                             [m0, m1], vgg)
+                             [m0, m1], vgg, hands=[h0, h1])
     opt_g.zero_grad(set_to_none=False)
     g["total"].backward()  # with DDP, the gradients are averaged across processes here
     opt_g.step()
