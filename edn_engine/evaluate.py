@@ -165,7 +165,7 @@ def evaluate_run(run_dir: str | Path, out_dir: str | Path, *, split: str = "hold
             result = evaluate_frames(
                 build, store, _clip_samples(store, frames, src_track), work / "generated" / "composite",
                 retrieve(store, np.stack([store.track.body[n - store.track.frame_start] for n in frames])), t,
-                reporter=reporter, nearest_absolute=nearest_absolute, library_image=_clip_library(store))
+                reporter=reporter, nearest_absolute=nearest_absolute, library_image=clip_library(store))
             paths = {k: str(out_dir / Path(result[k]).name) for k in ("report", "contact_sheet", "video")}
             reporter.preview(paths["contact_sheet"])
             return {**result, **paths, "split": split}
@@ -190,7 +190,6 @@ def evaluate_run(run_dir: str | Path, out_dir: str | Path, *, split: str = "hold
 
 def _clip_samples(store, frames: list[int], src: PoseTrack) -> Iterator[Sample]:
     """The real frames at the clip's resolution, one at a time, with their mattes and face boxes there."""
-    from .pose.face import face_box, face_centre
     from .video import open_source, read_image
 
     wanted = set(frames)
@@ -199,13 +198,20 @@ def _clip_samples(store, frames: list[int], src: PoseTrack) -> Iterator[Sample]:
             continue
         fr, i = store.framing(n), n - src.frame_start
         matte = fr.back(read_image(store.dir / "mattes" / f"matte_{n:06d}.png", cv2.IMREAD_GRAYSCALE))
-        side = int(round(int(store.manifest.get("face_size") or 32) / fr.scale))
-        c = face_centre(src.body[i], src.face[i])
-        box = metrics.clip_box(face_box(c, side, tuple(fr.src_size)), *fr.src_size) if c is not None else None
-        yield Sample(n, real, matte, box)
+        yield Sample(n, real, matte, clip_face_box(store, fr, src.body[i], src.face[i]))
 
 
-def _clip_library(store) -> Callable[[int], np.ndarray]:
+def clip_face_box(store, fr, body: np.ndarray, face: np.ndarray):
+    """The face box at the clip's framing: the dataset's face square, scaled back out of window `fr`;
+    `body`/`face` in source pixels. None when no face is found."""
+    from .pose.face import face_box, face_centre
+
+    side = int(round(int(store.manifest.get("face_size") or 32) / fr.scale))
+    c = face_centre(body, face)
+    return metrics.clip_box(face_box(c, side, tuple(fr.src_size)), *fr.src_size) if c is not None else None
+
+
+def clip_library(store) -> Callable[[int], np.ndarray]:
     """Training frame n at the clip's framing, as a retrieval baseline shows it: its window, back over the plate
     (the same resolution the model's output has)."""
     from .video import read_image

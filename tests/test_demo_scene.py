@@ -24,8 +24,13 @@ from edn_engine.pose.track import PoseTrack  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
+def _env() -> dict:
+    """The environment without PYTHONPATH: the packages are found installed, as a user's are."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def _run(module, *args):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = _env()
     proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=tempfile.gettempdir(), env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
@@ -98,3 +103,29 @@ def test_demo_blend_holds_the_strips_and_no_backup(odd_dir):
              "print(sorted((s.name, s.directory, s.blend_type) for s in strips))")
     shown = subprocess.run([sys.executable, "-c", check, str(blend)], capture_output=True, text=True, timeout=120)
     assert "('EDN result', '//result" in shown.stdout and "ALPHA_OVER" in shown.stdout, shown.stderr[-2000:]
+
+
+def test_whole_demo_at_a_tiny_size_puts_the_person_over_a_plate(odd_dir):
+    """`edn demo` end to end, tiny: the static render is learnt over its plate, scored on the composites against
+    ground truth beside both retrievals, and the .blend shows the result over the plate and alone (RGBA)."""
+    out = odd_dir / "demo"
+    proc = subprocess.run([sys.executable, "-m", "edn_engine", "demo", "-o", str(out), "--minutes", "0.2",
+                           "--frames", "16", "--test-frames", "4", "--size", "128", "--samples", "1", "--json"],
+                          cwd=tempfile.gettempdir(), env=_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+    assert done["event"] == "done", done
+    manifest = json.loads((out / "dataset" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["framing"]["mode"] == "window" and (out / "dataset" / "plate.png").is_file()
+    for name in ("model", "retrieval", "retrieval_absolute"):
+        assert done[name]["person_found"] is not None and 0 <= done[name]["ssim_person"] <= 1
+    person = cv2.imread(str(out / "generated" / "frame_000000.png"), cv2.IMREAD_UNCHANGED)
+    over = cv2.imread(str(out / "generated" / "composite" / "frame_000000.png"), cv2.IMREAD_UNCHANGED)
+    assert person.shape == (128, 128, 4) and over.shape == (128, 128, 3)
+    assert person[..., 3].min() < 128 < person[..., 3].max()  # the person alone: transparent around them
+    shown = subprocess.run([sys.executable, "-c", "import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); "
+                            "sed = bpy.context.scene.sequence_editor; "
+                            "strips = sed.strips_all if hasattr(sed, 'strips_all') else sed.sequences_all; "
+                            "print(sorted(s.name for s in strips))", done["blend"]],
+                           env=_env(), capture_output=True, text=True, timeout=120)
+    assert "'EDN over plate'" in shown.stdout and "'EDN person'" in shown.stdout, shown.stderr[-2000:]
