@@ -1,6 +1,8 @@
 """Operators that make the result: Generate (a trained run driven by a track) and Transfer (`edn transfer`: the
 engine cleans and normalizes the source motion, generates and previews, reusing what did not change). Both put
-the RGBA frames back as a strip above the source, over its frame range."""
+the RGBA frames back as a strip above the source, over its frame range, laid over a plate: the artist's own plate
+strip when one is chosen, else the background plate the run learnt the person over (a person-over-plate run
+keeps it as plate.png; a whole-frame run has none, and its frames are opaque)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,22 @@ from . import compat, engine, jobs, paths, preferences, runner, sequencer
 from .ops_base import EdnOperator, edn_scene, engine_python, poll_scene
 
 RESULT_STRIP = "EDN Result"
+PLATE_STRIP = "EDN Plate"
 FRAME_FILES = r"frame_\d+\.png"
+RUN_PLATE = "plate.png"  # the engine's `runs.PLATE`
 
 
-def _add_result(scene, out: Path, newer_than: float | None) -> None:
+def add_result(scene, out: Path, run_dir: Path, newer_than: float | None) -> None:
+    """Show the generated frames in `out` as an RGBA strip over the source's frame range, above the plate."""
     start, channel = sequencer.source_placement(scene)
-    scene.edn.output_dir = str(out)
+    s = scene.edn
+    s.output_dir = str(out)
+    frames = len(sequencer.frame_files(out, FRAME_FILES, newer_than))
+    sequencer.remove_strip(scene, PLATE_STRIP)  # a plate of an earlier run, or unwanted now
+    if s.plate_strip:  # the artist's own plate: the person goes right above it
+        channel = max(channel, sequencer.find_strip(scene, s.plate_strip).channel)
+    elif (run_dir / RUN_PLATE).is_file() and frames:
+        channel = sequencer.add_still_strip(scene, PLATE_STRIP, run_dir / RUN_PLATE, start, frames, channel).channel
     sequencer.add_frames_strip(scene, RESULT_STRIP, out, FRAME_FILES, start, channel, alpha_over=True,
                                newer_than=newer_than)
 
@@ -46,10 +58,12 @@ class EDN_OT_generate(EdnOperator, bpy.types.Operator):
                                 "extract the source pose first")
         out = paths.abspath(self.output) if self.output else paths.layout(scene).frames
         sequencer.source_placement(scene)  # fail now, not after generating, if the source strip is gone
+        if s.plate_strip:
+            sequencer.find_strip(scene, s.plate_strip)  # and if the chosen plate strip is
         steps = [engine.generate(engine_python(context), run, track, out, preferences.get(context).device)]
 
         def done(sc, job: jobs.Job) -> None:  # frames an earlier, longer run left in `out` are not shown
-            _add_result(sc, out, job.started_wall)
+            add_result(sc, out, run, job.started_wall)
 
         runner.submit_engine(context, scene, "generate", "Generate", steps, [runner.on_success(scene, done)])
         return f"Generating into {out}"
@@ -80,11 +94,13 @@ class EDN_OT_transfer(EdnOperator, bpy.types.Operator):
         source = paths.need_file(s.source_track, "source pose track", "extract the source pose first")
         project = paths.layout(scene)
         sequencer.source_placement(scene)
+        if s.plate_strip:
+            sequencer.find_strip(scene, s.plate_strip)
         steps = [engine.transfer(engine_python(context), source, run, project.root)]
 
         def done(sc, job: jobs.Job) -> None:  # the engine clears its frames folder itself before generating
             sc.edn.normalized_track = str(project.driving)
-            _add_result(sc, project.frames, None)
+            add_result(sc, project.frames, run, None)
 
         runner.submit_engine(context, scene, "transfer", "Transfer", steps, [runner.on_success(scene, done)])
         return "Transferring the motion"

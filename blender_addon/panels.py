@@ -134,6 +134,8 @@ class EDN_PT_main(_EdnPanel, bpy.types.Panel):
 
         col = layout.column(align=True)
         col.label(text="4. Result", icon="SEQUENCE")
+        if strips_owner is not None:
+            col.prop_search(s, "plate_strip", strips_owner, strips_prop, text="Plate")
         col.operator("edn.normalize_pose")
         col.operator("edn.render_figures")
         col.operator("edn.generate")

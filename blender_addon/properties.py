@@ -39,6 +39,9 @@ class EDN_SceneSettings(bpy.types.PropertyGroup):
         ("STRIP", "Strip", "Motion from a movie or image strip"),
         ("ARMATURE", "Armature", "Motion from a rigged character seen by the scene camera")))
     source_strip: StringProperty(name="Source Strip", description="Movie or image strip with the motion")
+    plate_strip: StringProperty(
+        name="Plate", description="Strip to lay the person over (empty: the background plate EDN made from the "
+                                  "target footage, when the camera was static)")
     armature: StringProperty(name="Armature", description="Armature object with the motion")
     camera: StringProperty(name="Camera", description="Camera to project the armature (empty: scene camera)")
     bone_map: EnumProperty(name="Bone Map", items=BONE_MAPS, default="AUTO")

@@ -111,17 +111,33 @@ def frame_files(folder: Path, pattern: str, newer_than: float | None = None) -> 
     return sorted(files)
 
 
+def remove_strip(scene, name: str):
+    """Remove the top-level strip called `name`, if any (re-running a stage replaces its strip instead of stacking
+    copies); returns the editor's strip collection."""
+    strips = compat.top_strips(editor(scene, create=True))
+    old = strips.get(name)
+    if old is not None:
+        strips.remove(old)
+    return strips
+
+
+def add_still_strip(scene, name: str, image: Path, frame_start: int, frames: int, above_channel: int):
+    """Add (or replace) a strip holding one image for `frames` frames, on a free channel (the background plate
+    under the person)."""
+    strips = remove_strip(scene, name)
+    channel = first_free_channel(scene, above_channel, frame_start, frame_start + frames)
+    strip = strips.new_image(name=name, filepath=str(image), channel=channel, frame_start=frame_start)
+    compat.set_strip_duration(strip, frames)
+    return strip
+
+
 def add_frames_strip(scene, name: str, folder: Path, pattern: str, frame_start: int, above_channel: int,
                      alpha_over: bool = False, newer_than: float | None = None):
     """Add (or replace) an image strip showing the frames in `folder` from `frame_start`, on a free channel."""
     files = frame_files(folder, pattern, newer_than)
     if not files:
         raise StripError(f"the engine wrote no frames matching {pattern} in {folder}")
-    sed = editor(scene, create=True)
-    strips = compat.top_strips(sed)
-    old = strips.get(name)
-    if old is not None:  # re-running a stage replaces its strip instead of stacking copies
-        strips.remove(old)
+    strips = remove_strip(scene, name)
     channel = first_free_channel(scene, above_channel, frame_start, frame_start + len(files))
     strip = strips.new_image(name=name, filepath=str(files[0]), channel=channel, frame_start=frame_start)
     for f in files[1:]:

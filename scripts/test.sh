@@ -9,7 +9,7 @@ bash scripts/setup_env.sh --lts
 export EDN_ENGINE_PYTHON="$PWD/.venv/bin/python"
 .venv/bin/python -m pytest -q "$@"
 if [ $# -eq 0 ]; then
-  addon_tests=(tests/test_addon_blender.py tests/test_addon_armature.py tests/test_addon_jobs.py
+  addon_tests=(tests/test_addon_blender.py tests/test_addon_armature.py tests/test_addon_jobs.py tests/test_addon_plate.py
                tests/test_addon_setup_blender.py)
   for v in 42 45 51 52; do
     extra=()

@@ -1,0 +1,65 @@
+"""Where the result lands in the Sequencer: the person (RGBA) above a plate, the run's own or the artist's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.blender
+bpy = pytest.importorskip("bpy")
+from addon_fixtures import _compat, _movie_strip, _span, _strips, addon, scene  # noqa: E402,F401
+
+
+def _write_png(path: Path, channels: int) -> None:
+    img = bpy.data.images.new(path.stem, 8, 8, alpha=channels == 4)
+    img.pixels[:] = np.full(8 * 8 * 4, 0.5, np.float32)
+    img.filepath_raw, img.file_format = str(path), "PNG"
+    img.save()
+    bpy.data.images.remove(img)
+
+
+def _run_and_frames(tmp_path: Path, plate: bool) -> tuple[Path, Path]:
+    run, out = tmp_path / "run ü", tmp_path / "frames"
+    run.mkdir()
+    out.mkdir()
+    if plate:
+        _write_png(run / "plate.png", 3)
+    for n in range(4):
+        _write_png(out / f"frame_{n:06d}.png", 4)
+    return run, out
+
+
+def test_the_person_lands_above_the_runs_plate_over_the_source(addon, scene, tmp_path):
+    strip = _movie_strip(scene)
+    scene.edn.source_kind, scene.edn.source_strip = "STRIP", strip.name
+    run, out = _run_and_frames(tmp_path, plate=True)
+    addon.ops_generate.add_result(scene, out, run, None)
+    plate, result = _strips(scene)["EDN Plate"], _strips(scene)["EDN Result"]
+    assert plate.channel == strip.channel + 1 and result.channel == plate.channel + 1
+    assert _span(plate) == _span(result) == _span(strip) and result.blend_type == "ALPHA_OVER"
+    assert Path(bpy.path.abspath(plate.directory)) / plate.elements[0].filename == run / "plate.png"
+    addon.ops_generate.add_result(scene, out, run, None)  # a rerun replaces both, stacking nothing
+    assert sorted(s.name for s in _strips(scene)) == ["EDN Plate", "EDN Result", "dancer"]
+
+
+def test_the_artists_own_plate_replaces_the_runs(addon, scene, tmp_path):
+    strip = _movie_strip(scene)
+    scene.edn.source_kind, scene.edn.source_strip = "STRIP", strip.name
+    run, out = _run_and_frames(tmp_path, plate=True)
+    addon.ops_generate.add_result(scene, out, run, None)
+    own = _compat().top_strips(scene.sequence_editor).new_image(name="clean plate", filepath=str(run / "plate.png"),
+                                                                 channel=6, frame_start=1)
+    _compat().set_strip_duration(own, 40)
+    scene.edn.plate_strip = own.name
+    addon.ops_generate.add_result(scene, out, run, None)
+    assert "EDN Plate" not in _strips(scene) and _strips(scene)["EDN Result"].channel == 7
+
+
+def test_a_whole_frame_run_has_no_plate_strip(addon, scene, tmp_path):
+    strip = _movie_strip(scene)
+    scene.edn.source_kind, scene.edn.source_strip = "STRIP", strip.name
+    run, out = _run_and_frames(tmp_path, plate=False)
+    addon.ops_generate.add_result(scene, out, run, None)
+    assert "EDN Plate" not in _strips(scene) and _strips(scene)["EDN Result"].channel == strip.channel + 1
