@@ -10,8 +10,9 @@ centred window, composited over the background plate); `full` is the whole frame
 and the fallback for a moving camera). Each framing gets one dataset from the same clip (the last 20% held out);
 every setup trains for the same number of minutes and is scored with `edn eval` on the held-out frames, each
 driven by its own pose, next to nearest-pose and absolute-pose retrieval. The stages are the engine's own
-pipeline (`edn_engine.pipeline`, the chain `edn transfer` runs). `--no-amp` trains and generates in fp32: on a CPU
-with bf16 (AMX, AVX-512 BF16) that stands in for the many CPUs without it.
+pipeline (`edn_engine.pipeline`, the chain `edn transfer` runs). `--no-amp` trains and generates in fp32, and `--avx2`
+holds the kernels to AVX2: on a CPU with bf16 (AMX, AVX-512 BF16) the two together stand in for the many CPUs
+without it (this CPU's clock and caches, an AVX2 laptop's instructions).
 
 The goals of issue 12 are checked for the first setup and recorded: a person found in >= 95% of frames; body
 error <= 0.10 torso lengths and >= 30% below absolute retrieval's; hands found in >= 50% of the frames whose real
@@ -91,12 +92,18 @@ def main() -> int:
     ap.add_argument("--setups", default="cpu:window,cpu:full", help="PROFILE:FRAMING,... (default cpu:window,cpu:full)")
     ap.add_argument("--minutes", type=float, default=20.0, help="training minutes per setup (default 20)")
     ap.add_argument("--no-amp", action="store_true", help="fp32 throughout, as on a CPU without bf16")
+    ap.add_argument("--avx2", action="store_true",
+                    help="hold ATen, oneDNN and MKL to AVX2 (with --no-amp: the instructions of a CPU without bf16)")
     ap.add_argument("--perceptual", choices=("vgg19", "none"), default=None)
     ap.add_argument("--eval-frames", type=int, default=None, help="score only the first N held-out frames")
     ap.add_argument("--work", type=Path, default=None,
                     help="keep the datasets, runs and reports here; a rerun reuses each finished stage")
     ap.add_argument("-o", "--output", type=Path, default=REPO / "benchmarks" / "bench_quality.json")
     args = ap.parse_args()
+    if args.avx2:  # read when torch first loads (below), so set before any engine import that loads it
+        from benchkit import AVX2_ENV
+
+        os.environ.update(AVX2_ENV)
 
     from edn_engine.events import Reporter
     from edn_engine.pipeline import Pipeline, TrainOptions
@@ -111,8 +118,9 @@ def main() -> int:
     print(f"detecting poses in {args.video}", file=sys.stderr)
     track, mattes = pipe.target_pose(args.video)
     runs, datasets = {}, {}
+    isa = "_avx2" if args.avx2 else ""  # a run made with other kernels is another run: never reused for this one
     for profile, framing in setups:
-        name = f"{profile}_{framing}"
+        name = f"{profile}_{framing}{isa}"
         if framing not in datasets:
             print(f"building the {framing} dataset at {args.size}", file=sys.stderr)
             datasets[framing] = pipe.dataset(args.video, parse_size(args.size), 0.2, track, mattes, profile,
@@ -140,7 +148,7 @@ def main() -> int:
     result = {
         "benchmark": "quality at equal wall-clock budget (issue 12: person over plate)",
         "video": str(args.video.name), "size": args.size, "minutes_per_setup": args.minutes,
-        "amp": not args.no_amp, "perceptual": perceptual, "setups": runs,
+        "amp": not args.no_amp, "avx2_only": args.avx2, "perceptual": perceptual, "setups": runs,
         "goals": {first: goals(runs[first])},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_model(),
                     "python": platform.python_version(),
