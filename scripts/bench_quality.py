@@ -136,7 +136,8 @@ def main() -> int:
         report = pipe.evaluate(run_dir, work / f"eval_{name}", args.eval_frames, name=f"eval_{name}")
         runs[name] = {
             "profile": profile, "framing": manifest["framing"]["mode"],
-            "train": {k: trained.get(k) for k in ("step", "seconds", "sec_per_step", "face_stage", "device")},
+            "train": {k: trained.get(k) for k in ("step", "seconds", "sec_per_step", "face_stage", "device",
+                                                  "bf16_autocast")},
             "train_wall_seconds": pipe.stages.seconds.get(f"train_{name}"),
             "eval_wall_seconds": pipe.stages.seconds.get(f"eval_{name}"),
             "frames": report["frames"], "model": report["model"], "retrieval": report["retrieval"],
@@ -144,7 +145,7 @@ def main() -> int:
             "contact_sheet": str(work / f"eval_{name}" / "contact_sheet.png"),
         }
 
-    first = f"{setups[0][0]}_{setups[0][1]}"
+    first = f"{setups[0][0]}_{setups[0][1]}{isa}"
     result = {
         "benchmark": "quality at equal wall-clock budget (issue 12: person over plate)",
         "video": str(args.video.name), "size": args.size, "minutes_per_setup": args.minutes,

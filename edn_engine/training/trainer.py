@@ -191,6 +191,7 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
         "sec_per_step": round(sum(times) / len(times), 4) if times else None,
         "face_stage": use_face, "world_size": world, "generator_sha256": digests,
         "device": devices.describe(dev),
+        "bf16_autocast": bool(tcfg.amp and devices.bf16_supported(dev)),  # device's "bf16" says it could
     }
     finish_distributed(trained, world)
     return summary
