@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from pathlib import Path
 
 import torch
@@ -42,9 +43,16 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
+# oneDNN instruction-set caps (ONEDNN_MAX_CPU_ISA) below AVX512_CORE_BF16: with one, bf16 would be emulated.
+NO_BF16_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 in hardware (Intel AMX or AVX512-BF16; Arm BF16 also counts)."""
+    """True when the CPU computes bf16 in hardware (Intel AMX or AVX512-BF16; Arm BF16 also counts), and nobody
+    held oneDNN below those instructions (`ONEDNN_MAX_CPU_ISA=AVX2` makes this CPU act as one without bf16)."""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper() in NO_BF16_ISAS:
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text(errors="replace").split()
         if any(f in flags for f in ("amx_bf16", "avx512_bf16", "bf16")):

@@ -112,3 +112,20 @@ def test_the_addon_starts_engine_processes_with_the_policy(monkeypatch):
     assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["KMP_BLOCKTIME"] == "0"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # Blender's own environment, set by the user, wins
     assert addon_module("engine").engine_env("CPU")["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_an_isa_held_to_avx2_computes_in_fp32(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 (a CPU without bf16, emulated by the benchmarks and the demo) turns bf16 autocast
+    off: bf16 would otherwise be emulated, slower than fp32."""
+    import torch
+
+    from edn_engine import device as devices
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    devices.cpu_has_native_bf16.cache_clear()
+    try:
+        assert not devices.cpu_has_native_bf16()
+        assert not devices.bf16_supported(torch.device("cpu"))
+    finally:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+        devices.cpu_has_native_bf16.cache_clear()
