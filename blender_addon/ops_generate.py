@@ -2,7 +2,7 @@
 engine cleans and normalizes the source motion, generates and previews, reusing what did not change). Both put
 the RGBA frames back as a strip above the source, over its frame range, laid over a plate: the artist's own plate
 strip when one is chosen, else the background plate the run learnt the person over (a person-over-plate run
-keeps it as plate.png; a whole-frame run has none, and its frames are opaque)."""
+keeps it as plate.png; a whole-frame run has none)."""
 
 from __future__ import annotations
 

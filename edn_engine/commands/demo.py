@@ -17,7 +17,7 @@ def register(subparsers) -> None:
                     "ground-truth render, and save a .blend with the result in the Sequencer. Re-running with the "
                     "same -o reuses every finished stage.")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    p.add_argument("--minutes", type=float, default=6.0, help="training minutes (default 6)")
+    p.add_argument("--minutes", type=float, default=9.0, help="training minutes (default 9)")
     p.add_argument("--frames", type=int, default=96, help="frames of the training dance (default 96)")
     p.add_argument("--test-frames", type=int, default=48, help="frames of the second motion (default 48)")
     p.add_argument("--size", type=int, default=256, help="square render and training size in pixels (default 256)")
