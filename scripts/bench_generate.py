@@ -5,6 +5,7 @@ under load.
     .venv/bin/python scripts/bench_generate.py                          # -> benchmarks/bench_generate.json
     .venv/bin/python scripts/bench_generate.py --quick                  # the cpu matrix only, quiet, few frames
     .venv/bin/python scripts/bench_generate.py --profiles "" --compile    # part 2 only, + torch.compile
+    .venv/bin/python scripts/bench_generate.py --profiles "" --no-matrix --run RUN --track TRACK   # part 3 only
 
 The issue's goal: the `cpu` profile generates at least 10 frames per second at 256x256 on a 2-core machine.
 Weights are random (a frame's cost does not depend on them) and the motion is a synthetic dancer waving its
@@ -18,11 +19,18 @@ every variant at once, taking turns (scripts/benchkit.py), quiet and then with o
 precision bf16 / fp32 / fp32-avx2 (fp32 held to AVX2, the no-bf16 laptop's instructions) x threading none /
 engine / one-thread, and for fp32 channels_last flipped and torch.compile (--compile). The JSON keeps every time
 and the load average per phase: the machine may be shared, so compare ratios within one run.
+
+Part 3, "real_run" (with --run and --track): `edn generate` as a user runs it, on a trained run and a driving
+track at the footage's resolution (person over plate: a full-resolution RGBA and a composite PNG per frame), for
+two clip lengths, per precision, quiet and loaded. Steady frames/s is the extra frames over the extra seconds (the
+start-up, torch's import and the model's load, cancels out); peak memory must not grow with the clip (issue 12's
+goal: 15 frames/s with the PNGs, memory flat). Run alone, part 3 is merged into the existing JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -63,6 +71,49 @@ def dancer(frames: int, width: int, height: int):
         for name, (x, y) in pts.items():
             track.body[t, B[name]] = (cx + x * height, y * height, 0.9)
     return track
+
+
+# ------------------------------------------------------------------------------------------------------------
+# part 3: `edn generate` on a real run, as a user runs it
+# ------------------------------------------------------------------------------------------------------------
+def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[str], loaded: bool) -> list[dict]:
+    """Per precision and phase: wall seconds and peak memory of `edn generate` for each clip length."""
+    import os
+    import subprocess
+
+    from edn_engine.pose.track import PoseTrack
+
+    src = PoseTrack.load(track)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="edn-bench-run-") as tmp:
+        tracks = {}
+        for n in lengths:
+            tracks[n] = Path(tmp) / f"track_{n}.npz"
+            src.slice(0, min(n, src.frames)).save(tracks[n])
+        for phase in ("quiet", "loaded") if loaded else ("quiet",):
+            with benchkit.busy_load() if phase == "loaded" else contextlib.nullcontext():
+                for prec in precisions:
+                    env = benchkit.case_env("engine", prec)
+                    row = {"precision": prec, "phase": phase, "load_average": benchkit.load_average(), "runs": []}
+                    for n in lengths:
+                        out = Path(tmp) / f"out_{prec}_{phase}_{n}"
+                        cmd = [sys.executable, "-m", "edn_engine", "generate", str(run), str(tracks[n]), "-o",
+                               str(out), *([] if prec == "bf16" else ["--no-amp"])]
+                        with open(Path(tmp) / "log.txt", "w") as log:
+                            t0 = time.perf_counter()
+                            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
+                            _, status, usage = os.wait4(proc.pid, 0)
+                            wall = time.perf_counter() - t0
+                        if status != 0:
+                            raise SystemExit(f"edn generate failed: {(Path(tmp) / 'log.txt').read_text()[-2000:]}")
+                        row["runs"].append({"frames": min(n, src.frames), "seconds": round(wall, 2),
+                                            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)})
+                    (a, b) = row["runs"]
+                    row["steady_frames_per_s"] = round((b["frames"] - a["frames"]) / (b["seconds"] - a["seconds"]), 2)
+                    row["peak_rss_growth_mib"] = round(b["peak_rss_mib"] - a["peak_rss_mib"], 1)
+                    print(json.dumps(row), file=sys.stderr)
+                    results.append(row)
+    return results
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -181,6 +232,9 @@ def main() -> int:
     ap.add_argument("--policies", default=",".join(benchkit.POLICIES), help="part 2: threading variants")
     ap.add_argument("--settle", type=float, default=0,
                     help="part 2: wait up to this many seconds for a load average under half the CPUs first")
+    ap.add_argument("--run", type=Path, help="part 3: a trained run (person over plate) to time `edn generate` on")
+    ap.add_argument("--track", type=Path, help="part 3: its driving track, at the footage's size")
+    ap.add_argument("--clip-frames", default="60,240", help="part 3: the two clip lengths (default 60,240)")
     ap.add_argument("-o", "--output", type=Path, default=OUT)
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: serve one case (JSON)
     args = ap.parse_args()
@@ -220,6 +274,19 @@ def main() -> int:
                                    rounds=args.rounds or (2 if args.quick else 4),
                                    loaded=not (args.quick or args.no_load), settle_s=args.settle)
 
+    real = []
+    if args.run is not None:
+        lengths = tuple(int(v) for v in args.clip_frames.split(","))
+        real = real_run(args.run, args.track, lengths, two + (["fp32-avx2"] if dev.type == "cpu" else []),
+                        loaded=not args.no_load)
+    if args.run is not None and not profiles and not matrix and args.output.is_file():  # part 3 alone: merge
+        report = json.loads(args.output.read_text(encoding="utf-8"))
+        report["real_run"] = {"run": str(args.run), "track": str(args.track), "cpu": benchkit.cpu_info(),
+                              "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": real}
+        write_json(args.output, report)
+        print(json.dumps(real, indent=1))
+        return 0
+
     summary = {"profiles": rows(profiles), "cpu_matrix": rows(matrix)}
     cpu_default = next((summary["profiles"][r["label"]] for r in profiles if r["profile"] == "cpu"), None)
     report = {
@@ -229,6 +296,7 @@ def main() -> int:
         "cpu": benchkit.cpu_info(), "command": sys.argv[1:],
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **benchkit.VARIANTS,
         "summary_ms_per_frame": summary, "profiles": profiles, "cpu_matrix": matrix,
+        **({"real_run": {"run": str(args.run), "track": str(args.track), "results": real}} if real else {}),
     }
     write_json(args.output, report)
     print(json.dumps(summary, indent=1))
