@@ -293,3 +293,32 @@ def test_resumed_losses_csv_keeps_one_header_when_the_losses_logged_change(tmp_p
     assert tuple(rows[0]) == HEADER and [r["step"] for r in rows] == ["1", "2", "3"]
     assert (rows[0]["G_limb"], rows[0]["G_alpha"], rows[0]["G_hand"]) == ("0.25", "0.125", "")
     assert (rows[2]["G_limb"], rows[2]["G_hand"], rows[2]["G_alpha"]) == ("0.4", "0.7", "0.1")
+
+
+def test_a_minutes_plan_stretches_the_cheaper_face_stage_over_the_time_left():
+    """Planned at the body's speed, a face stage of cheaper steps would end early: once its steps are timed, it
+    is stretched to fill the budget, the body's share untouched."""
+    from edn_engine.training.config import Plan
+
+    tcfg = TrainConfig(steps=None, minutes=2.0)
+    plan = Plan.from_speed(4, [5.0, 1.0, 1.0, 1.0], 10.0, tcfg, use_face=True)
+    assert (plan.steps, plan.body_steps) == (114, 91)  # 4 + 110 s / 1 s, the last 20% in the face stage
+    later = plan.fill_face_stage(95, [0.9, 0.25, 0.25, 0.25], 100.0, tcfg)  # 4 face steps timed at 0.25 s
+    assert (later.steps, later.body_steps) == (95 + 80, 91)
+    assert later.lr(95, tcfg) == tcfg.lr  # still in the face stage's constant part: no jump in the schedule
+    assert plan.fill_face_stage(95, [0.9, 0.25], 121.0, tcfg).steps == 95  # no time left: stop where it is
+
+
+def test_two_processes_stop_together_on_a_minutes_budget(dataset, tmp_path):
+    """With --minutes each process times its own steps and reads its own clock; they must still plan the same
+    steps and stop at the same one, or one would wait for the others forever."""
+    out = tmp_path / "ddp minutes"
+    cmd = [ENGINE_PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "edn_engine", "train", str(dataset), "-o", str(out), "--device", "cpu", "--json", "--minutes",
+           "0.15", "--save-every", "100", *tiny_run.tiny_args()]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=tiny_run.engine_env(), timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    done = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")][-1]
+    assert done["event"] == "done" and done["world_size"] == 2 and done["stopped"] == "time", done
+    assert done["face_stage"] and len(set(done["generator_sha256"])) == 1
+    assert read_checkpoint(list_checkpoints(out)[-1])["step"] == done["step"]

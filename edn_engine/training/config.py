@@ -98,6 +98,12 @@ class Plan:
         sec = statistics.median(times[1:][-50:])
         return cls.of(max(step, step + int((tcfg.minutes * 60 - elapsed) / max(sec, 1e-6))), tcfg, use_face)
 
+    def fill_face_stage(self, step: int, face_times: list[float], elapsed: float, tcfg: TrainConfig) -> "Plan":
+        """With --minutes, once face steps are timed: a face step is cheaper than a body step (the body is frozen),
+        so the face stage planned at the body's speed would end minutes early; stretch it over the time left."""
+        sec = statistics.median(face_times[1:][-50:])
+        return Plan(max(step, step + int((tcfg.minutes * 60 - elapsed) / max(sec, 1e-6))), self.body_steps)
+
     def done(self, step: int) -> bool:
         return self.steps is not None and step >= self.steps
 

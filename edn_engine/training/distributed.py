@@ -184,10 +184,25 @@ class StopFlag:
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
-    def agreed(self, world: int, dev: torch.device) -> bool:
-        """True on every process if any of them was signalled, so all stop at the same step."""
-        if world <= 1:
-            return self.raised
-        t = torch.tensor([1.0 if self.raised else 0.0], device=dev)
-        dist.all_reduce(t)
-        return bool(t.item() > 0)
+    def agreed(self, world: int, dev: torch.device, out_of_time: bool = False) -> str | None:
+        """Why to stop before the next step, the same on every process: "signal" if any was signalled, else
+        "time" if any would overrun the budget (their clocks differ a little), else None. A process that stopped
+        alone would leave the others waiting in the next gradient sync."""
+        code = 2 if self.raised else (1 if out_of_time else 0)
+        if world > 1:
+            t = torch.tensor([float(code)], device=dev)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            code = int(t.item())
+        return {0: None, 1: "time", 2: "signal"}[code]
+
+
+def agree_steps(steps: int | None, body_steps: int | None, world: int,
+                dev: torch.device) -> tuple[int | None, int | None]:
+    """Rank 0's plan (steps, body steps) on every process: each times its own steps, and plans that differ by one
+    step would end with one process waiting for the others forever."""
+    if world <= 1:
+        return steps, body_steps
+    t = torch.tensor([-1 if steps is None else steps, -1 if body_steps is None else body_steps], device=dev)
+    dist.broadcast(t, 0)
+    a, b = (int(v) for v in t.tolist())
+    return (None if a < 0 else a), (None if b < 0 else b)

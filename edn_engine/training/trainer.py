@@ -31,8 +31,8 @@ from ..models.vgg import load_vgg19
 from ..runs import (keep_plate, list_checkpoints, load_latest, rng_state, run_folder, save_checkpoint,
                     set_rng_state, write_run_info)
 from .config import Plan, TrainConfig
-from .distributed import (StepSampler, StopFlag, barrier, deterministic, finish_distributed, gather_digests,
-                          init_distributed, wrap_for_training)
+from .distributed import (StepSampler, StopFlag, agree_steps, barrier, deterministic, finish_distributed,
+                          gather_digests, init_distributed, wrap_for_training)
 from .logs import append_csv, plot_losses, preview_frames, trim_csv, write_preview
 from .steps import body_step, face_step
 
@@ -127,12 +127,11 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
     with StopFlag() as stop, deterministic(dev):
         while not plan.done(step):
             # stop on SIGTERM or Ctrl-C (on any process), or before a step that would overrun --minutes
-            if stop.agreed(world, dev):
-                stopped = "signal"
-                break
             last = times[-1] if times else 0.0
-            if tcfg.minutes is not None and time.monotonic() - t_start + last > tcfg.minutes * 60:
-                stopped = "time"
+            over = tcfg.minutes is not None and time.monotonic() - t_start + last > tcfg.minutes * 60
+            why = stop.agreed(world, dev, out_of_time=over)
+            if why is not None:
+                stopped = why
                 break
 
             # one step: the body GAN, or the Face GAN once the body steps are done
@@ -154,10 +153,17 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
             times.append(time.monotonic() - t0)
 
             # with --minutes, plan the run's length from the measured speed, and re-plan while the learning rate
-            # is still constant (so the decay and the face stage still fit the budget if the speed changes)
+            # is still constant (so the decay and the face stage still fit the budget if the speed changes); in the
+            # face stage, likewise from the face steps' speed. Every process takes rank 0's plan.
             if tcfg.minutes is not None and (len(times) == 4 or (len(times) % 25 == 0 and
                                                                  step < tcfg.decay_start * plan.body_steps)):
                 plan = Plan.from_speed(step, times, time.monotonic() - t_start, tcfg, use_face)
+                plan = Plan(*agree_steps(plan.steps, plan.body_steps, world, dev))
+            elif tcfg.minutes is not None and face_stage:
+                n_face = step - plan.body_steps
+                if n_face == 4 or (n_face % 25 == 0 and n_face < tcfg.decay_start * (plan.steps - plan.body_steps)):
+                    plan = plan.fill_face_stage(step, times[-n_face:], time.monotonic() - t_start, tcfg)
+                    plan = Plan(*agree_steps(plan.steps, plan.body_steps, world, dev))
 
             # rank 0 logs: a CSV row per step, now and then a preview and the loss curve, and the progress
             if main:
