@@ -26,10 +26,14 @@ def add_result(scene, out: Path, run_dir: Path, newer_than: float | None) -> Non
     s = scene.edn
     s.output_dir = str(out)
     frames = len(sequencer.frame_files(out, FRAME_FILES, newer_than))
+    if not frames:
+        raise sequencer.StripError(f"the engine wrote no frames matching {FRAME_FILES} in {out}")
+    own = s.plate_strip if s.plate_strip != PLATE_STRIP else ""  # EDN's own plate is replaced, not kept
+    own_channel = sequencer.find_strip(scene, own).channel if own else 0  # checked before any strip changes
     sequencer.remove_strip(scene, PLATE_STRIP)  # a plate of an earlier run, or unwanted now
-    if s.plate_strip:  # the artist's own plate: the person goes right above it
-        channel = max(channel, sequencer.find_strip(scene, s.plate_strip).channel)
-    elif (run_dir / RUN_PLATE).is_file() and frames:
+    if own:  # the artist's own plate: the person goes right above it
+        channel = max(channel, own_channel)
+    elif (run_dir / RUN_PLATE).is_file():
         channel = sequencer.add_still_strip(scene, PLATE_STRIP, run_dir / RUN_PLATE, start, frames, channel).channel
     sequencer.add_frames_strip(scene, RESULT_STRIP, out, FRAME_FILES, start, channel, alpha_over=True,
                                newer_than=newer_than)

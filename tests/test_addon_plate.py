@@ -63,3 +63,15 @@ def test_a_whole_frame_run_has_no_plate_strip(addon, scene, tmp_path):
     run, out = _run_and_frames(tmp_path, plate=False)
     addon.ops_generate.add_result(scene, out, run, None)
     assert "EDN Plate" not in _strips(scene) and _strips(scene)["EDN Result"].channel == strip.channel + 1
+
+
+def test_picking_edns_own_plate_as_the_plate_keeps_it_edns(addon, scene, tmp_path):
+    """Choosing the 'EDN Plate' strip in the Plate field is not the artist's own plate: it is replaced as usual."""
+    strip = _movie_strip(scene)
+    scene.edn.source_kind, scene.edn.source_strip = "STRIP", strip.name
+    run, out = _run_and_frames(tmp_path, plate=True)
+    addon.ops_generate.add_result(scene, out, run, None)
+    scene.edn.plate_strip = "EDN Plate"
+    addon.ops_generate.add_result(scene, out, run, None)
+    plate, result = _strips(scene)["EDN Plate"], _strips(scene)["EDN Result"]
+    assert result.channel == plate.channel + 1

@@ -97,6 +97,8 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
         saved = Plan(state["plan"]["steps"], state["plan"]["body_steps"])
         if tcfg.minutes is None and saved.steps == tcfg.steps:
             plan = saved
+        elif tcfg.minutes is not None and saved.body_steps is not None and step >= saved.body_steps:
+            plan = saved  # past the body stage: finish the face stage on its own schedule, never unfreeze the body
     trained = wrap_for_training(nets.modules(), world, dev)  # what the steps call: DDP wrappers when world > 1
 
     # -- rank 0's outputs: run.json, and losses.csv cut back to the step resumed from ------------------------
@@ -123,6 +125,7 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
     times: list[float] = []
     # why the loop ended: a --minutes run always ends on its time budget (its plan is fit to the minutes left)
     stopped = "already done" if plan.done(step) else ("time" if tcfg.minutes is not None else "steps")
+    face_from = None  # index in `times` of this session's first face step
     last_preview = None
     with StopFlag() as stop, deterministic(dev):
         while not plan.done(step):
@@ -160,9 +163,11 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
                 plan = Plan.from_speed(step, times, time.monotonic() - t_start, tcfg, use_face)
                 plan = Plan(*agree_steps(plan.steps, plan.body_steps, world, dev))
             elif tcfg.minutes is not None and face_stage:
-                n_face = step - plan.body_steps
-                if n_face == 4 or (n_face % 25 == 0 and n_face < tcfg.decay_start * (plan.steps - plan.body_steps)):
-                    plan = plan.fill_face_stage(step, times[-n_face:], time.monotonic() - t_start, tcfg)
+                face_from = len(times) - 1 if face_from is None else face_from  # this session's first face step
+                timed = len(times) - face_from
+                flat = step - plan.body_steps < tcfg.decay_start * (plan.steps - plan.body_steps)
+                if flat and (timed == 4 or timed % 25 == 0):
+                    plan = plan.fill_face_stage(step, times[face_from:], time.monotonic() - t_start, tcfg)
                     plan = Plan(*agree_steps(plan.steps, plan.body_steps, world, dev))
 
             # rank 0 logs: a CSV row per step, now and then a preview and the loss curve, and the progress
