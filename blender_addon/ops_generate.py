@@ -20,18 +20,24 @@ FRAME_FILES = r"frame_\d+\.png"
 RUN_PLATE = "plate.png"  # the engine's `runs.PLATE`
 
 
+def own_plate(scene):
+    """The artist's plate strip, or None (none chosen, or EDN's own plate chosen: that one is replaced, not kept).
+    Raises StripError when the chosen strip is gone: operators call this before starting the engine."""
+    name = scene.edn.plate_strip
+    return sequencer.find_strip(scene, name) if name and name != PLATE_STRIP else None
+
+
 def add_result(scene, out: Path, run_dir: Path, newer_than: float | None) -> None:
     """Show the generated frames in `out` as an RGBA strip over the source's frame range, above the plate."""
     start, channel = sequencer.source_placement(scene)
-    s = scene.edn
-    s.output_dir = str(out)
+    scene.edn.output_dir = str(out)
     frames = len(sequencer.frame_files(out, FRAME_FILES, newer_than))
     if not frames:
         raise sequencer.StripError(f"the engine wrote no frames matching {FRAME_FILES} in {out}")
-    own = s.plate_strip if s.plate_strip != PLATE_STRIP else ""  # EDN's own plate is replaced, not kept
-    own_channel = sequencer.find_strip(scene, own).channel if own else 0  # checked before any strip changes
+    own = own_plate(scene)  # looked up before any strip changes
+    own_channel = own.channel if own is not None else 0
     sequencer.remove_strip(scene, PLATE_STRIP)  # a plate of an earlier run, or unwanted now
-    if own:  # the artist's own plate: the person goes right above it
+    if own is not None:  # the artist's own plate: the person goes right above it
         channel = max(channel, own_channel)
     elif (run_dir / RUN_PLATE).is_file():
         channel = sequencer.add_still_strip(scene, PLATE_STRIP, run_dir / RUN_PLATE, start, frames, channel).channel
@@ -62,8 +68,7 @@ class EDN_OT_generate(EdnOperator, bpy.types.Operator):
                                 "extract the source pose first")
         out = paths.abspath(self.output) if self.output else paths.layout(scene).frames
         sequencer.source_placement(scene)  # fail now, not after generating, if the source strip is gone
-        if s.plate_strip:
-            sequencer.find_strip(scene, s.plate_strip)  # and if the chosen plate strip is
+        own_plate(scene)  # or the chosen plate strip
         steps = [engine.generate(engine_python(context), run, track, out, preferences.get(context).device)]
 
         def done(sc, job: jobs.Job) -> None:  # frames an earlier, longer run left in `out` are not shown
@@ -98,8 +103,7 @@ class EDN_OT_transfer(EdnOperator, bpy.types.Operator):
         source = paths.need_file(s.source_track, "source pose track", "extract the source pose first")
         project = paths.layout(scene)
         sequencer.source_placement(scene)
-        if s.plate_strip:
-            sequencer.find_strip(scene, s.plate_strip)
+        own_plate(scene)
         steps = [engine.transfer(engine_python(context), source, run, project.root)]
 
         def done(sc, job: jobs.Job) -> None:  # the engine clears its frames folder itself before generating

@@ -93,16 +93,13 @@ class Plan:
 
     @classmethod
     def from_speed(cls, step: int, times: list[float], elapsed: float, tcfg: TrainConfig, use_face: bool) -> "Plan":
-        """With --minutes: how many steps fit, from the median speed of the last steps (the first one warms up).
-        The median, not the mean: one step stalled by another process must not shrink the whole plan."""
-        sec = statistics.median(times[1:][-50:])
-        return cls.of(max(step, step + int((tcfg.minutes * 60 - elapsed) / max(sec, 1e-6))), tcfg, use_face)
+        """With --minutes: how many steps fit (`_steps_that_fit`), the last share of them the face stage."""
+        return cls.of(_steps_that_fit(step, times, elapsed, tcfg), tcfg, use_face)
 
     def fill_face_stage(self, step: int, face_times: list[float], elapsed: float, tcfg: TrainConfig) -> "Plan":
         """With --minutes, once face steps are timed: a face step is cheaper than a body step (the body is frozen),
         so the face stage planned at the body's speed would end minutes early; stretch it over the time left."""
-        sec = statistics.median(face_times[1:][-50:])
-        return Plan(max(step, step + int((tcfg.minutes * 60 - elapsed) / max(sec, 1e-6))), self.body_steps)
+        return Plan(_steps_that_fit(step, face_times, elapsed, tcfg), self.body_steps)
 
     def done(self, step: int) -> bool:
         return self.steps is not None and step >= self.steps
@@ -120,3 +117,10 @@ class Plan:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _steps_that_fit(step: int, times: list[float], elapsed: float, tcfg: TrainConfig) -> int:
+    """The step a --minutes run reaches at its budget, at the median speed of `times`' last steps (the first one
+    warms up). The median, not the mean: one step stalled by another process must not shrink the whole plan."""
+    sec = statistics.median(times[1:][-50:])
+    return max(step, step + int((tcfg.minutes * 60 - elapsed) / max(sec, 1e-6)))
