@@ -40,7 +40,7 @@ from .atomic import read_json, write_json
 from .errors import EdnError
 from .events import Reporter
 from .pose.face import face_box, face_centre
-from .pose.hands import hand_centres, hand_mask
+from .pose.hands import hand_mask
 from .pose.framing import Framing
 from .pose.window import FramePlan, WindowConfig, frame_track, window_framing
 from .pose.track import PoseTrack
@@ -358,11 +358,6 @@ class FrameStore:
         i = n - self.track.frame_start
         return torch.from_numpy(hand_mask(self.track.body[i], self.track.hands[i], self.size))[None]  # uint8
 
-    def hand_centres(self, n: int) -> torch.Tensor:
-        """(2, 2): each hand's (x, y) in training pixels, (-1, -1) where not seen, for the hand discriminator."""
-        i = n - self.track.frame_start
-        return torch.from_numpy(hand_centres(self.track.body[i], self.track.hands[i]))
-
     def face_centre(self, n: int) -> torch.Tensor:
         """(x, y) in training pixels, or (-1, -1) when the face was not found."""
         c = self.entries[n].get("face_centre")
@@ -391,7 +386,6 @@ class PairDataset(torch.utils.data.Dataset):
             "matte": torch.stack([s.matte(n) for n in pair]),  # (2, 1, H, W)
             "face": torch.stack([s.face_centre(n) for n in pair]),  # (2, 2)
             "hands": torch.stack([s.hand_mask(n) for n in pair]),  # (2, 1, H, W)
-            "hand_centres": torch.stack([s.hand_centres(n) for n in pair]),  # (2, 2 hands, 2)
             **({"plate": torch.stack([s.plate(n) for n in pair]),  # (2, 3, H, W): composites are judged
                 "window": torch.stack([s.window(n) for n in pair])}  # (2, 4): to carry frame t into t+1's window
                if s.has_plate else {}),

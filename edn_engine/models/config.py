@@ -51,10 +51,6 @@ class ModelConfig:
     face_n_blocks: int = 5  # residual blocks in the face generator
     face_ndf: int = 64  # channels of the face discriminator's first layer
     face_n_layers_d: int = 3  # strided layers of the face PatchGAN (a single scale)
-    # --- hand discriminator (not in the paper: a PatchGAN on a square around each hand, in the body stage) ---
-    hand_gan: bool = False  # judge each hand's crop (`hand_size`), so the generator draws hands, not blurs
-    hand_ndf: int = 32  # channels of the hand discriminator's first layer
-    hand_n_layers_d: int = 2  # strided layers of the hand PatchGAN (a single scale)
     # --- losses (generator side; the discriminator uses plain LSGAN) ---
     perceptual: str = "vgg19"  # "vgg19": VGG19 perceptual loss; "none": no VGG weights needed, L1 instead
     lambda_gan: float = 1.0  # LSGAN adversarial term
@@ -66,8 +62,6 @@ class ModelConfig:
     limb_radius: int = 0  # dilation of the stick figure's lines, in pixels, for the limb weight
     lambda_hand: float = 0.0  # extra L1 weight on the hands (discs around their keypoints, `pose.hands`)
     lambda_alpha: float = 10.0  # L1 of the predicted matte against the dataset's matte
-    lambda_hand_gan: float = 1.0  # body stage: LSGAN term of the hand discriminator
-    lambda_hand_feat: float = 10.0  # body stage: hand discriminator feature matching
     lambda_face_gan: float = 1.0  # face stage: LSGAN term of the face discriminator
     lambda_face_feat: float = 10.0  # face stage: face discriminator feature matching
     lambda_face_vgg: float = 10.0  # face stage: VGG19 loss on the face crop
@@ -85,12 +79,6 @@ class ModelConfig:
     def gen_output_channels(self) -> int:
         """RGB, plus one matte channel when `alpha`."""
         return 3 + (1 if self.alpha else 0)
-
-    @property
-    def hand_size(self) -> int:
-        """Side of the hand discriminator's crops: an eighth of the frame height (32 px at 256), multiple of 8,
-        within the frame; the window holds the person at one scale, so that is a hand and its wrist."""
-        return min(max(16, int(round(self.height / 8 / 8)) * 8), self.width, self.height)
 
     @property
     def size_factor(self) -> int:
@@ -111,8 +99,7 @@ class ModelConfig:
             raise EdnError(f"model label_nc must be 3 (the stick figure's RGB), not {self.label_nc}")
         if self.n_local_enhancers not in (0, 1):
             raise EdnError(f"n_local_enhancers must be 0 or 1, not {self.n_local_enhancers}")
-        for name in ("ngf", "ndf", "n_layers_d", "num_d", "face_ngf", "face_ndf", "face_n_layers_d", "max_channels",
-                     "hand_ndf", "hand_n_layers_d"):
+        for name in ("ngf", "ndf", "n_layers_d", "num_d", "face_ngf", "face_ndf", "face_n_layers_d", "max_channels"):
             if getattr(self, name) < 1:
                 raise EdnError(f"model {name} must be at least 1, not {getattr(self, name)}")
         for name in ("n_downsample", "n_blocks", "n_blocks_local", "face_n_downsample", "face_n_blocks",
@@ -177,13 +164,12 @@ PROFILES: dict[str, ModelConfig] = {
     #   thin limbs are to the decoder instead of through a 16x16 bottleneck;
     # - no VGG19 by default: it needs a weight download and costs ~3/4 of a step at this size; its weight goes to
     #   L1, plus L1 normalized over the person's matte and over a band around the stick figure's lines, so a
-    #   thin arm counts as much as the room behind it (`--perceptual vgg19` turns VGG back on);
-    # - hand-weighted L1 and a hand discriminator: hands are what a detector, and a viewer, misses first.
+    #   thin arm counts as much as the room behind it (`--perceptual vgg19` turns VGG back on).
     "cpu": ModelConfig(width=256, height=256, ngf=16, max_channels=256, n_downsample=4, n_blocks=6,
                        upsample="resize", skips=True, ndf=32, n_layers_d=3, num_d=2,
                        face_size=default_face_size(256, 256), face_ngf=16, face_n_blocks=3, face_ndf=32,
                        perceptual="none", lambda_l1=0.0, lambda_person=10.0, lambda_limb=10.0, limb_radius=4,
-                       lambda_hand=10.0, hand_gan=True),
+                       lambda_hand=10.0),
 }
 
 

@@ -69,9 +69,3 @@ class MultiscaleDiscriminator(nn.Module):
 
 def build_discriminator(cfg: ModelConfig) -> MultiscaleDiscriminator:
     return MultiscaleDiscriminator(disc_input_channels(cfg), cfg.ndf, cfg.n_layers_d, cfg.num_d)
-
-
-def build_hand_discriminator(cfg: ModelConfig) -> MultiscaleDiscriminator:
-    """One PatchGAN scale on cat(label_crop, hand_crop) (6 channels): one frame, no pair; a 32 px crop through 2
-    strided layers leaves an 11x11 map of overlapping patches, each a few fingers wide."""
-    return MultiscaleDiscriminator(cfg.label_nc + 3, cfg.hand_ndf, cfg.hand_n_layers_d, 1)

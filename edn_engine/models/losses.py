@@ -159,12 +159,6 @@ def discriminator_losses(gan: GANLoss, d_fake: Feats, d_real: Feats) -> dict[str
     return {"d_fake": fake, "d_real": real, "total": 0.5 * (fake + real)}
 
 
-def hand_generator_losses(cfg: ModelConfig, gan: GANLoss, d_fake: Feats, d_real: Feats) -> dict[str, torch.Tensor]:
-    """The hand discriminator's terms for the body generator (added to `generator_losses`' in the body step)."""
-    return {"hand_gan": cfg.lambda_hand_gan * gan(d_fake, True),
-            "hand_feat": cfg.lambda_hand_feat * feature_matching_loss(d_fake, d_real)}
-
-
 def face_generator_losses(cfg: ModelConfig, gan: GANLoss, d_fake: Feats, d_real: Feats, fake: torch.Tensor,
                           real: torch.Tensor, vgg_loss: VGGLoss | None) -> dict[str, torch.Tensor]:
     """The face stage's weighted losses on the face crops (the body generator is frozen then)."""

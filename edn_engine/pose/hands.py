@@ -1,12 +1,10 @@
-"""Where the hands are: a mask of one frame's hand regions, and each hand's centre, from its keypoints.
+"""Where the hands are: a mask of one frame's hand regions, from its keypoints, for the hand-weighted loss.
 
 Hands are a few hundredths of a training frame, so in a frame-wide or even a person-wide mean their error
 vanishes and the generator leaves them as flesh-coloured blurs that no detector reads as hands. The training
 loss adds an L1 term normalized over this mask (`models.losses`), so the two hands weigh as much as the whole
 person. The mask is discs around the hand keypoints found (each hand's 21 points), and, for a hand the detector
-missed, a larger disc around the body's wrist, so a missed hand still counts. L1 alone still leaves the hands
-soft, so the `cpu` profile also has a hand discriminator judge a square around each hand's centre
-(`training.steps`), as the Face GAN's judges the face.
+missed, a larger disc around the body's wrist, so a missed hand still counts.
 """
 
 from __future__ import annotations
@@ -43,16 +41,3 @@ def hand_mask(body: np.ndarray, hands: np.ndarray, size: tuple[int, int]) -> np.
             x, y = body[wrist, :2]
             cv2.circle(mask, (int(round(x)), int(round(y))), 3 * r, 1, -1)
     return mask
-
-
-def hand_centres(body: np.ndarray, hands: np.ndarray) -> np.ndarray:
-    """(2, 2) float32 (x, y) of each hand [left, right]: the mean of its found keypoints, else the body's wrist;
-    (-1, -1) when neither is seen. Arguments as `hand_mask`."""
-    out = np.full((2, 2), -1.0, np.float32)
-    for side, wrist in ((0, B["LWrist"]), (1, B["RWrist"])):
-        found = hands[side, :, 2] > HAND_CONFIDENCE
-        if found.any():
-            out[side] = hands[side, found, :2].mean(axis=0)
-        elif body[wrist, 2] > WRIST_CONFIDENCE:
-            out[side] = body[wrist, :2]
-    return out

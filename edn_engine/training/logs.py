@@ -20,8 +20,7 @@ from ..models.config import ModelConfig
 from ..tensors import composite, to_image
 
 LOSS_COLUMNS = ("G_gan", "G_feat", "G_vgg", "G_l1", "G_person", "G_limb", "G_hand", "G_alpha", "D_real", "D_fake",
-                "G_hand_gan", "G_hand_feat", "HD_real", "HD_fake", "F_gan", "F_feat", "F_vgg", "F_l1", "FD_real",
-                "FD_fake")
+                "F_gan", "F_feat", "F_vgg", "F_l1", "FD_real", "FD_fake")
 HEADER = ("step", "stage", "lr", "sec_per_step", *LOSS_COLUMNS)
 
 

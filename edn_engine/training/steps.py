@@ -3,9 +3,8 @@
 Body (`body_step`), the paper's temporal smoothing: I0 = G(x_t, 0), I1 = G(x_t+1, I0); D judges
 (x_t, x_t+1, I0, I1) against (x_t, x_t+1, y_t, y_t+1). Generator loss (`models.losses.generator_losses`): LSGAN +
 feature matching + VGG19 perceptual (or L1 with `perceptual none`) + person/limb/hand-weighted L1 + the alpha head's
-loss against the dataset's mattes; with `hand_gan`, a hand discriminator judges a square around each hand
-(`hand_crops`), and its terms join the generator's. Face (`face_step`): the last `face_fraction` of the steps
-trains the Face GAN on the face crops with the body frozen (paper, section 3.3).
+loss against the dataset's mattes. Face (`face_step`): the last `face_fraction` of the steps trains the Face GAN
+on the face crops with the body frozen (paper, section 3.3).
 
 G and D are updated separately, as in pix2pixHD-style GAN code; D's pass inside the generator update (D frozen,
 only the gradient towards G wanted) calls the bare module around its DDP wrapper: that pass needs no gradient
@@ -18,7 +17,7 @@ import torch
 
 from ..models.config import ModelConfig
 from ..models.face import crop_faces, face_origins
-from ..models.losses import discriminator_losses, face_generator_losses, generator_losses, hand_generator_losses
+from ..models.losses import discriminator_losses, face_generator_losses, generator_losses
 from ..tensors import carry, composite
 from .distributed import bare
 
@@ -43,45 +42,17 @@ def generate_pair(G, x0, x1, batch, autocast):
     return fake0, fake1, alpha0, alpha1
 
 
-def hand_crops(batch, labels, fakes, reals, size: int):
-    """Every hand of every frame as a `size` square around its centre (the dataset's `hand_centres`), of the
-    stick figures, fakes and reals (each a list of per-frame batches); returns (labels, fakes, reals, weight).
-    Only the hands seen inside the frame are kept; with none in the batch, all are kept at weight 0 (no
-    gradient), so that every process still runs the same passes and optimizer steps."""
-    centres = batch["hand_centres"].cpu()  # (N, frames, 2 hands, 2); -1 where not seen
-    h, w = labels[0].shape[-2:]
-    seen, picked = [], [[], [], []]
-    for t in range(len(labels)):
-        for side in range(2):
-            c = centres[:, t, side]
-            inside = (c[:, 0] >= 0) & (c[:, 0] < w) & (c[:, 1] >= 0) & (c[:, 1] < h)
-            seen.append(inside)
-            origins = face_origins(torch.where(inside[:, None], c, torch.tensor([w / 2, h / 2])), size, h, w)
-            for out, images in zip(picked, (labels, fakes, reals)):
-                out.append(crop_faces(images[t], origins, size))
-    crops = [torch.cat(p) for p in picked]
-    keep = torch.cat(seen)
-    if not keep.any():
-        return (*crops, 0.0)
-    return (*(c[keep.to(c.device)] for c in crops), 1.0)
-
-
 def body_step(G, D, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast,
-              mattes: bool = True, hand=None) -> dict[str, float]:
-    """One temporal-pair step of the body GAN: the generator update, then the discriminators'.
-    G and D are the networks, or their DDP wrappers when several processes train; `hand` is (HD, its optimizer)
-    with `hand_gan`, else None."""
+              mattes: bool = True) -> dict[str, float]:
+    """One temporal-pair step of the body GAN: the generator update, then the discriminator's.
+    G and D are the networks, or their DDP wrappers when several processes train."""
     label, real = batch["label"], batch["image"]
     x0, x1, y0, y1 = label[:, 0], label[:, 1], real[:, 0], real[:, 1]
     m0, m1 = (batch["matte"][:, 0], batch["matte"][:, 1]) if mattes else (None, None)
     h0, h1 = (batch["hands"][:, 0], batch["hands"][:, 1]) if "hands" in batch else (None, None)
     fake0, fake1, alpha0, alpha1 = generate_pair(G, x0, x1, batch, autocast)
-    HD, opt_hd = hand if hand is not None else (None, None)
-    if HD is not None:
-        lab_h, fake_h, real_h, hand_weight = hand_crops(batch, [x0, x1], [fake0, fake1], [y0, y1], cfg.hand_size)
 
-    # generator: fool D on the pair (and HD on the hands), match their features on the real ones, look like the
-    # real frames
+    # generator: fool D on the pair, match D's features on the real pair, look like the real frames
     frozen_d = bare(D).requires_grad_(False)  # around DDP: D's weights get no gradient here, nothing to sync
     with autocast:
         d_fake = frozen_d(torch.cat([x0, x1, fake0, fake1], 1))
@@ -89,20 +60,10 @@ def body_step(G, D, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast,
             d_real = frozen_d(torch.cat([x0, x1, y0, y1], 1))
         g = generator_losses(cfg, gan, d_fake, d_real, [fake0, fake1], [y0, y1], [x0, x1], [alpha0, alpha1],
                              [m0, m1], vgg, hands=[h0, h1])
-        if HD is not None:
-            frozen_hd = bare(HD).requires_grad_(False)
-            hd_fake = frozen_hd(torch.cat([lab_h, fake_h], 1))
-            with torch.no_grad():
-                hd_real = frozen_hd(torch.cat([lab_h, real_h], 1))
-            terms = hand_generator_losses(cfg, gan, hd_fake, hd_real)
-            g.update({k: hand_weight * v for k, v in terms.items()})
-            g["total"] = g["total"] + g["hand_gan"] + g["hand_feat"]
     opt_g.zero_grad(set_to_none=False)
     g["total"].backward()  # with DDP, the gradients are averaged across processes here
     opt_g.step()
     frozen_d.requires_grad_(True)
-    if HD is not None:
-        frozen_hd.requires_grad_(True)
 
     # discriminator: real pairs towards 1, generated pairs towards 0 (LSGAN)
     with autocast:
@@ -114,16 +75,6 @@ def body_step(G, D, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast,
     opt_d.step()
     out = {f"G_{k}": float(v.detach()) for k, v in g.items() if k != "total"}
     out.update(D_real=float(d["d_real"].detach()), D_fake=float(d["d_fake"].detach()))
-
-    # hand discriminator: real hands towards 1, generated ones towards 0
-    if HD is not None:
-        with autocast:
-            hd = discriminator_losses(gan, HD(torch.cat([lab_h, fake_h.detach()], 1)),
-                                      HD(torch.cat([lab_h, real_h], 1)))
-        opt_hd.zero_grad(set_to_none=False)
-        (hand_weight * hd["total"]).backward()
-        opt_hd.step()
-        out.update(HD_real=float(hd["d_real"].detach()), HD_fake=float(hd["d_fake"].detach()))
     return out
 
 

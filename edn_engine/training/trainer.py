@@ -23,7 +23,7 @@ from ..dataset import PairDataset, load_manifest
 from ..errors import EdnError
 from ..events import Reporter
 from ..models.config import ModelConfig, check_setting, check_trainable_size, get_profile
-from ..models.discriminator import build_discriminator, build_hand_discriminator
+from ..models.discriminator import build_discriminator
 from ..models.face import build_face_discriminator, build_face_generator
 from ..models.generator import build_generator
 from ..models.losses import GANLoss, VGGLoss
@@ -150,9 +150,8 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
                 losses = face_step(nets.G, trained["FG"], trained["FD"], nets.opt["FG"], nets.opt["FD"], batch,
                                    mcfg, gan, vgg, amp)
             else:
-                hand = (trained["HD"], nets.opt["HD"]) if nets.HD is not None else None
                 losses = body_step(trained["G"], trained["D"], nets.opt["G"], nets.opt["D"], batch, mcfg, gan,
-                                   vgg, amp, has_mattes, hand)
+                                   vgg, amp, has_mattes)
             step += 1
             times.append(time.monotonic() - t0)
 
@@ -220,17 +219,15 @@ class Networks:
     D: nn.Module
     FG: nn.Module | None
     FD: nn.Module | None
-    HD: nn.Module | None
     opt: dict[str, torch.optim.Optimizer]
 
     @classmethod
     def build(cls, mcfg: ModelConfig, use_face: bool, tcfg: TrainConfig, dev: torch.device) -> "Networks":
-        """Built in a fixed order (G, D, FG, FD, HD), so the seed fixes every initial weight."""
+        """Built in a fixed order (G, D, FG, FD), so the seed fixes every initial weight."""
         G, D = build_generator(mcfg).to(dev), build_discriminator(mcfg).to(dev)
         FG = build_face_generator(mcfg).to(dev) if use_face else None
         FD = build_face_discriminator(mcfg).to(dev) if use_face else None
-        HD = build_hand_discriminator(mcfg).to(dev) if mcfg.hand_gan else None
-        nets = cls(G, D, FG, FD, HD, {})
+        nets = cls(G, D, FG, FD, {})
         if devices.use_channels_last(dev, training=True):
             for net in nets.modules().values():
                 net.to(memory_format=torch.channels_last)
@@ -239,8 +236,7 @@ class Networks:
         return nets
 
     def modules(self) -> dict[str, nn.Module]:
-        named = (("G", self.G), ("D", self.D), ("FG", self.FG), ("FD", self.FD), ("HD", self.HD))
-        return {k: v for k, v in named if v is not None}
+        return {k: v for k, v in (("G", self.G), ("D", self.D), ("FG", self.FG), ("FD", self.FD)) if v is not None}
 
     def state(self) -> dict:
         return {"nets": {k: v.state_dict() for k, v in self.modules().items()},
