@@ -48,7 +48,7 @@ def step_times(rows: list[dict], first_step: int) -> dict:
 
 
 def losses_finite(rows: list[dict]) -> bool:
-    values = [v for r in rows for k, v in r.items() if k[:2] in ("G_", "D_", "F_") and v]
+    values = [v for r in rows for k, v in r.items() if k[:2] in ("G_", "D_", "F_", "FD") and v]
     return bool(values) and all(math.isfinite(float(v)) for v in values)
 
 
