@@ -27,6 +27,26 @@ def own_plate(scene):
     return sequencer.find_strip(scene, name) if name and name != PLATE_STRIP else None
 
 
+def hidden_plate(scene) -> str | None:
+    """A warning when the artist's plate lies below the source strip: the source (another dancer's footage,
+    opaque) would cover it, and the person would land over the source instead. None when nothing is hidden."""
+    own, s = own_plate(scene), scene.edn
+    if own is None or s.source_kind != "STRIP" or not s.source_strip:
+        return None
+    source = sequencer.find_strip(scene, s.source_strip)
+    if own.channel >= source.channel or source.mute:
+        return None
+    return (f"the plate strip '{own.name}' (channel {own.channel}) lies below the source strip '{source.name}' "
+            f"(channel {source.channel}), which hides it: move the plate above the source, or mute the source")
+
+
+def warn_hidden_plate(op, scene) -> None:
+    """Operator `op` reports `hidden_plate`'s warning, if any; raises StripError if the chosen plate is gone."""
+    warning = hidden_plate(scene)
+    if warning:
+        op.report({"WARNING"}, warning)
+
+
 def add_result(scene, out: Path, run_dir: Path, newer_than: float | None) -> None:
     """Show the generated frames in `out` as an RGBA strip over the source's frame range, above the plate."""
     start, channel = sequencer.source_placement(scene)
@@ -68,7 +88,7 @@ class EDN_OT_generate(EdnOperator, bpy.types.Operator):
                                 "extract the source pose first")
         out = paths.abspath(self.output) if self.output else paths.layout(scene).frames
         sequencer.source_placement(scene)  # fail now, not after generating, if the source strip is gone
-        own_plate(scene)  # or the chosen plate strip
+        warn_hidden_plate(self, scene)  # or the chosen plate strip; warned if the source would hide it
         steps = [engine.generate(engine_python(context), run, track, out, preferences.get(context).device)]
 
         def done(sc, job: jobs.Job) -> None:  # frames an earlier, longer run left in `out` are not shown
@@ -103,7 +123,7 @@ class EDN_OT_transfer(EdnOperator, bpy.types.Operator):
         source = paths.need_file(s.source_track, "source pose track", "extract the source pose first")
         project = paths.layout(scene)
         sequencer.source_placement(scene)
-        own_plate(scene)
+        warn_hidden_plate(self, scene)
         steps = [engine.transfer(engine_python(context), source, run, project.root)]
 
         def done(sc, job: jobs.Job) -> None:  # the engine clears its frames folder itself before generating

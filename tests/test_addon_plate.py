@@ -75,3 +75,21 @@ def test_picking_edns_own_plate_as_the_plate_keeps_it_edns(addon, scene, tmp_pat
     addon.ops_generate.add_result(scene, out, run, None)
     plate, result = _strips(scene)["EDN Plate"], _strips(scene)["EDN Result"]
     assert result.channel == plate.channel + 1
+
+
+def test_a_plate_below_the_source_strip_is_reported_as_hidden(addon, scene, tmp_path):
+    """The source strip (another dancer's footage) is opaque: a plate under it would never be seen."""
+    strip = _movie_strip(scene, channel=3)
+    scene.edn.source_kind, scene.edn.source_strip = "STRIP", strip.name
+    run, _ = _run_and_frames(tmp_path, plate=True)
+    own = _compat().top_strips(scene.sequence_editor).new_image(name="clean plate", filepath=str(run / "plate.png"),
+                                                                channel=1, frame_start=1)
+    scene.edn.plate_strip = own.name
+    warning = addon.ops_generate.hidden_plate(scene)
+    assert "'clean plate' (channel 1)" in warning and "'dancer' (channel 3)" in warning
+    strip.mute = True  # the artist muted the source: the plate shows
+    assert addon.ops_generate.hidden_plate(scene) is None
+    strip.mute, own.channel = False, 5  # above the source: nothing hidden
+    assert addon.ops_generate.hidden_plate(scene) is None
+    scene.edn.plate_strip = ""
+    assert addon.ops_generate.hidden_plate(scene) is None
