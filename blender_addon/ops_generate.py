@@ -12,12 +12,13 @@ import bpy
 from bpy.props import StringProperty
 
 from . import compat, engine, jobs, paths, preferences, runner, sequencer
+from .bundled import engine_module
 from .ops_base import EdnOperator, edn_scene, engine_python, poll_scene
 
 RESULT_STRIP = "EDN Result"
 PLATE_STRIP = "EDN Plate"
 FRAME_FILES = r"frame_\d+\.png"
-RUN_PLATE = "plate.png"  # the engine's `runs.PLATE`
+RUN_PLATE = engine_module("layout").RUN_PLATE  # the plate a person-over-plate run keeps
 
 
 def own_plate(scene):

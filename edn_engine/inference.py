@@ -18,7 +18,8 @@ from .models.config import ModelConfig
 from .models.face import build_face_generator, crop_faces, face_origins, paste_faces
 from .models.generator import build_generator
 from .pose.window import FramePlan
-from .runs import PLATE, load_latest
+from .layout import RUN_PLATE
+from .runs import load_latest
 from .tensors import carry, composite
 
 
@@ -121,5 +122,5 @@ def load_run(run_dir: str | Path, device: str = "auto", reporter: Reporter | Non
     G.to(dev)
     if FG is not None:
         FG.to(dev)
-    plate = run_dir / PLATE if plan.windowed else None
+    plate = run_dir / RUN_PLATE if plan.windowed else None
     return Run(G, FG, cfg, plan, bool(state["dataset"].get("mattes", True)), int(state["step"]), path, dev, plate)

@@ -20,6 +20,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+# What a person-over-plate run keeps beside its checkpoints (`runs.keep_plate`): the dataset's background plate, so
+# the run generates, and the add-on lays its result over the plate, even after the dataset is gone.
+RUN_PLATE, RUN_PLATE_MASK = "plate.png", "plate_mask.png"
+
 
 @dataclasses.dataclass(frozen=True)
 class ProjectLayout:

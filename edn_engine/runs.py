@@ -31,11 +31,11 @@ import torch
 from .atomic import atomic_path, ensure_dir, read_json, write_bytes, write_json
 from .errors import EdnError
 from .events import Reporter
+from .layout import RUN_PLATE, RUN_PLATE_MASK
 
 FORMAT_NAME = "edn-checkpoint"
 FORMAT_VERSION = 2  # 2: with the "sha256" checksum (version 1 files, written before it, are read unchecked)
 RUN_INFO = "run.json"
-PLATE, PLATE_MASK = "plate.png", "plate_mask.png"  # a person-over-plate run keeps its dataset's plate
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
 
 
@@ -212,7 +212,7 @@ def write_run_info(run_dir: str | Path, info: dict) -> None:
 
 def keep_plate(run_dir: str | Path, dataset_dir: str | Path) -> None:
     """Copy the dataset's background plate into the run, so the run generates even after its dataset is gone."""
-    for name in (PLATE, PLATE_MASK):
+    for name in (RUN_PLATE, RUN_PLATE_MASK):
         src = Path(dataset_dir) / name
         if src.is_file():
             write_bytes(Path(run_dir) / name, src.read_bytes())
