@@ -40,6 +40,7 @@ from .atomic import read_json, write_json
 from .errors import EdnError
 from .events import Reporter
 from .pose.face import face_box, face_centre
+from .pose.follow import frame_ranges
 from .pose.hands import hand_mask
 from .pose.framing import Framing
 from .pose.window import FramePlan, WindowConfig, frame_track, window_framing
@@ -147,6 +148,7 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
 
     kept: list[dict] = []
     excluded = {"no_person": 0, "outside_track": 0, "no_matte": 0}
+    nobody: list[int] = []  # source frames left out for want of a person, named in a warning
     total = getattr(clip, "frame_count", None)
     for done, (n, bgr) in enumerate(clip, start=1):
         i = n - track.frame_start
@@ -155,6 +157,7 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
             continue
         if not (track.body[i, :, 2] > 0).any():
             excluded["no_person"] += 1
+            nobody.append(n)
             continue
         matte = None
         if mattes_dir is not None:
@@ -175,6 +178,9 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
         kept.append(entry)
         reporter.progress(done, total, stage="dataset", kept=len(kept))
 
+    if nobody and kept:
+        reporter.log(f"warning: {source.name}: left out {len(nobody)} frames with nobody in them: frames "
+                     f"{frame_ranges(nobody)}")
     if not kept:
         raise EdnError("no usable frame: nobody was detected in any frame of the input"
                        + (" covered by the track" if excluded["outside_track"] else ""), path=source)

@@ -34,6 +34,7 @@ from .errors import EdnError
 from .events import Reporter
 from .inference import Run, Synthesizer, load_run
 from .pose.face import face_centre
+from .pose.follow import frame_ranges
 from .pose.track import PoseTrack
 from .pose.window import frame_track
 from .tensors import stick_figure, to_image, to_tensor
@@ -75,7 +76,8 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
 
 def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Path, video: Path | None,
                      resume: bool, amp: bool, reporter: Reporter) -> dict:
-    """Generate every row of `track` into `output`; returns the counts of frames written, empty and kept."""
+    """Generate every row of `track` into `output`; returns the counts of frames written, empty (no pose), kept
+    (--resume) and outside (a pose that puts the person wholly off the frame: written, but transparent)."""
     from .video import read_image
     from .video_out import VideoWriter
 
@@ -94,6 +96,7 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
         (output / "composite").mkdir(exist_ok=True)
 
     counts = {"written": 0, "empty": 0, "kept": 0}
+    outside: list[int] = []  # frames whose driving pose puts the whole window off the frame: nothing to paste
     writer = VideoWriter(video, track.fps) if video is not None else None
     with writer if writer is not None else contextlib.nullcontext(), _BackgroundWrites() as frames_out:
         for i in range(track.frames):
@@ -122,6 +125,8 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
                 counts["written"] += 1
             comp = None
             if rgba is not None and plate is not None:  # the window's person, back in the full frame
+                if fr.source_roi() is None:
+                    outside.append(n)
                 rgba, comp = paste(fr, rgba, plate)
             if rgba is not None:
                 frames_out.write(path, rgba)
@@ -133,7 +138,10 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
                     rgba = read_image(path, cv2.IMREAD_UNCHANGED) if plate is None else None
                 writer.write(comp if plate is not None else rgba[..., :3])
             reporter.progress(i + 1, track.frames, stage="generate", frame=n)
-    return counts
+    if outside:
+        reporter.log(f"warning: the driving pose puts the person wholly outside the frame in {len(outside)} frames, "
+                     f"written transparent: frames {frame_ranges(outside)}")
+    return {**counts, "outside": len(outside)}
 
 
 def paste(fr, window_rgba: np.ndarray, plate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,7 @@ bad input."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import tiny_run
 from edn_engine.dataset import PairDataset, build_dataset, consecutive_pairs, load_manifest
 from edn_engine.sizes import parse_size
 from edn_engine.errors import EdnError
+from edn_engine.events import Reporter
 from edn_engine.pose.framing import Framing
 from edn_engine.pose.skeleton import B
 from edn_engine.pose.track import PoseTrack
@@ -93,9 +95,11 @@ def test_frames_without_a_person_are_excluded_and_counted(tmp_path, shared):
     track.hands[[4, 5, 12]] = 0
     track.face[[4, 5, 12]] = 0
     track.save(tmp_path / "t.npz")
+    log = io.StringIO()
     summary = build_dataset(tiny_run.CLIP, tmp_path / "ds", (48, 32), track=tmp_path / "t.npz", mattes=mattes,
-                            holdout=0.0, framing="crop", end=tiny_run.FRAMES - 1)
+                            holdout=0.0, framing="crop", end=tiny_run.FRAMES - 1, reporter=Reporter(False, log))
     assert summary["excluded"]["no_person"] == 3 and summary["frames"] == tiny_run.FRAMES - 3
+    assert "left out 3 frames with nobody in them: frames 4-5, 12" in log.getvalue()  # named, not only counted
     m = load_manifest(tmp_path / "ds")
     assert {4, 5, 12}.isdisjoint(e["frame"] for e in m["frames"])
     assert m["framing"]["mode"] == "crop" and all(e["split"] == "train" for e in m["frames"])

@@ -4,6 +4,7 @@ and `edn eval` scores those at the clip's own framing. Tiny sizes; the real clip
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -95,6 +96,21 @@ def test_training_on_composites_and_full_resolution_rgba_out(run, dataset, tmp_p
     if x1 < SRC[0]:  # right of the window: transparent, and the composite there is the plate itself
         assert rgba[:, x1:, 3].max() == 0
         assert np.abs(comp[:, x1:].astype(int) - plate[:, x1:].astype(int)).max() <= 1
+
+
+def test_a_pose_that_puts_the_person_wholly_off_the_frame_is_transparent_and_named(run, dataset, tmp_path):
+    track = PoseTrack.load(dataset / "track_source.npz").slice(0, 3)
+    for part in (track.body, track.hands, track.face):
+        part[..., 0] += np.where(part[..., 2] > 0, 10 * SRC[0], 0)  # ten frame widths to the right
+    track.save(tmp_path / "away.npz")
+    log = io.StringIO()
+    with tiny_run.one_thread():
+        summary = generate(run, tmp_path / "away.npz", tmp_path / "frames", device="cpu", reporter=Reporter(False, log))
+    assert summary["outside"] == 3 and summary["written"] == 3 and summary["empty"] == 0
+    n = track.frame_start
+    assert f"wholly outside the frame in 3 frames, written transparent: frames {n}-{n + 2}" in log.getvalue()
+    rgba = cv2.imread(str(tmp_path / "frames" / f"frame_{n:06d}.png"), cv2.IMREAD_UNCHANGED)
+    assert rgba.shape == (SRC[1], SRC[0], 4) and rgba[..., 3].max() == 0
 
 
 def test_eval_scores_composites_at_the_clip_framing(run, tmp_path):

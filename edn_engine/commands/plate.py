@@ -33,11 +33,13 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..plate import PlateConfig, estimate_plate, mask_path
+    from ..video import open_source
 
     t0 = time.monotonic()
     config = PlateConfig() if args.max_frames is None else PlateConfig(max_frames=args.max_frames)
     config.check()
     output, mask = _check_outputs(args)
+    open_source(args.input, args.start, args.end)  # a missing or undecodable input: said now, before detecting
     if args.mattes is not None:
         if not args.mattes.is_dir():
             raise EdnError("mattes folder not found", path=args.mattes)
