@@ -39,6 +39,7 @@ class TrainOptions:
     minutes: float | None = None  # a wall-clock budget (neither: the trainer's default steps)
     face_fraction: float = 0.2
     perceptual: str | None = None  # "vgg19" or "none"; None: the profile's own
+    settings: dict = dataclasses.field(default_factory=dict)  # model settings over the profile's (`edn train --set`)
     save_every: int = 500
     preview_every: int = 250
     amp: bool = True  # bf16 autocast where the device computes bf16 natively
@@ -141,7 +142,7 @@ def train_run(dataset: Path, run_dir: Path, options: TrainOptions, reporter: Rep
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)  # the pipeline's own run folder, made from other inputs
     tcfg = train_config(options)
-    overrides = {"perceptual": options.perceptual} if options.perceptual else None
+    overrides = {**options.settings, **({"perceptual": options.perceptual} if options.perceptual else {})}
     summary = train(dataset, run_dir, tcfg, profile=options.profile, overrides=overrides, resume=resume,
                     reporter=reporter)
     write_json(run_dir / "summary.json", summary)  # what the run did, for whoever reuses the stage later

@@ -95,6 +95,8 @@ def main() -> int:
     ap.add_argument("--avx2", action="store_true",
                     help="hold ATen, oneDNN and MKL to AVX2 (with --no-amp: the instructions of a CPU without bf16)")
     ap.add_argument("--perceptual", choices=("vgg19", "none"), default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a model setting over the profile's, as `edn train --set` (repeatable); named in the runs")
     ap.add_argument("--eval-frames", type=int, default=None, help="score only the first N held-out frames")
     ap.add_argument("--work", type=Path, default=None,
                     help="keep the datasets, runs and reports here; a rerun reuses each finished stage")
@@ -105,6 +107,7 @@ def main() -> int:
 
         os.environ.update(AVX2_ENV)
 
+    from edn_engine.commands.train import parse_overrides
     from edn_engine.events import Reporter
     from edn_engine.pipeline import Pipeline, TrainOptions
     from edn_engine.sizes import parse_size
@@ -118,9 +121,11 @@ def main() -> int:
     print(f"detecting poses in {args.video}", file=sys.stderr)
     track, mattes = pipe.target_pose(args.video)
     runs, datasets = {}, {}
-    isa = "_avx2" if args.avx2 else ""  # a run made with other kernels is another run: never reused for this one
+    suffix = "_avx2" if args.avx2 else ""  # a run made with other kernels is another run: never reused for this one
+    settings = parse_overrides(args.set)
+    suffix += "".join(f"_{k}={v}" for k, v in sorted(settings.items()))  # so are runs with other settings
     for profile, framing in setups:
-        name = f"{profile}_{framing}{isa}"
+        name = f"{profile}_{framing}{suffix}"
         if framing not in datasets:
             print(f"building the {framing} dataset at {args.size}", file=sys.stderr)
             datasets[framing] = pipe.dataset(args.video, parse_size(args.size), 0.2, track, mattes, profile,
@@ -130,7 +135,8 @@ def main() -> int:
         manifest = json.loads((dataset / "manifest.json").read_text(encoding="utf-8"))
         print(f"training {name} for {args.minutes:g} min", file=sys.stderr)
         run_dir = pipe.train(dataset, TrainOptions(profile=profile, minutes=args.minutes, perceptual=perceptual,
-                                                   amp=not args.no_amp), work / f"run_{name}", name=f"train_{name}")
+                                                   amp=not args.no_amp, settings=settings),
+                             work / f"run_{name}", name=f"train_{name}")
         trained = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
         print(f"evaluating {name}", file=sys.stderr)
         report = pipe.evaluate(run_dir, work / f"eval_{name}", args.eval_frames, name=f"eval_{name}")
@@ -145,11 +151,12 @@ def main() -> int:
             "contact_sheet": str(work / f"eval_{name}" / "contact_sheet.png"),
         }
 
-    first = f"{setups[0][0]}_{setups[0][1]}{isa}"
+    first = f"{setups[0][0]}_{setups[0][1]}{suffix}"
     result = {
         "benchmark": "quality at equal wall-clock budget (issue 12: person over plate)",
         "video": str(args.video.name), "size": args.size, "minutes_per_setup": args.minutes,
-        "amp": not args.no_amp, "avx2_only": args.avx2, "perceptual": perceptual, "setups": runs,
+        "amp": not args.no_amp, "avx2_only": args.avx2, "perceptual": perceptual, "settings": settings,
+        "setups": runs,
         "goals": {first: goals(runs[first])},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_model(),
                     "python": platform.python_version(),

@@ -78,3 +78,20 @@ def test_an_interrupted_stage_is_redone_and_knows_it_may_resume(tmp_path):
     assert st.run("train", {"steps": 20}, [out], finish) is True and seen[-1] is True
     assert not (tmp_path / ".stages" / "train.attempt.json").exists()  # a finished stage leaves its stamp only
     assert Stages(tmp_path).run("train", {"steps": 20}, [out], finish) is False
+
+
+def test_a_pipelines_model_settings_reach_the_run_and_make_it_another_stage(dataset, tmp_path):
+    """`TrainOptions.settings` (bench_quality's --set) trains with them, and a change retrains instead of reusing."""
+    import json
+
+    import tiny_run
+    from edn_engine.events import Reporter
+    from edn_engine.pipeline import Pipeline, TrainOptions
+
+    pipe = Pipeline(tmp_path / "project", Reporter(False))
+    tiny = {k: v for k, v in tiny_run.TINY.items() if k != "perceptual"}
+    with tiny_run.one_thread():
+        run = pipe.train(dataset, TrainOptions(steps=1, face_fraction=0, perceptual="none", settings=tiny))
+        assert json.loads((run / "run.json").read_text())["model"]["ngf"] == tiny["ngf"]
+        pipe.train(dataset, TrainOptions(steps=1, face_fraction=0, perceptual="none", settings={**tiny, "ngf": 4}))
+    assert json.loads((run / "run.json").read_text())["model"]["ngf"] == 4
