@@ -148,7 +148,7 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
 
     kept: list[dict] = []
     excluded = {"no_person": 0, "outside_track": 0, "no_matte": 0}
-    nobody: list[int] = []  # source frames left out for want of a person, named in a warning
+    nobody: list[int] = []  # source frames without the followed person: left out, named in a warning
     total = getattr(clip, "frame_count", None)
     for done, (n, bgr) in enumerate(clip, start=1):
         i = n - track.frame_start
@@ -179,7 +179,7 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
         reporter.progress(done, total, stage="dataset", kept=len(kept))
 
     if nobody and kept:
-        reporter.log(f"warning: {source.name}: left out {len(nobody)} frames with nobody in them: frames "
+        reporter.log(f"warning: {source.name}: left out {len(nobody)} frames without the followed person: frames "
                      f"{frame_ranges(nobody)}")
     if not kept:
         raise EdnError("no usable frame: nobody was detected in any frame of the input"

@@ -139,8 +139,8 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
                 writer.write(comp if plate is not None else rgba[..., :3])
             reporter.progress(i + 1, track.frames, stage="generate", frame=n)
     if outside:
-        reporter.log(f"warning: the driving pose puts the person wholly outside the frame in {len(outside)} frames, "
-                     f"written transparent: frames {frame_ranges(outside)}")
+        reporter.log(f"warning: the driving pose puts the person's window wholly outside the frame in {len(outside)} "
+                     f"frames, written transparent: frames {frame_ranges(outside)}")
     return {**counts, "outside": len(outside)}
 
 

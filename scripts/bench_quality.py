@@ -108,6 +108,8 @@ def main() -> int:
         os.environ.update(AVX2_ENV)
 
     from edn_engine.commands.train import parse_overrides
+    from edn_engine.errors import EdnError
+    from edn_engine.models.config import check_setting
     from edn_engine.events import Reporter
     from edn_engine.pipeline import Pipeline, TrainOptions
     from edn_engine.sizes import parse_size
@@ -123,6 +125,13 @@ def main() -> int:
     runs, datasets = {}, {}
     suffix = "_avx2" if args.avx2 else ""  # a run made with other kernels is another run: never reused for this one
     settings = parse_overrides(args.set)
+    if "perceptual" in settings:
+        ap.error("give the perceptual loss with --perceptual, not --set")
+    try:  # a typo is refused now, not after detecting poses and building datasets
+        for key, value in settings.items():
+            check_setting(key, value)
+    except EdnError as exc:
+        ap.error(str(exc))
     suffix += "".join(f"_{k}={v}" for k, v in sorted(settings.items()))  # so are runs with other settings
     for profile, framing in setups:
         name = f"{profile}_{framing}{suffix}"

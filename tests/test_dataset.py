@@ -99,7 +99,7 @@ def test_frames_without_a_person_are_excluded_and_counted(tmp_path, shared):
     summary = build_dataset(tiny_run.CLIP, tmp_path / "ds", (48, 32), track=tmp_path / "t.npz", mattes=mattes,
                             holdout=0.0, framing="crop", end=tiny_run.FRAMES - 1, reporter=Reporter(False, log))
     assert summary["excluded"]["no_person"] == 3 and summary["frames"] == tiny_run.FRAMES - 3
-    assert "left out 3 frames with nobody in them: frames 4-5, 12" in log.getvalue()  # named, not only counted
+    assert "left out 3 frames without the followed person: frames 4-5, 12" in log.getvalue()  # named, not only counted
     m = load_manifest(tmp_path / "ds")
     assert {4, 5, 12}.isdisjoint(e["frame"] for e in m["frames"])
     assert m["framing"]["mode"] == "crop" and all(e["split"] == "train" for e in m["frames"])

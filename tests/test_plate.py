@@ -176,6 +176,17 @@ def test_cli_refuses_unwritable_or_misplaced_outputs_before_work(tmp_path, capsy
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a file", "frames", "mattes"]
 
 
+def test_cli_refuses_a_missing_or_undecodable_input_before_detecting(tmp_path, capsys):
+    """Without --mattes the command detects the person first (minutes): a bad input is said before that."""
+    assert main(["plate", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "p.png")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.mp4: input not found" in err and "detecting" not in err
+    (tmp_path / "notes.mp4").write_text("not a video")
+    assert main(["plate", str(tmp_path / "notes.mp4"), "-o", str(tmp_path / "p.png")]) == 2
+    err = capsys.readouterr().err
+    assert "not a video file" in err and "detecting" not in err
+
+
 # -- real footage --------------------------------------------------------------------------------------------------
 def small_copy(video: Path, folder: Path, step: int, count: int, width: int) -> Path:
     """Every `step`-th frame of `video` (up to `count`), downscaled to `width`, as an image folder."""

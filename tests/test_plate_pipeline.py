@@ -108,9 +108,17 @@ def test_a_pose_that_puts_the_person_wholly_off_the_frame_is_transparent_and_nam
         summary = generate(run, tmp_path / "away.npz", tmp_path / "frames", device="cpu", reporter=Reporter(False, log))
     assert summary["outside"] == 3 and summary["written"] == 3 and summary["empty"] == 0
     n = track.frame_start
-    assert f"wholly outside the frame in 3 frames, written transparent: frames {n}-{n + 2}" in log.getvalue()
+    assert f"window wholly outside the frame in 3 frames, written transparent: frames {n}-{n + 2}" in log.getvalue()
     rgba = cv2.imread(str(tmp_path / "frames" / f"frame_{n:06d}.png"), cv2.IMREAD_UNCHANGED)
     assert rgba.shape == (SRC[1], SRC[0], 4) and rgba[..., 3].max() == 0
+    # half off the frame: generated and pasted as far as the frame goes, not counted
+    track = PoseTrack.load(dataset / "track_source.npz").slice(0, 3)
+    for part in (track.body, track.hands, track.face):
+        part[..., 0] += np.where(part[..., 2] > 0, SRC[0] - np.median(track.body[:, 1, 0]), 0)  # neck on the edge
+    track.save(tmp_path / "edge.npz")
+    with tiny_run.one_thread():
+        summary = generate(run, tmp_path / "edge.npz", tmp_path / "edge", device="cpu")
+    assert summary["outside"] == 0 and summary["written"] == 3
 
 
 def test_eval_scores_composites_at_the_clip_framing(run, tmp_path):
