@@ -23,7 +23,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from edn_engine import metrics  # noqa: E402
@@ -31,6 +30,7 @@ from edn_engine.atomic import write_json  # noqa: E402
 from edn_engine.dataset import load_manifest  # noqa: E402
 from edn_engine.errors import EdnError  # noqa: E402
 from edn_engine.evaluate import detect_folder  # noqa: E402
+from edn_engine.generate import paste  # noqa: E402
 from edn_engine.events import Reporter  # noqa: E402
 from edn_engine.pose.window import window_framing  # noqa: E402
 from edn_engine.sizes import parse_size  # noqa: E402
@@ -38,27 +38,22 @@ from edn_engine.video import open_source, read_image, write_image  # noqa: E402
 
 
 def through_window(img: np.ndarray, plate: np.ndarray, window, size: tuple[int, int]) -> np.ndarray:
-    """`img`'s `window` (x0, y0, w, h), at `size`'s aspect, resampled to `size` and back over the `plate`: what a
-    person-over-plate model shows at best (nothing of the person outside its window: a hand out of it is lost)."""
+    """`img`'s `window` (x0, y0, w, h), at `size`'s aspect, resampled to `size` and pasted back over the `plate` by
+    generation's own `paste`: what a person-over-plate model shows at best (a hand outside its window is lost)."""
     x0, y0, w, h = window
     wide = h * size[0] / size[1]
     fr = window_framing((img.shape[1], img.shape[0]), size, (x0 + (w - wide) / 2, y0, wide, h))
-    roi = fr.source_roi()
-    out = plate.copy()
-    if roi is not None:
-        a, b, c, d = roi
-        inside = fr.back(np.full(size[::-1], 255, np.uint8), cv2.INTER_NEAREST, roi=roi) > 0
-        out[b:d, a:c][inside] = fr.back(fr.image(img), roi=roi)[inside]
-    return out
+    crop = fr.image(img)
+    _, composite = paste(fr, np.dstack([crop, np.full(crop.shape[:2], 255, np.uint8)]), plate)
+    return composite
 
 
 def figures(detected: np.ndarray, reference: np.ndarray) -> dict:
-    torso = metrics.robust_torso(reference[:, :25])
-    body = metrics.body_errors(detected, reference, torso)
+    body = metrics.body_errors(detected, reference, metrics.robust_torso(reference[:, metrics.BODY]))
     shown = {part: int(metrics.found(reference[:, sl].reshape(-1, *shape)).sum())
              for part, sl, shape in (("hands", metrics.HANDS, (2, 21, 3)), ("faces", metrics.FACE, (1, 70, 3)))}
     return {"person_found": metrics.person_found(detected),
-            "body_error": float(np.nanmean(body)) if np.isfinite(body).any() else None,
+            "body_error": metrics.mean(body),
             "hands_found": metrics.part_found_rate(detected, reference, "hands"),
             "face_found": metrics.part_found_rate(detected, reference, "face"),
             "hands_shown": shown["hands"], "faces_shown": shown["faces"]}  # what the two rates count
