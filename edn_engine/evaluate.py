@@ -50,7 +50,6 @@ __all__ = ["FIGURES", "Sample", "Scorer", "score", "evaluate_run", "evaluate_fra
 
 BASELINES = {"retrieval": "retrieval: posture", "retrieval_absolute": "retrieval: place"}  # report key: panel
 PANEL_HEIGHT = 360  # contact-sheet and video panels are scaled down to this height
-FAST_PNG = (cv2.IMWRITE_PNG_COMPRESSION, 1)  # scratch frames: written once, read twice
 
 
 # -- pictures ------------------------------------------------------------------------------------------
@@ -325,7 +324,7 @@ def _stage(work: Path, samples: Iterable[Sample], generated_dir: Path, picks: di
            library_image: Callable[[int], np.ndarray], reporter: Reporter) -> list[_Staged]:
     """Write each sample's real frame, matte and retrieved frames under `work`, one sample at a time: the detector
     reads folders, and the scoring pass reads them back frame by frame."""
-    from .video import write_image
+    from .video import write_png_fast
 
     for sub in ("real", "mattes", *picks):
         _fresh(work / sub)
@@ -339,11 +338,11 @@ def _stage(work: Path, samples: Iterable[Sample], generated_dir: Path, picks: di
             raise ValueError(f"more samples than the {total} retrieved frames")
         if not (generated_dir / name).is_file():
             raise EdnError("the generator wrote no frame here", path=generated_dir / name, frame=smp.frame)
-        write_image(work / "real" / name, smp.real, FAST_PNG)
+        write_png_fast(work / "real" / name, smp.real)
         if smp.matte is not None:
-            write_image(work / "mattes" / name, smp.matte, FAST_PNG)
+            write_png_fast(work / "mattes" / name, smp.matte)
         for m, chosen in picks.items():
-            write_image(work / m / name, library_image(chosen[k]), FAST_PNG)
+            write_png_fast(work / m / name, library_image(chosen[k]))
         staged.append(_Staged(smp.frame, smp.face_box, smp.matte is not None))
         reporter.progress(k + 1, total, stage="eval-load")
     if len(staged) != total:

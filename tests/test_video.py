@@ -11,7 +11,7 @@ import pytest
 
 from conftest import VIDEO
 from edn_engine.errors import EdnError
-from edn_engine.video import natural_key, open_source, prefetch, read_image, write_image
+from edn_engine.video import natural_key, open_source, prefetch, read_image, write_image, write_png_fast
 from edn_engine.video_out import VideoWriter, write_video
 
 UBC = VIDEO / "ubc_91BjuE6irxS.mp4"  # 345 frames, 414x540, moov atom at the front (a cut copy still opens)
@@ -139,6 +139,19 @@ def test_read_and_write_images_on_non_ascii_paths(odd_dir):
     assert np.array_equal(read_image(path), img)
     grey = read_image(path, cv2.IMREAD_GRAYSCALE)
     assert grey.shape == img.shape[:2]
+    assert no_temp_files(odd_dir)
+
+
+def test_fast_png_is_lossless_in_every_channel_layout(odd_dir):
+    """Generated frames go through fpng: BGR and BGRA come back exact (alpha kept, channels in order), and a
+    one-channel image still writes, through OpenCV."""
+    bgr = real_frames(1)[0]
+    alpha = np.zeros(bgr.shape[:2], np.uint8)
+    alpha[10:60, 20:90] = 255
+    alpha[30:40] = 128
+    for img in (bgr, np.dstack([bgr, alpha]), alpha):
+        path = write_png_fast(odd_dir / f"frame ü {img.ndim}{img.shape[-1]}.png", img)
+        assert np.array_equal(read_image(path, cv2.IMREAD_UNCHANGED), img)
     assert no_temp_files(odd_dir)
 
 

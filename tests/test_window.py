@@ -68,6 +68,30 @@ def test_window_framing_maps_points_and_pixels_and_back():
     assert Framing.from_dict(fr.to_dict()) == fr
 
 
+def test_window_crop_shrinks_only_its_part_of_the_frame_and_matches_the_whole_frame_shrink():
+    """`fr.image` area-filters only the pixels the window covers (the cost at 1080p). The picture is the one a
+    shrink of the whole frame gives: the same place to a twentieth of a pixel, the same grey on average (the
+    area filter's cells start at the window, so single pixels may differ by a few levels)."""
+    import cv2
+
+    def centroid(a):
+        ys, xs = np.mgrid[:a.shape[0], :a.shape[1]]
+        return np.array([(a * xs).sum(), (a * ys).sum()]) / a.sum()
+
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (H, W), dtype=np.uint8), (0, 0), 3)
+    block = np.zeros((H, W), np.uint8)
+    block[150:170, 300:320] = 255
+    fr = window_framing((W, H), (64, 64), (201.3, 40.7, 290.5, 290.5))  # inside the frame, a 4.5x shrink
+    for img in (texture, block):
+        small = cv2.resize(img, None, fx=fr.scale, fy=fr.scale, interpolation=cv2.INTER_AREA)
+        whole = cv2.warpAffine(small, np.array([[1, 0, fr.offset[0]], [0, 1, fr.offset[1]]]), (64, 64),
+                               flags=cv2.INTER_LINEAR).astype(float)
+        part = fr.image(img).astype(float)
+        assert np.abs(part - whole).mean() < 1.5 and abs(part.mean() - whole.mean()) < 0.2
+    assert np.abs(centroid(part) - centroid(whole)).max() < 0.05
+
+
 def test_frame_plan_round_trips_and_frames_a_track_row_by_row():
     plan = FramePlan((W, H), (64, 64), "window", WindowConfig(margin=1.5))
     assert FramePlan.from_dict(plan.to_dict()) == plan

@@ -102,12 +102,14 @@ class Framing:
 
 
 def _shrink_then_warp(img: np.ndarray, fr: Framing, border_value) -> np.ndarray:
-    """`fr.image` for a downscale: an area-filtered resize of the whole source, then a pure translation."""
+    """`fr.image` for a downscale: an area-filtered resize of the source pixels the output covers (a person's
+    window is a part of the frame: resizing only that part halved the cost at 1080p), then a translation."""
     s = fr.scale
-    h, w = img.shape[:2]
-    small = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    sx, sy = small.shape[1] / w, small.shape[0] / h  # the resize's own rounding, undone in the matrix
+    roi = fr.source_roi() if (img.shape[1], img.shape[0]) == tuple(fr.src_size) else None
+    x0, y0, x1, y1 = roi if roi is not None else (0, 0, img.shape[1], img.shape[0])
+    # fx and fy, not a size: the resize then samples at exactly the scale s, whatever its rounding of the size
+    small = cv2.resize(img[y0:y1, x0:x1], None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
     ox, oy = fr.offset
-    m = np.array([[s / sx, 0, ox], [0, s / sy, oy]], dtype=np.float64)
+    m = np.array([[1, 0, ox + s * x0], [0, 1, oy + s * y0]], dtype=np.float64)
     return cv2.warpAffine(small, m, tuple(fr.dst_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=border_value)
