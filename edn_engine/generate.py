@@ -173,8 +173,8 @@ def _plate_for(run: Run, size: tuple[int, int]) -> np.ndarray:
 
 
 class _BackgroundWrites:
-    """Encodes and writes PNGs on two worker threads while the generator computes the next frame (OpenCV's
-    encoder releases the GIL). At most `depth` images wait, so memory stays flat; a write error is raised here."""
+    """Encodes and writes PNGs on two worker threads while the generator computes the next frame (fpng
+    releases the GIL). At most `depth` images wait, so memory stays flat; a write error is raised here."""
 
     def __init__(self, depth: int = 4):
         self.depth = depth
