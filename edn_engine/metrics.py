@@ -157,12 +157,18 @@ def body_errors(detected: np.ndarray, reference: np.ndarray, torso: np.ndarray) 
     return np.where(found(detected[:, BODY]) & found(reference[:, BODY]), err, np.nan)
 
 
+def part_shown(frames: np.ndarray, part: str) -> np.ndarray:
+    """Per hand (two a frame, each counted) or per face: whether the detector found it in these frames'
+    rows of keypoints. part: "hands" or "face"."""
+    sl, shape = (HANDS, (2, 21, 3)) if part == "hands" else (FACE, (1, 70, 3))
+    return found(frames[:, sl].reshape(-1, *shape))
+
+
 def part_found_rate(detected: np.ndarray, reference: np.ndarray, part: str) -> float | None:
     """Share of the hands (each counted) or faces shown in the reference frames that the detector also finds
     on the output frames; None when the reference never shows one. part: "hands" or "face"."""
-    sl, shape = (HANDS, (2, 21, 3)) if part == "hands" else (FACE, (1, 70, 3))
-    shown = found(reference[:, sl].reshape(-1, *shape))
-    hit = found(detected[:, sl].reshape(-1, *shape)) & shown
+    shown = part_shown(reference, part)
+    hit = part_shown(detected, part) & shown
     return float(hit.sum() / shown.sum()) if shown.any() else None
 
 
