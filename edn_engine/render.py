@@ -30,12 +30,12 @@ import numpy as np
 from .errors import EdnError
 from .events import Reporter
 from .pose.framing import Framing
-from .pose.skeleton import BODY_25_LIMBS, COCO_18_TO_BODY_25, FACE_CONTOURS, FACE_SPARSE_8, HAND_LIMBS
+from .pose.skeleton import (BODY_25_LIMBS, COCO_18_TO_BODY_25, FACE_CONTOURS, FACE_SPARSE_8, HAND_LIMBS,
+                            THRESHOLDS)
 from .pose.track import PoseTrack
 
 STYLES = ("edn", "controlnet")
 FACE_MODES = ("sparse", "full")
-THRESHOLDS = {"body": 0.05, "hands": 0.2, "face": 0.4}
 _PNG = (cv2.IMWRITE_PNG_COMPRESSION, 1)  # figures are mostly black: fast zlib loses little
 _SHIFT = 4  # sub-pixel precision: coordinates are passed to OpenCV in 1/16 pixel
 _ONE = 1 << _SHIFT

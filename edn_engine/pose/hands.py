@@ -12,10 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .skeleton import B
+from .skeleton import B, THRESHOLDS
 
-HAND_CONFIDENCE = 0.2  # OpenPose's render threshold for hand points (as `render.THRESHOLDS`)
-WRIST_CONFIDENCE = 0.05  # the body's render threshold
 RADIUS_PER_HEIGHT = 0.02  # disc radius as a share of the frame height: ~5 px at 256, a finger's width and a half
 
 
@@ -33,11 +31,11 @@ def hand_mask(body: np.ndarray, hands: np.ndarray, size: tuple[int, int]) -> np.
     mask = np.zeros((h, w), np.uint8)
     for side, wrist in ((0, B["LWrist"]), (1, B["RWrist"])):
         points = hands[side]
-        found = points[:, 2] > HAND_CONFIDENCE
+        found = points[:, 2] > THRESHOLDS["hands"]
         if found.any():
             for x, y in points[found, :2]:
                 cv2.circle(mask, (int(round(x)), int(round(y))), r, 1, -1)
-        elif body[wrist, 2] > WRIST_CONFIDENCE:
+        elif body[wrist, 2] > THRESHOLDS["body"]:
             x, y = body[wrist, :2]
             cv2.circle(mask, (int(round(x)), int(round(y))), 3 * r, 1, -1)
     return mask

@@ -12,6 +12,9 @@ BODY_25 = (
 )
 B = {name: i for i, name in enumerate(BODY_25)}
 
+# OpenPose's render thresholds: a keypoint is drawn (and counted as found) above its part's confidence.
+THRESHOLDS = {"body": 0.05, "hands": 0.2, "face": 0.4}
+
 # OpenPose's BODY_25 limb list, in its drawing order (the order fixes the colours).
 BODY_25_LIMBS = (
     (1, 8), (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (8, 9), (9, 10), (10, 11), (8, 12), (12, 13),
