@@ -194,12 +194,12 @@ def _perceptual(reporter: Reporter) -> str:
 def evaluate_demo(out: Path, dataset: Path, truth: Path, generated: Path, reporter: Reporter) -> dict:
     """`edn eval`'s figures for the second motion against its ground-truth render (and its armature pose).
 
-    Person over plate is scored as `edn eval` scores it: the composites at the render's own framing. A whole-frame
-    run (the fallback) is scored at its training framing."""
+    Scored as `edn eval` scores: at the render's own framing (person over plate on its composites, a whole-frame
+    run, the fallback, on its frames scaled back)."""
     import cv2
 
     from .dataset import FrameStore
-    from .evaluate import Sample, clip_face_box, clip_library, evaluate_frames, face_box_of
+    from .evaluate import Sample, clip_face_box, clip_library, evaluate_frames
     from .pose.track import PoseTrack
     from .pose.window import frame_track
     from .retrieval import retrieve, retrieve_absolute
@@ -211,7 +211,6 @@ def evaluate_demo(out: Path, dataset: Path, truth: Path, generated: Path, report
     framings = store.plan.framings(gt)
     seen = frame_track(gt, framings)  # the poses as the model sees them
     windowed = store.plan.windowed
-    scored = gt if windowed else seen  # the poses in the pixels the frames are scored in
     sticks = out / "stick_figures"
     if sticks.exists():
         shutil.rmtree(sticks)
@@ -220,16 +219,11 @@ def evaluate_demo(out: Path, dataset: Path, truth: Path, generated: Path, report
         n, fr = gt.frame_start + i, framings[i]
         real = read_image(truth / "frames" / f"frame_{n:06d}.png")
         matte = read_image(truth / "mattes" / f"matte_{n:06d}.png", cv2.IMREAD_GRAYSCALE)
-        if windowed:
-            box = clip_face_box(store, fr, gt.body[i], gt.face[i])
-        else:
-            real, matte, box = fr.image(real), fr.image(matte), face_box_of(store, seen.body[i], seen.face[i])
-        samples.append(Sample(n, real, matte, box))
-        write_image(sticks / f"frame_{n:06d}.png", stick_figure(scored, i))
+        samples.append(Sample(n, real, matte, clip_face_box(store, fr, gt.body[i], gt.face[i])))
+        write_image(sticks / f"frame_{n:06d}.png", stick_figure(gt, i))
     result = evaluate_frames(out, store, samples, generated / "composite" if windowed else generated,
-                             retrieve(store, seen.body), scored, reference=scored, reporter=reporter,
-                             nearest_absolute=retrieve_absolute(store, gt.body),
-                             library_image=clip_library(store) if windowed else None)
+                             retrieve(store, seen.body), gt, reference=gt, reporter=reporter,
+                             nearest_absolute=retrieve_absolute(store, gt.body), library_image=clip_library(store))
     reporter.preview(result["contact_sheet"])
     return result
 

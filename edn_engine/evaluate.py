@@ -46,7 +46,7 @@ from .runs import RUN_INFO, read_run_info
 
 # What the demo, the pipeline and the tests take from here (the figures themselves live in `metrics`).
 __all__ = ["FIGURES", "Sample", "Scorer", "score", "evaluate_run", "evaluate_frames", "retrieve",
-           "retrieve_absolute", "face_box_of", "run_dataset_dir"]
+           "retrieve_absolute", "run_dataset_dir"]
 
 BASELINES = {"retrieval": "retrieval: posture", "retrieval_absolute": "retrieval: place"}  # report key: panel
 PANEL_HEIGHT = 360  # contact-sheet and video panels are scaled down to this height
@@ -120,21 +120,11 @@ def detect_folder(folder: Path, frames: list[int], reporter: Reporter, stage: st
     return keypoints(track, [n - track.frame_start for n in frames])
 
 
-def face_box_of(store, body: np.ndarray, face: np.ndarray):
-    """The face crop for a pose in training pixels, as the dataset defines it (centred on the nose)."""
-    from .pose.face import face_box, face_centre
-
-    c = face_centre(body, face)
-    side = int(store.manifest.get("face_size") or 32)
-    return metrics.clip_box(face_box(c, side, store.size), *store.size) if c is not None else None
-
-
 def evaluate_run(run_dir: str | Path, out_dir: str | Path, *, split: str = "holdout", max_frames: int | None = None,
                  reporter: Reporter | None = None) -> dict:
     """Generate the `split` frames of the run's dataset from their own poses and score model and baselines."""
     from .dataset import FrameStore
     from .outputs import REPORT, check_output_folder, staged_folder
-    from .video import read_image
 
     # -- everything checked before the (long) generation ------------------------------------------------------
     reporter = reporter or Reporter(False)
@@ -158,30 +148,15 @@ def evaluate_run(run_dir: str | Path, out_dir: str | Path, *, split: str = "hold
         src_track.slice(rows[0], rows[-1] + 1).save(work / "driving.npz")
         reporter.log(f"generating {len(frames)} {split} frames")
         _generate(run_dir, work / "driving.npz", work / "generated", reporter)
-        nearest_absolute = retrieve_absolute(store, src_track.body[rows])
-        if store.plan.windowed:  # person over plate: the composites, at the clip's own framing
-            t = src_track
-            result = evaluate_frames(
-                build, store, _clip_samples(store, frames, src_track), work / "generated" / "composite",
-                retrieve(store, np.stack([store.track.body[n - store.track.frame_start] for n in frames])), t,
-                reporter=reporter, nearest_absolute=nearest_absolute, library_image=clip_library(store))
-            paths = {k: str(out_dir / Path(result[k]).name) for k in ("report", "contact_sheet", "video")}
-            reporter.preview(paths["contact_sheet"])
-            return {**result, **paths, "split": split}
-
-        t = store.track
-
-        def samples() -> Iterator[Sample]:  # read one at a time
-            for n in frames:
-                i = n - t.frame_start
-                matte = (read_image(store.dir / "mattes" / f"matte_{n:06d}.png", cv2.IMREAD_GRAYSCALE)
-                         if store.has_mattes else None)
-                yield Sample(n, read_image(store.dir / "frames" / f"frame_{n:06d}{store.ext}"), matte,
-                             face_box_of(store, t.body[i], t.face[i]))
-
-        nearest = retrieve(store, np.stack([t.body[n - t.frame_start] for n in frames]))
-        result = evaluate_frames(build, store, samples(), work / "generated", nearest, t, reference=None,
-                                 reporter=reporter, nearest_absolute=nearest_absolute)
+        # Scored at the clip's own framing: person over plate on its composites, a whole-frame run on its frames
+        # (the training frame scaled back); the real frames are the clip's.
+        generated = work / "generated" / "composite" if store.plan.windowed else work / "generated"
+        seen = store.track  # the poses as the model saw them, for the posture baseline
+        result = evaluate_frames(
+            build, store, _clip_samples(store, frames, src_track), generated,
+            retrieve(store, np.stack([seen.body[n - seen.frame_start] for n in frames])), src_track,
+            reporter=reporter, nearest_absolute=retrieve_absolute(store, src_track.body[rows]),
+            library_image=clip_library(store))
     paths = {k: str(out_dir / Path(result[k]).name) for k in ("report", "contact_sheet", "video")}
     reporter.preview(paths["contact_sheet"])
     return {**result, **paths, "split": split}
@@ -196,7 +171,8 @@ def _clip_samples(store, frames: list[int], src: PoseTrack) -> Iterator[Sample]:
         if n not in wanted:
             continue
         fr, i = store.framing(n), n - src.frame_start
-        matte = fr.back(read_image(store.dir / "mattes" / f"matte_{n:06d}.png", cv2.IMREAD_GRAYSCALE))
+        matte = (fr.back(read_image(store.dir / "mattes" / f"matte_{n:06d}.png", cv2.IMREAD_GRAYSCALE))
+                 if store.has_mattes else None)
         yield Sample(n, real, matte, clip_face_box(store, fr, src.body[i], src.face[i]))
 
 
@@ -211,15 +187,17 @@ def clip_face_box(store, fr, body: np.ndarray, face: np.ndarray):
 
 
 def clip_library(store) -> Callable[[int], np.ndarray]:
-    """Training frame n at the clip's framing, as a retrieval baseline shows it: its window, back over the plate
-    (the same resolution the model's output has)."""
+    """Training frame n at the clip's framing, as a retrieval baseline shows it (the same resolution the model's
+    output has): its window back over the plate, or a whole-frame run's training frame scaled back."""
     from .video import read_image
 
-    plate = read_image(store.dir / "plate.png")
+    plate = read_image(store.dir / "plate.png") if store.has_plate else None
 
     def image(n: int) -> np.ndarray:
         fr = store.framing(n)
         crop = read_image(store.dir / "frames" / f"frame_{n:06d}{store.ext}")
+        if plate is None:
+            return fr.back(crop)
         inside = fr.back(np.full(crop.shape[:2], 255, np.uint8), cv2.INTER_NEAREST) > 0
         return np.where(inside[..., None], fr.back(crop), plate)
 

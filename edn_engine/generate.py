@@ -9,7 +9,8 @@ Person over plate (a window plan): the window follows the driving pose by the da
 person (colour and alpha) is scaled back into the full frame. OUT/frame_NNNNNN.png is the person alone, RGBA at
 the clip's full resolution and transparent elsewhere (what the Sequencer strip shows over any plate), and
 OUT/composite/frame_NNNNNN.png the same over the run's background plate (previews, evaluation). Whole-frame runs
-write RGBA at the training size, as before.
+(a moving camera) write their training frame scaled back to the clip's framing: RGBA at the clip's resolution too,
+so the strips of either line up with the footage.
 
 Frames are written atomically as `frame_NNNNNN.png` (source numbering) by background threads and never held in
 memory together. A frame with no pose is written fully transparent and restarts the temporal chain (the next
@@ -60,7 +61,7 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
         counts = _generate_frames(run, track, present, build, video, resume, amp, reporter)
     return {
         "output": str(output), "frames": track.frames, **counts,
-        "size": [track.width, track.height] if run.plan.windowed else [run.cfg.width, run.cfg.height],
+        "size": [track.width, track.height],
         "framing": run.plan.mode,
         "composite": str(output / "composite") if run.plan.windowed else None,
         "first_frame": track.frame_start, "last_frame": track.frame_start + track.frames - 1,
@@ -86,7 +87,7 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
     framed = frame_track(track, framings)
     plate = _plate_for(run, (track.width, track.height)) if plan.windowed else None
     synth = Synthesizer(run.G, run.FG, run.cfg, run.device, amp=amp, alpha=run.mattes)
-    w, h = (track.width, track.height) if plate is not None else (run.cfg.width, run.cfg.height)
+    w, h = track.width, track.height
     if plate is not None:
         (output / "composite").mkdir(exist_ok=True)
 
@@ -98,8 +99,9 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
             n = track.frame_start + i
             path, fr = output / f"frame_{n:06d}.png", framings[i]
             window = torch.tensor(fr.window) if fr.window is not None else None
+            comp = None
             if not present[i]:
-                rgba = np.zeros((h, w, 4), np.uint8)
+                rgba, comp = np.zeros((h, w, 4), np.uint8), plate
                 synth.reset()
                 counts["empty"] += 1
             elif resume and path.is_file():
@@ -107,7 +109,7 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
                 if rgba.ndim != 3 or rgba.shape[:2] != (h, w) or rgba.shape[2] != 4:
                     raise EdnError(f"existing frame is not a {w}x{h} RGBA image; remove it or the folder",
                                    path=path, frame=n)
-                shown = rgba[..., :3] if plate is None else fr.image(over(rgba, plate))
+                shown = fr.image(rgba[..., :3] if plate is None else over(rgba, plate))
                 synth.set_previous(to_tensor(shown), window)
                 counts["kept"] += 1
                 rgba = None  # kept as it is on disk
@@ -118,11 +120,12 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
                                               torch.tensor(c) if c is not None else None, plate_crop, window)
                 rgba = np.dstack([to_image(rgb), (alpha[0].clamp(0, 1) * 255).round().byte().numpy()])
                 counts["written"] += 1
-            comp = None
-            if rgba is not None and plate is not None:  # the window's person, back in the full frame
-                if fr.source_roi() is None:
-                    outside.append(n)
-                rgba, comp = paste(fr, rgba, plate)
+                if plate is None:
+                    rgba = fr.back(rgba)  # the whole training frame, back at the clip's framing
+                else:  # the window's person, back in the full frame
+                    if fr.source_roi() is None:
+                        outside.append(n)
+                    rgba, comp = paste(fr, rgba, plate)
             if rgba is not None:
                 frames_out.write(path, rgba)
                 if comp is not None:

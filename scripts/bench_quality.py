@@ -17,9 +17,9 @@ without it (this CPU's clock and caches, an AVX2 laptop's instructions).
 The goals of issue 12 are checked for the first setup and recorded: a person found in >= 95% of frames; body
 error <= 0.10 torso lengths and >= 30% below absolute retrieval's; hands found in >= 50% of the frames whose real
 frame shows them; person SSIM >= retrieval's; background PSNR >= 30 dB; flicker <= 1.2x the real footage's.
-Window setups are scored at the clip's own framing (full-resolution composites), whole-frame setups at the
-training framing (the letterboxed frame): compare those two on the scale-free figures (person found, body error in
-torso lengths, hands found), not on SSIM. Timings on a shared machine are noisy: the JSON records the load.
+Every setup is scored at the clip's own framing: window setups on their full-resolution composites, whole-frame
+setups on their training frame scaled back to the clip (as `edn generate` writes it). Timings on a shared machine
+are noisy: the JSON records the load.
 """
 
 from __future__ import annotations

@@ -238,7 +238,8 @@ def test_train_cancel_resume_generate(addon, scene):
     assert res is not None and res.blend_type == "ALPHA_OVER" and len(res.elements) == 5
     assert _span(res) == _span(strip) and res.channel == strip.channel + 1
     img = bpy.data.images.load(str(Path(s.output_dir) / res.elements[0].filename))
-    assert img.channels == 4 and tuple(img.size) == (64, 64)
+    # trained at 64x64, handed back at the footage's 414x540, so the strip lines up with the source strip
+    assert img.channels == 4 and tuple(img.size) == (414, 540)
 
     # the same run driven by a rigged character: Transfer is the engine's own chain (`edn transfer --run`)
     obj = _build_rig(sc)

@@ -191,7 +191,7 @@ def tiny_run(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("eval run")
     target = clip(VIDEO / "ubc_91BjuE6irxS.mp4", d / "target.mp4", 14)
-    # Whole-frame framing: the real, generated and retrieved frames share the dataset's framing.
+    # Whole-frame framing (a 64x64 letterbox of the 414x540 clip), scored at the clip's framing.
     edn("dataset", "build", target, "-o", d / "dataset", "--size", "64x64", "--holdout", "0.3",
         "--framing", "letterbox")
     edn("train", d / "dataset", "-o", d / "run", "--steps", "2", "--perceptual", "none", "--face-fraction", "0")
@@ -230,15 +230,20 @@ def test_edn_eval_gives_every_figure_for_model_and_retrieval(tiny_run, odd_dir):
 
 @pytest.mark.slow
 def test_retrieval_scores_perfectly_on_training_frames(tiny_run, tmp_path):
-    from edn_engine.evaluate import evaluate_run
+    from edn_engine.dataset import FrameStore
+    from edn_engine.evaluate import evaluate_run, run_dataset_dir
 
+    store = FrameStore(run_dataset_dir(tiny_run))
+    frames = store.frames("train")[:5]
+    seen, src = store.track, retrieval.source_track(store.dir)
+    # Each training pose retrieves its own frame by either rule.
+    assert retrieval.retrieve(store, np.stack([seen.body[n - seen.frame_start] for n in frames])) == frames
+    assert retrieval.retrieve_absolute(store, np.stack([src.body[n - src.frame_start] for n in frames])) == frames
     result = evaluate_run(tiny_run, tmp_path / "train report", split="train", max_frames=5)
-    # Each training pose retrieves its own frame by either rule: the detector sees the same image, so every
-    # figure must be perfect.
+    # Scored at the clip's framing, the detector compares each frame's 64x64 training picture scaled back up with
+    # the sharp real frame: the same pose, in every frame, within a few hundredths of a torso (the blur hides
+    # most hand and face points, so those figures are not perfect).
     for method in ("retrieval", "retrieval_absolute"):
         r = result[method]
-        assert r["pose_error"] == 0.0 and r["missed_rate"] == 0.0 and r["body_error"] == 0.0, method
-        assert r["ssim_frame"] == pytest.approx(1.0) and r["psnr_frame"] == metrics.PSNR_CAP
-        assert r["background_psnr"] == metrics.PSNR_CAP and r["person_found"] == 1.0
-        assert r["hands_found"] in (1.0, None) and r["face_found"] in (1.0, None)  # None: too small to find
-        assert r["flicker"] == pytest.approx(1.0)
+        assert r["person_found"] == 1.0 and r["pose_error"] < 0.08 and r["body_error"] < 0.08, (method, r)
+        assert r["ssim_frame"] > result["model"]["ssim_frame"]

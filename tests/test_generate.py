@@ -1,5 +1,6 @@
-"""`edn generate` with the shared tiny run: RGBA frames named by source frame, alpha that follows the matte,
-transparent frames where there is no pose, resume, the mp4 preview, JSON events and bad input."""
+"""`edn generate` with the shared tiny run (whole frame, letterboxed): RGBA frames named by source frame at the
+clip's resolution, alpha that follows the matte there, transparent frames where there is no pose, resume, the mp4
+preview, JSON events and bad input."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def _holdout_track(dataset, tmp_path, blank: int | None = None):
     return path, hold
 
 
-def test_generate_writes_rgba_frames_whose_alpha_follows_the_matte(run, dataset, tmp_path, odd_dir):
+def test_generate_writes_rgba_frames_whose_alpha_follows_the_matte(run, dataset, root, tmp_path, odd_dir):
     track, hold = _holdout_track(dataset, tmp_path, blank=2)
     out, video = odd_dir / "frames", odd_dir / "preview.mp4"
     res = tiny_run.edn("generate", run, track, "-o", out, "--video", video, "--device", "cpu", "--json")
@@ -47,15 +48,17 @@ def test_generate_writes_rgba_frames_whose_alpha_follows_the_matte(run, dataset,
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(hold)
     cap.release()
 
+    clip = (PoseTrack.load(track).height, PoseTrack.load(track).width)  # 540x414: trained 64x64, letterboxed
     blank = cv2.imread(str(out / f"frame_{hold[2]:06d}.png"), cv2.IMREAD_UNCHANGED)
-    assert blank.shape == (64, 64, 4) and blank.max() == 0  # no pose: fully transparent
+    assert blank.shape == (*clip, 4) and blank.max() == 0  # no pose: fully transparent
     inside, outside = [], []
+    source_mattes = tiny_run.source_pose(root)[1]
     for k, n in enumerate(hold):
         if k == 2:
             continue
         rgba = cv2.imread(str(out / f"frame_{n:06d}.png"), cv2.IMREAD_UNCHANGED)
-        assert rgba.shape == (64, 64, 4) and rgba.dtype == np.uint8
-        matte = cv2.imread(str(dataset / "mattes" / f"matte_{n:06d}.png"), cv2.IMREAD_GRAYSCALE) > 127
+        assert rgba.shape == (*clip, 4) and rgba.dtype == np.uint8  # the clip's resolution: lines up with it
+        matte = cv2.imread(str(source_mattes / f"matte_{n:06d}.png"), cv2.IMREAD_GRAYSCALE) > 127
         alpha = rgba[..., 3].astype(float) / 255
         inside.append(alpha[matte].mean())
         outside.append(alpha[~matte].mean())
@@ -112,4 +115,4 @@ def test_a_dataset_without_mattes_trains_no_alpha_and_generates_opaque_frames(ro
         out = generate(tmp_path / "run", track, tmp_path / "frames", device="cpu")
     assert out["written"] == tiny_run.FRAMES
     rgba = cv2.imread(str(tmp_path / "frames" / "frame_000003.png"), cv2.IMREAD_UNCHANGED)
-    assert rgba.shape == (32, 32, 4) and rgba[..., 3].min() == 255
+    assert rgba.shape == (540, 414, 4) and rgba[..., 3].min() == 255

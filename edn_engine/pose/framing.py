@@ -53,12 +53,15 @@ class Framing:
     def back(self, img: np.ndarray, interpolation: int = cv2.INTER_LINEAR, border_value=0,
              roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """Resample an output-framed image back into the source frame (zeros where the output does not reach).
+        A letterboxed output holds the whole source: there the source's last rows and columns, which fall within
+        a pixel of the output's edge, take the edge's value rather than a blend with the zeros beyond it.
         `roi` (x0, y0, x1, y1): only that rectangle of the source frame (see `source_roi`)."""
         x0, y0, x1, y1 = roi if roi is not None else (0, 0, *self.src_size)
         m = self.matrix()
         m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # ROI pixel p is source pixel p + (x0, y0)
+        border = cv2.BORDER_REPLICATE if self.mode == "letterbox" else cv2.BORDER_CONSTANT
         return cv2.warpAffine(img, m, (x1 - x0, y1 - y0), flags=interpolation | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+                              borderMode=border, borderValue=border_value)
 
     def source_roi(self) -> tuple[int, int, int, int] | None:
         """The source frame's pixels the output covers, (x0, y0, x1, y1), clipped to the frame (None: none)."""
