@@ -24,7 +24,7 @@ STAMP = "edn-setup.json"
 UV_VERSION = "0.13.9"  # uv's wheel on PyPI is about 17 MB
 UV_PYTHON = "3.11"  # what uv provisions: the version CI runs the engine on
 FETCH_UV = Path(__file__).resolve().parent / "fetch_uv.py"
-VERIFY = ("import numpy, cv2, skimage, torch, mediapipe; "
+VERIFY = ("import numpy, cv2, skimage, torch, mediapipe, fpng; "
           "print('engine packages import: torch', torch.__version__, 'numpy', numpy.__version__)")
 _DROP_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "CONDA_PREFIX", "PIP_REQUIRE_VIRTUALENV")
 

@@ -199,7 +199,7 @@ def evaluate_demo(out: Path, dataset: Path, truth: Path, generated: Path, report
     import cv2
 
     from .dataset import FrameStore
-    from .evaluate import Sample, clip_face_box, clip_library, evaluate_frames
+    from .evaluate import Sample, clip_face_box, evaluate_frames
     from .pose.track import PoseTrack
     from .pose.window import frame_track
     from .retrieval import retrieve, retrieve_absolute
@@ -210,7 +210,6 @@ def evaluate_demo(out: Path, dataset: Path, truth: Path, generated: Path, report
     gt = PoseTrack.load(truth / "track.npz")
     framings = store.plan.framings(gt)
     seen = frame_track(gt, framings)  # the poses as the model sees them
-    windowed = store.plan.windowed
     sticks = out / "stick_figures"
     if sticks.exists():
         shutil.rmtree(sticks)
@@ -221,9 +220,8 @@ def evaluate_demo(out: Path, dataset: Path, truth: Path, generated: Path, report
         matte = read_image(truth / "mattes" / f"matte_{n:06d}.png", cv2.IMREAD_GRAYSCALE)
         samples.append(Sample(n, real, matte, clip_face_box(store, fr, gt.body[i], gt.face[i])))
         write_image(sticks / f"frame_{n:06d}.png", stick_figure(gt, i))
-    result = evaluate_frames(out, store, samples, generated / "composite" if windowed else generated,
-                             retrieve(store, seen.body), gt, reference=gt, reporter=reporter,
-                             nearest_absolute=retrieve_absolute(store, gt.body), library_image=clip_library(store))
+    result = evaluate_frames(out, store, samples, generated, retrieve(store, seen.body), gt, reference=gt,
+                             reporter=reporter, nearest_absolute=retrieve_absolute(store, gt.body))
     reporter.preview(result["contact_sheet"])
     return result
 

@@ -125,6 +125,7 @@ def evaluate_run(run_dir: str | Path, out_dir: str | Path, *, split: str = "hold
     """Generate the `split` frames of the run's dataset from their own poses and score model and baselines."""
     from .dataset import FrameStore
     from .outputs import REPORT, check_output_folder, staged_folder
+    from .video import open_source
 
     # -- everything checked before the (long) generation ------------------------------------------------------
     reporter = reporter or Reporter(False)
@@ -138,6 +139,7 @@ def evaluate_run(run_dir: str | Path, out_dir: str | Path, *, split: str = "hold
         raise EdnError(f"the dataset has no '{split}' frames to evaluate on (rebuild it with a --holdout above "
                        f"{store.manifest.get('holdout', 0)})", path=store.dir)
     frames = frames[:max_frames]
+    open_source(store.manifest["source"], min(frames), max(frames))  # the real frames: the clip's own
     check_output_folder(out_dir, REPORT, "report folder", inputs=(run_dir, store.dir))
 
     with staged_folder(out_dir) as build:
@@ -148,15 +150,11 @@ def evaluate_run(run_dir: str | Path, out_dir: str | Path, *, split: str = "hold
         src_track.slice(rows[0], rows[-1] + 1).save(work / "driving.npz")
         reporter.log(f"generating {len(frames)} {split} frames")
         _generate(run_dir, work / "driving.npz", work / "generated", reporter)
-        # Scored at the clip's own framing: person over plate on its composites, a whole-frame run on its frames
-        # (the training frame scaled back); the real frames are the clip's.
-        generated = work / "generated" / "composite" if store.plan.windowed else work / "generated"
         seen = store.track  # the poses as the model saw them, for the posture baseline
         result = evaluate_frames(
-            build, store, _clip_samples(store, frames, src_track), generated,
+            build, store, _clip_samples(store, frames, src_track), work / "generated",
             retrieve(store, np.stack([seen.body[n - seen.frame_start] for n in frames])), src_track,
-            reporter=reporter, nearest_absolute=retrieve_absolute(store, src_track.body[rows]),
-            library_image=clip_library(store))
+            reporter=reporter, nearest_absolute=retrieve_absolute(store, src_track.body[rows]))
     paths = {k: str(out_dir / Path(result[k]).name) for k in ("report", "contact_sheet", "video")}
     reporter.preview(paths["contact_sheet"])
     return {**result, **paths, "split": split}
@@ -218,14 +216,15 @@ def _check_run_size(run_dir: Path, store) -> None:
 
 def evaluate_frames(out_dir: Path, store, samples: Iterable[Sample], generated_dir: Path, nearest: list[int],
                     driving: PoseTrack, reference: PoseTrack | None = None, reporter: Reporter | None = None, *,
-                    nearest_absolute: list[int] | None = None,
-                    library_image: Callable[[int], np.ndarray] | None = None) -> dict:
-    """Score generated frames (generated_dir/frame_NNNNNN.png) and retrieved training frames against `samples`.
+                    nearest_absolute: list[int] | None = None) -> dict:
+    """Score generated frames and retrieved training frames against `samples`, all at the clip's own framing.
 
-    `samples`: the real frames, at any size, in order; read once (a generator keeps a long clip out of memory).
-    The generated frames must have the real frames' size. `nearest` / `nearest_absolute`: the training frame
-    each baseline retrieves per sample ("retrieval_absolute" is scored only when given). `library_image(n)`:
-    training frame n at the samples' framing (default: the dataset's own frame).
+    `generated_dir`: an `edn generate` output folder of this store's run; a person-over-plate run is scored on
+    its composites (generated_dir/composite/frame_NNNNNN.png), a whole-frame run on its frames (a `crop` run's
+    are blank outside the crop, and score lower for it).
+    `samples`: the real frames at the clip's size, in order; read once (a generator keeps a long clip out of
+    memory). `nearest` / `nearest_absolute`: the training frame each baseline retrieves per sample
+    ("retrieval_absolute" is scored only when given), shown at the clip's framing (`clip_library`).
     `driving`: the poses the frames were generated from (for the stick-figure panels).
     `reference`: a ground-truth track in the samples' pixels (the demo's armature pose); None: the detector's
     output on the real frames is the reference. Writes report.json, contact_sheet.png and side_by_side.mp4.
@@ -238,7 +237,9 @@ def evaluate_frames(out_dir: Path, store, samples: Iterable[Sample], generated_d
     picks = {"retrieval": list(nearest)}
     if nearest_absolute is not None:
         picks["retrieval_absolute"] = list(nearest_absolute)
-    library_image = library_image or (lambda n: read_image(store.dir / "frames" / f"frame_{n:06d}{store.ext}"))
+    if store.plan.windowed:
+        generated_dir = generated_dir / "composite"
+    library_image = clip_library(store)
     work = out_dir / ".work"
     staged = _stage(work, samples, generated_dir, picks, library_image, reporter)
     frames = [s.frame for s in staged]

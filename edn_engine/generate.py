@@ -15,8 +15,8 @@ so the strips of either line up with the footage.
 Frames are written atomically as `frame_NNNNNN.png` (source numbering) by background threads and never held in
 memory together. A frame with no pose is written fully transparent and restarts the temporal chain (the next
 frame is generated from zeros, like a first frame). `resume`: frames already on disk are kept, and the last one
-is read back as the previous output of the next; being 8-bit, that is not bit-identical to an uninterrupted
-run, but visually the same.
+is read back as the previous output of the next; being 8-bit (and, for a whole-frame run, scaled up and back
+down), that is not bit-identical to an uninterrupted run, but visually the same.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from .pose.follow import frame_ranges
 from .pose.track import PoseTrack
 from .pose.window import frame_track
 from .tensors import stick_figure, to_image, to_tensor
+
 
 def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *, video: str | Path | None = None,
              resume: bool = False, device: str = "auto", amp: bool = True,
@@ -157,7 +158,7 @@ def paste(fr, window_rgba: np.ndarray, plate: np.ndarray) -> tuple[np.ndarray, n
 
 def over(rgba: np.ndarray, background: np.ndarray) -> np.ndarray:
     """A BGRA uint8 image over a BGR background of the same size (straight alpha). OpenCV's blend, rounded:
-    three times faster than the same sum in numpy on a 1100x1100 window (15 ms against 46 ms)."""
+    on a 1100x1100 window 6 ms, against 46 ms for the same sum in numpy."""
     a = rgba[..., 3].astype(np.float32) * (1.0 / 255.0)
     return cv2.blendLinear(cv2.cvtColor(rgba, cv2.COLOR_BGRA2BGR), background, a, 1.0 - a)
 
@@ -176,8 +177,9 @@ def _plate_for(run: Run, size: tuple[int, int]) -> np.ndarray:
 
 
 class _BackgroundWrites:
-    """Encodes and writes PNGs on two worker threads while the generator computes the next frame (fpng
-    releases the GIL). At most `depth` images wait, so memory stays flat; a write error is raised here."""
+    """Encodes and writes PNGs on two worker threads while the generator computes the next frame. fpng holds the
+    GIL while it encodes (16 ms a 1080p frame), so the threads mostly overlap the file writes and torch's kernels,
+    which release it. At most `depth` images wait, so memory stays flat; a write error is raised here."""
 
     def __init__(self, depth: int = 4):
         self.depth = depth

@@ -247,3 +247,21 @@ def test_retrieval_scores_perfectly_on_training_frames(tiny_run, tmp_path):
         r = result[method]
         assert r["person_found"] == 1.0 and r["pose_error"] < 0.08 and r["body_error"] < 0.08, (method, r)
         assert r["ssim_frame"] > result["model"]["ssim_frame"]
+
+
+@pytest.mark.slow
+def test_edn_eval_names_missing_footage_before_generating(tiny_run, tmp_path, monkeypatch):
+    """Every run is scored against the clip's own frames: footage moved away is named before any generation."""
+    from edn_engine import evaluate
+    from edn_engine.errors import EdnError
+    from edn_engine.evaluate import evaluate_run
+
+    monkeypatch.setattr(evaluate, "_generate", lambda *a: pytest.fail("generated before checking the footage"))
+    target, moved = tiny_run.parent / "target.mp4", tiny_run.parent / "target moved.mp4"
+    target.rename(moved)
+    try:
+        with pytest.raises(EdnError, match="target.mp4: input not found"):
+            evaluate_run(tiny_run, tmp_path / "report")
+    finally:
+        moved.rename(target)
+    assert not (tmp_path / "report").exists()

@@ -53,8 +53,8 @@ class Framing:
     def back(self, img: np.ndarray, interpolation: int = cv2.INTER_LINEAR, border_value=0,
              roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """Resample an output-framed image back into the source frame (zeros where the output does not reach).
-        A letterboxed output holds the whole source: there the source's last rows and columns, which fall within
-        a pixel of the output's edge, take the edge's value rather than a blend with the zeros beyond it.
+        A letterboxed output holds the whole source: where the source reaches the output's edge, its last rows or
+        columns take the edge's value rather than a blend with the zeros beyond it.
         `roi` (x0, y0, x1, y1): only that rectangle of the source frame (see `source_roi`)."""
         x0, y0, x1, y1 = roi if roi is not None else (0, 0, *self.src_size)
         m = self.matrix()
@@ -110,9 +110,11 @@ def _shrink_then_warp(img: np.ndarray, fr: Framing, border_value) -> np.ndarray:
     s = fr.scale
     roi = fr.source_roi() if (img.shape[1], img.shape[0]) == tuple(fr.src_size) else None
     x0, y0, x1, y1 = roi if roi is not None else (0, 0, img.shape[1], img.shape[0])
-    # fx and fy, not a size: the resize then samples at exactly the scale s, whatever its rounding of the size
-    small = cv2.resize(img[y0:y1, x0:x1], None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    part = img[y0:y1, x0:x1]
+    h, w = part.shape[:2]
+    small = cv2.resize(part, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    sx, sy = small.shape[1] / w, small.shape[0] / h  # the resize's own rounding, undone in the matrix
     ox, oy = fr.offset
-    m = np.array([[1, 0, ox + s * x0], [0, 1, oy + s * y0]], dtype=np.float64)
+    m = np.array([[s / sx, 0, ox + s * x0], [0, s / sy, oy + s * y0]], dtype=np.float64)
     return cv2.warpAffine(small, m, tuple(fr.dst_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=border_value)
