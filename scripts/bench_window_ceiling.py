@@ -34,7 +34,7 @@ from edn_engine.generate import paste  # noqa: E402
 from edn_engine.events import Reporter  # noqa: E402
 from edn_engine.pose.window import window_framing  # noqa: E402
 from edn_engine.sizes import parse_size  # noqa: E402
-from edn_engine.video import open_source, read_image, write_image  # noqa: E402
+from edn_engine.video import open_source, read_image, write_png_fast  # noqa: E402
 
 
 def through_window(img: np.ndarray, plate: np.ndarray, window, size: tuple[int, int]) -> np.ndarray:
@@ -79,10 +79,10 @@ def main() -> int:
             folder.mkdir()
         for n, img in open_source(manifest["source"], frames[0], frames[-1]):  # one frame in memory at a time
             if n in held:
-                write_image(folders["real"] / f"frame_{n:06d}.png", img)
+                write_png_fast(folders["real"] / f"frame_{n:06d}.png", img)
                 for size in sizes:
-                    write_image(folders[f"{size[0]}x{size[1]}"] / f"frame_{n:06d}.png",
-                                through_window(img, plate, held[n], size))
+                    write_png_fast(folders[f"{size[0]}x{size[1]}"] / f"frame_{n:06d}.png",
+                                   through_window(img, plate, held[n], size))
         detected = {name: detect_folder(folder, frames, reporter, name) for name, folder in folders.items()}
     reference = detected.pop("real")
     result = {"benchmark": "what each training window size keeps of the real held-out frames (a perfect model)",
