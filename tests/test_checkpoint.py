@@ -129,13 +129,16 @@ def test_sizes_a_profile_cannot_train():
     check_trainable_size("cpu", (256, 256))
     check_trainable_size("paper-local", (1024, 512))
     with pytest.raises(EdnError, match=r"^size 100x100 cannot be trained by profile cpu: width and height must be "
-                                       r"multiples of 16 \(its generator halves the frame 4 times\); 96x96 would do$"):
+                                       r"multiples of 16, at least 32 \(its generator halves the frame 4 times\); "
+                                       r"96x96 would do$"):
         check_trainable_size("cpu", (100, 100))
+    with pytest.raises(EdnError, match="at least 32 .*; 32x64 would do$"):  # a one-pixel bottleneck: no training
+        check_trainable_size("cpu", (16, 64), {"face": False})
     with pytest.raises(EdnError, match="multiples of 32"):
         check_trainable_size("paper-local", (512, 272))
-    with pytest.raises(EdnError, match="size 16x16 cannot be trained by profile cpu: the Face GAN's 32-pixel crop"):
-        check_trainable_size("cpu", (16, 16))
-    check_trainable_size("cpu", (16, 16), {"face": False})
+    with pytest.raises(EdnError, match="size 32x32 cannot be trained by profile cpu: the Face GAN's 48-pixel crop"):
+        check_trainable_size("cpu", (32, 32), {"face_size": 48})
+    check_trainable_size("cpu", (32, 32), {"face": False})
     with pytest.raises(EdnError, match="unknown model profile"):
         check_trainable_size("gpu", (256, 256))
 

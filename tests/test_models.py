@@ -72,8 +72,12 @@ def test_profiles_round_trip_through_json_and_refuse_bad_settings():
     with pytest.raises(EdnError, match="multiple of 16"):
         get_profile("cpu", width=250, height=256)
     with pytest.raises(EdnError, match="does not fit"):
-        get_profile("cpu", width=16, height=16)
-    assert get_profile("cpu", width=16, height=16, face=False).width == 16
+        get_profile("cpu", width=32, height=32, face_size=48)
+    assert get_profile("cpu", width=32, height=32, face=False).width == 32
+    with pytest.raises(EdnError, match="must be a multiple of 16, at least 32 a side"):
+        get_profile("cpu", width=16, height=64, face=False)  # the bottleneck would be one pixel wide
+    with pytest.raises(EdnError, match="face_size 8 must be a multiple of 8, at least 16"):
+        get_profile("cpu", face_size=8)  # the face generator's bottleneck too
     with pytest.raises(EdnError, match="upsample"):
         get_profile("cpu", upsample="pixelshuffle")
     with pytest.raises(EdnError, match="unknown fields"):

@@ -21,6 +21,12 @@ def default_face_size(width: int, height: int) -> int:
     return max(32, int(round(128 * height / 512 / 8)) * 8)
 
 
+def trainable_side(side: int, factor: int) -> bool:
+    """A side the generator can halve down to its bottleneck: a multiple of `factor`, at least two bottleneck
+    pixels (the residual blocks' reflection padding and instance norm need two; one pixel crashed the first step)."""
+    return side % factor == 0 and side >= 2 * factor
+
+
 @dataclass
 class ModelConfig:
     # --- frames ---
@@ -107,12 +113,14 @@ class ModelConfig:
             if getattr(self, name) < 0:
                 raise EdnError(f"model {name} must not be negative, not {getattr(self, name)}")
         factor = self.size_factor
-        if self.width % factor or self.height % factor or self.width < factor or self.height < factor:
-            raise EdnError(f"training size {self.width}x{self.height} must be a multiple of {factor} "
-                           f"({self.n_downsample} downsamplings, {self.n_local_enhancers} local enhancer)")
+        if not trainable_side(self.width, factor) or not trainable_side(self.height, factor):
+            raise EdnError(f"training size {self.width}x{self.height} must be a multiple of {factor}, at least "
+                           f"{2 * factor} a side ({self.n_downsample} downsamplings, {self.n_local_enhancers} "
+                           "local enhancer)")
         face_factor = 2 ** self.face_n_downsample
-        if self.face and (self.face_size % face_factor or self.face_size < face_factor):
-            raise EdnError(f"face_size {self.face_size} must be a multiple of {face_factor}")
+        if self.face and not trainable_side(self.face_size, face_factor):
+            raise EdnError(f"face_size {self.face_size} must be a multiple of {face_factor}, "
+                           f"at least {2 * face_factor}")
         if self.face and self.face_size > min(self.width, self.height):
             raise EdnError(f"face_size {self.face_size} does not fit in {self.width}x{self.height} frames")
 
@@ -192,10 +200,11 @@ def check_trainable_size(profile: str, size: tuple[int, int], overrides: dict | 
     w, h = size
     levels = cfg["n_downsample"] + cfg["n_local_enhancers"]
     factor = 2 ** levels
-    if w % factor or h % factor or w < factor or h < factor:
-        near = "x".join(str(max(factor, round(v / factor) * factor)) for v in (w, h))
+    if not trainable_side(w, factor) or not trainable_side(h, factor):
+        near = "x".join(str(max(2 * factor, round(v / factor) * factor)) for v in (w, h))
         raise EdnError(f"size {w}x{h} cannot be trained by profile {profile}: width and height must be multiples "
-                       f"of {factor} (its generator halves the frame {levels} times); {near} would do")
+                       f"of {factor}, at least {2 * factor} (its generator halves the frame {levels} times); "
+                       f"{near} would do")
     face = overrides.get("face_size", default_face_size(w, h))
     if cfg["face"] and face > min(w, h):
         raise EdnError(f"size {w}x{h} cannot be trained by profile {profile}: the Face GAN's {face}-pixel crop "
