@@ -42,7 +42,7 @@ from .events import Reporter
 from .pose.face import face_box, face_centre
 from .pose.follow import frame_ranges
 from .pose.hands import hand_mask
-from .pose.framing import Framing
+from .pose.framing import Framing, Mipmap
 from .pose.window import FramePlan, WindowConfig, frame_track, window_framing
 from .pose.track import PoseTrack
 from .tensors import stick_figure, to_tensor
@@ -311,7 +311,7 @@ class FrameStore:
         self.entries = {e["frame"]: e for e in self.manifest["frames"]}
         self.plan = FramePlan.from_dict(self.manifest["framing"])
         self.has_plate = self.plan.windowed
-        self._plate: np.ndarray | None = None  # the full-resolution plate, read on first use
+        self._plate: Mipmap | None = None  # the full-resolution plate, read on first use
 
     def framing(self, n: int):
         """How source frame `n` maps to the training size (its window, or the one fixed framing)."""
@@ -328,8 +328,8 @@ class FrameStore:
             path = self.dir / "plate.png"
             if not path.is_file():
                 raise EdnError("dataset plate missing", path=path)
-            self._plate = read_image(path)
-        return to_tensor(self.framing(n).image(self._plate))
+            self._plate = Mipmap(read_image(path))
+        return to_tensor(self._plate.image(self.framing(n)))
 
     def window(self, n: int) -> torch.Tensor:
         """Frame `n`'s window (x0, y0, width, height) in source pixels."""

@@ -36,6 +36,7 @@ from .events import Reporter
 from .inference import Run, Synthesizer, load_run
 from .pose.face import face_centre
 from .pose.follow import frame_ranges
+from .pose.framing import Mipmap
 from .pose.track import PoseTrack
 from .pose.window import frame_track
 from .tensors import stick_figure, to_image, to_tensor
@@ -87,6 +88,7 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
     framings = plan.framings(track)
     framed = frame_track(track, framings)
     plate = _plate_for(run, (track.width, track.height)) if plan.windowed else None
+    plate_mip = Mipmap(plate) if plate is not None else None  # the plate, cut into every frame's window
     synth = Synthesizer(run.G, run.FG, run.cfg, run.device, amp=amp, alpha=run.mattes)
     w, h = track.width, track.height
     if plate is not None:
@@ -116,7 +118,7 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
                 rgba = None  # kept as it is on disk
             else:
                 c = face_centre(framed.body[i], framed.face[i])
-                plate_crop = to_tensor(fr.image(plate)) if plate is not None else None
+                plate_crop = to_tensor(plate_mip.image(fr)) if plate is not None else None
                 rgb, alpha = synth.next_frame(to_tensor(stick_figure(framed, i)),
                                               torch.tensor(c) if c is not None else None, plate_crop, window)
                 rgba = np.dstack([to_image(rgb), (alpha[0].clamp(0, 1) * 255).round().byte().numpy()])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from edn_engine.errors import EdnError
-from edn_engine.pose.framing import Framing
+from edn_engine.pose.framing import Framing, Mipmap
 from edn_engine.pose.window import FramePlan, WindowConfig, frame_track, person_windows, window_framing
 from edn_engine.tensors import carry
 from synthetic_pose import person, track_from_frames
@@ -93,6 +93,32 @@ def test_window_crop_shrinks_only_its_part_of_the_frame_and_matches_the_whole_fr
     for x in (W - 3.0, W + 1.0, -60.0, -80.0):  # a window just off the frame: a sliver of it, or none
         crop = window_framing((W, H), (64, 64), (x, 40.0, 60.0, 60.0)).image(texture)
         assert crop.shape == (64, 64) and crop[:, 8:56].max() == 0
+
+
+def test_mipmap_frames_a_picture_as_framing_does_from_a_smaller_copy():
+    """Generation and training cut the plate into every frame's window from copies shrunk by whole factors
+    (`Mipmap`): the same picture as `fr.image` to a grey level, in the same place, and a copy is made once."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    odd = (W + 1, H + 1)  # sizes no factor divides: the copies' rounding is undone in the mapping
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (odd[1], odd[0], 3), dtype=np.uint8), (0, 0), 3)
+    block = np.zeros((odd[1], odd[0]), np.uint8)
+    block[60:100, 200:240] = 255  # inside every window from 120 pixels up
+    for img in (texture, block):
+        mip = Mipmap(img)
+        for side in (50.0, 120.0, 290.5, 350.0):  # scales 1.3 (no copy), 0.53, 0.22 and 0.18: copies 1, 4, 5
+            fr = window_framing(odd, (64, 64), (180.3, 20.7, side, side))
+            exact, fast = fr.image(img).astype(float), mip.image(fr).astype(float)
+            assert fast.shape == exact.shape and np.abs(fast - exact).mean() < 1.0
+            if img is block and side >= 120:
+                ys, xs = np.mgrid[:64, :64]
+                where = [np.array([(a * xs).sum(), (a * ys).sum()]) / a.sum() for a in (exact, fast)]
+                assert np.abs(where[0] - where[1]).max() < 0.1
+        assert sorted(mip._copies) == [4, 5]
+        for x in (W - 3.0, -400.0):  # a window just off the frame: a sliver of it (less than a pixel), or none
+            crop = mip.image(window_framing(odd, (64, 64), (x, 40.0, 300.0, 300.0)))
+            assert crop.shape[:2] == (64, 64) and crop[:, 2:].max() == 0
 
 
 def test_frame_plan_round_trips_and_frames_a_track_row_by_row():

@@ -104,17 +104,47 @@ class Framing:
         return cls(tuple(d["src_size"]), tuple(d["dst_size"]), d.get("mode", "letterbox"), window)
 
 
-def _shrink_then_warp(img: np.ndarray, fr: Framing, border_value) -> np.ndarray:
+class Mipmap:
+    """One picture framed again and again (the background plate, cut into every frame's window in training and
+    in generation), kept beside copies of itself shrunk by whole factors, so that each downscale starts from the
+    copy just above its scale. Area-shrinking a 1000-pixel window of a 1080p plate straight to 256 pixels took
+    22 ms; from the copy 3x smaller, about 2 ms. The two-step filter differs from `Framing.image` by a grey level."""
+
+    def __init__(self, img: np.ndarray):
+        self.img = img
+        self._copies: dict[int, np.ndarray] = {}
+
+    def image(self, fr: Framing, border_value=0) -> np.ndarray:
+        """`fr.image(self.img)` (area filtered), from the largest copy no smaller than the output needs."""
+        k = int(1.0 / fr.scale + 1e-9)  # the copy k times smaller still has at least one pixel per output pixel
+        if k < 2:
+            return fr.image(self.img, border_value=border_value)
+        if k not in self._copies:
+            h, w = self.img.shape[:2]
+            self._copies[k] = cv2.resize(self.img, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
+        copy = self._copies[k]
+        sw, sh = fr.src_size
+        return _shrink_then_warp(copy, fr, border_value, (copy.shape[1] / sw, copy.shape[0] / sh))
+
+
+def _shrink_then_warp(img: np.ndarray, fr: Framing, border_value,
+                      copy_scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
     """`fr.image` for a downscale: an area-filtered resize of the source pixels the output covers (a person's
-    window is a part of the frame: resizing only that part halved the cost at 1080p), then a translation."""
-    s = fr.scale
-    roi = fr.source_roi() if (img.shape[1], img.shape[0]) == tuple(fr.src_size) else None
-    x0, y0, x1, y1 = roi if roi is not None else (0, 0, img.shape[1], img.shape[0])
+    window is a part of the frame: resizing only that part halved the cost at 1080p), then a translation.
+    `img` may be the source shrunk by `copy_scale` (a `Mipmap` copy: its size over the source's)."""
+    s, (cx, cy) = fr.scale, copy_scale
+    matches = (img.shape[1], img.shape[0]) == (round(fr.src_size[0] * cx), round(fr.src_size[1] * cy))
+    roi = fr.source_roi() if matches else None
+    if roi is not None:  # the ROI in the copy's pixels, rounded outwards
+        x0, y0 = int(np.floor(roi[0] * cx)), int(np.floor(roi[1] * cy))
+        x1, y1 = min(img.shape[1], int(np.ceil(roi[2] * cx))), min(img.shape[0], int(np.ceil(roi[3] * cy)))
+    else:
+        x0, y0, x1, y1 = 0, 0, img.shape[1], img.shape[0]
     part = img[y0:y1, x0:x1]
     h, w = part.shape[:2]
-    small = cv2.resize(part, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    sx, sy = small.shape[1] / w, small.shape[0] / h  # the resize's own rounding, undone in the matrix
+    small = cv2.resize(part, (max(1, round(w * s / cx)), max(1, round(h * s / cy))), interpolation=cv2.INTER_AREA)
+    sx, sy = small.shape[1] / w * cx, small.shape[0] / h * cy  # small's pixels per source pixel, rounding included
     ox, oy = fr.offset
-    m = np.array([[s / sx, 0, ox + s * x0], [0, s / sy, oy + s * y0]], dtype=np.float64)
+    m = np.array([[s / sx, 0, ox + s * x0 / cx], [0, s / sy, oy + s * y0 / cy]], dtype=np.float64)
     return cv2.warpAffine(small, m, tuple(fr.dst_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=border_value)
