@@ -46,8 +46,8 @@ class EDN_SceneSettings(bpy.types.PropertyGroup):
     camera: StringProperty(name="Camera", description="Camera to project the armature (empty: scene camera)")
     bone_map: EnumProperty(name="Bone Map", items=BONE_MAPS, default="AUTO")
     custom_map: CollectionProperty(type=EDN_BoneMapItem)
-    width: IntProperty(name="Width", default=256, min=16, max=4096, description="Output and training width")
-    height: IntProperty(name="Height", default=256, min=16, max=4096, description="Output and training height")
+    width: IntProperty(name="Width", default=256, min=32, max=4096, description="Output and training width")
+    height: IntProperty(name="Height", default=256, min=32, max=4096, description="Output and training height")
     profile: EnumProperty(name="Profile", items=PROFILES, default="cpu")
     # Numbered so .blend files saved before "PROFILE" existed keep their choice.
     perceptual: EnumProperty(name="Perceptual Loss", default="PROFILE", items=(

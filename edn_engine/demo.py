@@ -35,6 +35,7 @@ from pathlib import Path
 
 from .errors import EdnError
 from .events import Reporter, parse_event
+from .models.config import check_trainable_size
 from .pipeline import Pipeline, TrainOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # holds edn_engine/ and edn_demo/ (a checkout or site-packages)
@@ -56,6 +57,7 @@ class DemoOptions:
             raise EdnError("the demo needs at least 8 training frames and 2 test frames")
         if not 32 <= self.size <= 2048:
             raise EdnError(f"--size must be 32 to 2048 pixels, not {self.size}")
+        check_trainable_size(self.profile, (self.size, self.size))  # before minutes of rendering, not after
 
 
 def run_demo(out_dir: str | Path, options: DemoOptions | None = None, reporter: Reporter | None = None) -> dict:

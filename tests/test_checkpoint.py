@@ -141,6 +141,10 @@ def test_sizes_a_profile_cannot_train():
     check_trainable_size("cpu", (32, 32), {"face": False})
     with pytest.raises(EdnError, match="unknown model profile"):
         check_trainable_size("gpu", (256, 256))
+    from edn_engine.demo import DemoOptions
+
+    with pytest.raises(EdnError, match="size 40x40 cannot be trained by profile cpu"):
+        DemoOptions(size=40).validate()  # refused before the demo renders its scenes
 
 
 def test_trainer_refuses_an_untrainable_size_naming_the_dataset(dataset, tmp_path):

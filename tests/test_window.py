@@ -107,7 +107,8 @@ def test_mipmap_frames_a_picture_as_framing_does_from_a_smaller_copy():
     block[60:100, 200:240] = 255  # inside every window from 120 pixels up
     for img in (texture, block):
         mip = Mipmap(img)
-        for side in (50.0, 120.0, 290.5, 350.0):  # scales 1.3 (no copy), 0.53, 0.22 and 0.18: copies 1, 4, 5
+        # scales 1.28 and 0.53 (no copy), exactly 1/2 and 1/3 (copies 2 and 3), 0.43, 0.22 and 0.18 (2, 4, 5)
+        for side in (50.0, 120.0, 128.0, 192.0, 150.0, 290.5, 350.0):
             fr = window_framing(odd, (64, 64), (180.3, 20.7, side, side))
             exact, fast = fr.image(img).astype(float), mip.image(fr).astype(float)
             assert fast.shape == exact.shape and np.abs(fast - exact).mean() < 1.0
@@ -115,10 +116,12 @@ def test_mipmap_frames_a_picture_as_framing_does_from_a_smaller_copy():
                 ys, xs = np.mgrid[:64, :64]
                 where = [np.array([(a * xs).sum(), (a * ys).sum()]) / a.sum() for a in (exact, fast)]
                 assert np.abs(where[0] - where[1]).max() < 0.1
-        assert sorted(mip._copies) == [4, 5]
+        assert sorted(mip._copies) == [2, 3, 4, 5]
         for x in (W - 3.0, -400.0):  # a window just off the frame: a sliver of it (less than a pixel), or none
             crop = mip.image(window_framing(odd, (64, 64), (x, 40.0, 300.0, 300.0)))
             assert crop.shape[:2] == (64, 64) and crop[:, 2:].max() == 0
+    with pytest.raises(ValueError, match="a 641x361 picture framed as a 640x360 source"):
+        mip.image(window_framing((W, H), (64, 64), (180.0, 20.0, 300.0, 300.0)))
 
 
 def test_frame_plan_round_trips_and_frames_a_track_row_by_row():

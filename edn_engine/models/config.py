@@ -116,7 +116,7 @@ class ModelConfig:
         if not trainable_side(self.width, factor) or not trainable_side(self.height, factor):
             raise EdnError(f"training size {self.width}x{self.height} must be a multiple of {factor}, at least "
                            f"{2 * factor} a side ({self.n_downsample} downsamplings, {self.n_local_enhancers} "
-                           "local enhancer)")
+                           "local enhancers)")
         face_factor = 2 ** self.face_n_downsample
         if self.face and not trainable_side(self.face_size, face_factor):
             raise EdnError(f"face_size {self.face_size} must be a multiple of {face_factor}, "

@@ -108,7 +108,9 @@ class Mipmap:
     """One picture framed again and again (the background plate, cut into every frame's window in training and
     in generation), kept beside copies of itself shrunk by whole factors, so that each downscale starts from the
     copy just above its scale. Area-shrinking a 1000-pixel window of a 1080p plate straight to 256 pixels took
-    22 ms; from the copy 3x smaller, about 2 ms. The two-step filter differs from `Framing.image` by a grey level."""
+    4 ms quiet and 22 ms under generation's load; from the copy 3x smaller, about a quarter. The two-step filter
+    differs from `Framing.image` about as much as that one differs from an exact box filter: on smooth pictures
+    such as a plate, by about a tenth of a grey level on average; on fine texture, by a few."""
 
     def __init__(self, img: np.ndarray):
         self.img = img
@@ -116,7 +118,10 @@ class Mipmap:
 
     def image(self, fr: Framing, border_value=0) -> np.ndarray:
         """`fr.image(self.img)` (area filtered), from the largest copy no smaller than the output needs."""
-        k = int(1.0 / fr.scale + 1e-9)  # the copy k times smaller still has at least one pixel per output pixel
+        if (self.img.shape[1], self.img.shape[0]) != tuple(fr.src_size):
+            raise ValueError(f"a {self.img.shape[1]}x{self.img.shape[0]} picture framed as a "
+                             f"{fr.src_size[0]}x{fr.src_size[1]} source")
+        k = int(1.0 / fr.scale + 1e-9)  # copy k is about one pixel per output pixel, or more (floor's rounding)
         if k < 2:
             return fr.image(self.img, border_value=border_value)
         if k not in self._copies:
