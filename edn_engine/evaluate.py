@@ -186,7 +186,9 @@ def clip_face_box(store, fr, body: np.ndarray, face: np.ndarray):
 
 def clip_library(store) -> Callable[[int], np.ndarray]:
     """Training frame n at the clip's framing, as a retrieval baseline shows it (the same resolution the model's
-    output has): its window back over the plate, or a whole-frame run's training frame scaled back."""
+    output has): its window pasted back over the plate as generation pastes the model's (`generate.paste`, fully
+    opaque), or a whole-frame run's training frame scaled back."""
+    from .generate import paste
     from .video import read_image
 
     plate = read_image(store.dir / "plate.png") if store.has_plate else None
@@ -196,8 +198,7 @@ def clip_library(store) -> Callable[[int], np.ndarray]:
         crop = read_image(store.dir / "frames" / f"frame_{n:06d}{store.ext}")
         if plate is None:
             return fr.back(crop)
-        inside = fr.back(np.full(crop.shape[:2], 255, np.uint8), cv2.INTER_NEAREST) > 0
-        return np.where(inside[..., None], fr.back(crop), plate)
+        return paste(fr, np.dstack([crop, np.full(crop.shape[:2], 255, np.uint8)]), plate)[1]
 
     return image
 
