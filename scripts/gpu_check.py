@@ -15,7 +15,8 @@ engine's own `cli.main`, then a memory probe; events read with `edn_engine.event
      resume-K-to-1  train-K's run continued to 2N steps on one GPU;
      resume-1-to-K  train-1's run continued to 2N steps on K GPUs;
      generate       `edn generate` from resume-K-to-1's run (else train-1's) on the clip's own track.
-     With one GPU (K = 1) the three K cases are skipped: NCCL refuses two processes on one GPU.
+     With one GPU (K = 1) the K cases are skipped (NCCL refuses two processes on one GPU), and train-1's run
+     resumes on one GPU instead (resume-1-to-1), which generate then uses.
 A failing case is recorded with its error line and the others still run (a resume whose source run failed is
 recorded as skipped). Exit code 0 when nothing failed, 1 otherwise; the JSON is written either way.
 
