@@ -36,13 +36,14 @@ What a case records:
 The environment (GPU names, memory, compute capability, torch, CUDA, cuDNN and NCCL versions, driver) comes
 from a short probe process, so this process never holds a CUDA context itself.
 
-Time on an H200 at the GPU defaults (romp_sample2.mp4, 1920x1080, 200 frames; 300 + 300 steps per case), an
-estimate to be confirmed by the first run: about 4 minutes on a 1-GPU machine, about 9 on 8 x H200 (pose
-extraction ~40 s on the CPU; paper-global ~0.06 s and cpu ~0.03 s per step; ~15 s to start an engine process and
-~30 s a torchrun of 8; ~5 s to write each 2.4 GB paper-global checkpoint; generation writes two 1920x1080 PNGs a
-frame, which bounds its frames/s). The work folder needs ~15 GB (the paper-global checkpoints). The CPU fallback
-(64x64, the tests' tiny networks, 3 + 3 steps, world sizes 1 and 2 over gloo) takes 1 to 2.5 minutes on 2 shared
-cores for both profiles; tests/test_gpu_check.py runs it for paper-global in about a minute.
+Time on one H200 at the GPU defaults (romp_sample2.mp4, 1920x1080, 200 frames; 300 + 300 steps per case), measured
+once (benchmarks/gpu_check.json, 16 CPU cores): 6.3 minutes, the pose given with --track. Each dataset build took
+20 s, each train command about 15 s outside its loop (start, last checkpoint), paper-global 0.117 s a step and cpu
+0.107 s (about the same, though paper-global computes far more: at batch 1 something besides the networks'
+arithmetic bounds the step; not yet profiled), generation 11-13 frames/s (two 1920x1080 PNGs a frame). Peak GPU
+memory 4.4 GB (paper-global) and 0.34 GB (cpu). The CPU fallback (64x64, the tests' tiny networks, 3 + 3 steps,
+world sizes 1 and 2 over gloo) takes 1 to 2.5 minutes on 2 shared cores for both profiles; tests/test_gpu_check.py
+runs it for paper-global in about a minute.
 
 GPU machines without internet or MediaPipe: extract the pose on any machine (`edn pose extract CLIP -o t.npz
 --end 199 --mattes m/`), bring t.npz and m/ along and pass `--track t.npz --mattes m/`; set EDN_ENGINE_PYTHON to

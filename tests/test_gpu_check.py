@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,24 @@ def test_step_time_is_the_median_after_warm_up(rows, first, expected):
     gc = _module("gpu_check_cases")
     got = gc.step_times([{"step": a, "stage": b, "sec_per_step": c} for a, b, c in rows], first)
     assert got["sec_per_step"] == expected
+
+
+@pytest.mark.parametrize("nproc, expected", [
+    (1, ["train 1", "resume 1->1", "generate resume-1-to-1"]),  # one GPU: still a resume, and generate from it
+    (2, ["train 1", "train 2", "resume 2->1", "resume 1->2", "generate resume-2-to-1"]),
+])
+def test_cases_run_for_one_and_several_processes(tmp_path, nproc, expected):
+    """The order of the cases, with the engine commands stubbed out: a one-GPU machine (as `device` lends) resumes
+    train-1's run on one process rather than skipping every resume."""
+    gc = _module("gpu_check_cases")
+    args = SimpleNamespace(python=sys.executable, device="cuda", nproc=nproc, track=None, mattes=None, size=(64, 64),
+                           profiles=["cpu"], vgg_weights=None)
+    check = gc.Check(args, {}, tmp_path)
+    calls = []
+    check.pose = lambda: True
+    check.dataset = lambda size, profile: True
+    check.train = lambda p, procs, run: calls.append(f"train {procs}") or True
+    check.resume = lambda p, src, run, a, b: calls.append(f"resume {a}->{b}") or True
+    check.generate = lambda p, run, source: calls.append(f"generate {run.name}") or True
+    check.all()
+    assert calls == expected and not [c for c in check.cases if c["status"] == "skipped"]
