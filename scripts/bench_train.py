@@ -54,7 +54,7 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
     from edn_engine.models.generator import build_generator
     from edn_engine.models.losses import GANLoss, VGGLoss
     from edn_engine.models.vgg import VGG19
-    from edn_engine.training.distributed import FaceRefine
+    from edn_engine.training.distributed import FaceRefine, deterministic
     from edn_engine.training.steps import body_step, face_step
 
     torch.manual_seed(0)
@@ -90,7 +90,8 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
 
     def synced(fn):
         def run():
-            fn()
+            with deterministic(dev):  # the trainer's kernel settings
+                fn()
             if dev.type == "cuda":
                 torch.cuda.synchronize()
         return run

@@ -150,11 +150,16 @@ def finish_distributed(trained: dict, world: int) -> None:
 @contextlib.contextmanager
 def deterministic(dev: torch.device):
     """Deterministic kernels on CPU (exact resume); cuDNN autotuning on CUDA (speed first there).
-    The process-wide switches are put back afterwards, for callers that train in-process."""
+    Deterministic mode would also fill every new tensor with NaN (a check for kernels that read memory they never
+    wrote; resume stays bit-identical without it, as tests/test_train.py checks); that is ~2,000 fills and ~50 ms
+    of a cpu-profile step on a 2-core CPU, so it is off. The process-wide switches are put back afterwards, for
+    callers that train in-process."""
+    fill = torch.utils.deterministic
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-              torch.backends.cudnn.benchmark)
+              torch.backends.cudnn.benchmark, fill.fill_uninitialized_memory)
     if dev.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
+        fill.fill_uninitialized_memory = False
     elif dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     try:
@@ -162,6 +167,7 @@ def deterministic(dev: torch.device):
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.benchmark = before[2]
+        fill.fill_uninitialized_memory = before[3]
 
 
 class StopFlag:
