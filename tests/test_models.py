@@ -188,13 +188,20 @@ def test_face_networks_and_crops():
     assert torch.allclose(refined, (face_c + res).clamp(-1, 1))
     preds = fd(torch.cat([label_c, refined], 1))
     assert len(preds) == 1 and preds[0][-1].shape[1] == 1
-    # crops stay inside the frame, and pasting a crop back restores the frame
+    # crops stay inside the frame
     img = torch.arange(2 * 3 * 256 * 256, dtype=torch.float32).reshape(2, 3, 256, 256)
     origins = face_origins(torch.tensor([[10.0, 128.0], [250.0, 5.0]]), fs, 256, 256)
     assert origins.tolist() == [[0, 96], [256 - fs, 0]]
     crops = crop_faces(img, origins, fs)
     assert torch.equal(crops[1], img[1, :, 0:fs, 256 - fs:256])
-    assert torch.equal(paste_faces(torch.zeros_like(img), crops, origins)[0, :, 96:96 + fs, 0:fs], crops[0])
+    assert torch.equal(paste_faces(img, crops, origins), img)  # a crop pasted back restores the frame
+    # a pasted face is whole inside its box and fades into the frame over the box's outer eighth (no seam)
+    pasted = paste_faces(torch.zeros_like(img), torch.ones(2, 3, fs, fs), origins)[0, 0, 96:96 + fs, 0:fs]
+    m = fs // 8
+    assert torch.equal(pasted[m:-m, m:-m], torch.ones(fs - 2 * m, fs - 2 * m))
+    assert torch.allclose(pasted[fs // 2, :m + 1], torch.arange(1, m + 2) / (m + 1))  # the ramp at the left edge
+    assert torch.allclose(pasted[[0, -1], [0, -1]], torch.tensor(1 / (m + 1) ** 2))  # corners: both ramps
+    assert pasted.diff(dim=1).abs().max() <= 1 / (m + 1) + 1e-6  # no step larger than one ramp step
 
 
 def test_all_networks_run_under_bf16_autocast():
