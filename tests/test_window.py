@@ -149,17 +149,42 @@ def test_carry_moves_the_previous_output_into_the_next_window():
 
 
 def test_paste_matches_a_whole_frame_resample_but_touches_only_the_window():
-    from edn_engine.generate import over, paste
+    """paste against a float reference: the whole frame resampled premultiplied (colour times alpha)."""
+    from edn_engine.generate import paste
 
     yy, xx = np.mgrid[0:64, 0:64]
-    win = np.dstack([xx * 4, yy * 4, (xx + yy) * 2, np.full_like(xx, 200)]).astype(np.uint8)  # smooth
+    win = np.dstack([xx * 4, yy * 4, (xx + yy) * 2, 120 + xx]).astype(np.uint8)  # smooth colour and alpha
     plate = np.full((H, W, 3), 90, np.uint8)
+    a = win[..., 3:].astype(np.float32) / 255
+    premultiplied = np.dstack([win[..., :3] * a, a]).astype(np.float32)
     for rect in ((100.0, -20.0, 200.0, 200.0), (-50.0, 100.0, 700.0, 700.0), (10.5, 20.25, 33.3, 33.3)):
         fr = window_framing((W, H), (64, 64), rect)
         rgba, comp = paste(fr, win, plate)
-        full = fr.back(win)
-        assert np.abs(rgba.astype(int) - full.astype(int)).max() <= 2
-        assert np.abs(comp.astype(int) - over(full, plate).astype(int)).max() <= 2
+        ref = fr.back(premultiplied)
+        alpha = ref[..., 3:]
+        assert np.abs(rgba[..., 3] - alpha[..., 0] * 255).max() <= 1
+        seen = alpha[..., 0] > 0.5  # straight colour is only as precise as alpha allows (uint8 premultiplied)
+        straight = ref[..., :3] / np.maximum(alpha, 1e-6)
+        assert np.abs(rgba[..., :3][seen] - straight[seen]).max() <= 3
+        assert np.abs(comp - (ref[..., :3] + plate * (1 - alpha))).max() <= 2
     fr = window_framing((W, H), (64, 64), (W + 10.0, 0.0, 50.0, 50.0))  # entirely outside the frame
     rgba, comp = paste(fr, win, plate)
     assert rgba.max() == 0 and (comp == plate).all()
+
+
+def test_paste_leaves_no_seam_and_no_colour_from_under_alpha_zero():
+    """An opaque person reaching the window's edge fades into the plate without a dark line, and the colour the
+    generator leaves where alpha is 0 (anything: training never sees it) does not bleed into the person's edge."""
+    from edn_engine.generate import paste
+
+    win = np.zeros((64, 64, 4), np.uint8)
+    win[:, :32] = (200, 180, 160, 255)  # the person: the window's left half, reaching its left edge
+    win[:, 32:, :3] = (0, 0, 255)  # pure red under alpha 0
+    plate = np.full((H, W, 3), 90, np.uint8)
+    fr = window_framing((W, H), (64, 64), (100.0, 100.0, 256.0, 256.0))  # 4x up
+    rgba, comp = paste(fr, win, plate)
+    row = comp[200, 80:400].astype(int)
+    person, bg = np.array([200, 180, 160]), np.array([90, 90, 90])
+    low, high = np.minimum(person, bg), np.maximum(person, bg)
+    assert ((row >= low - 1) & (row <= high + 1)).all()  # every pixel between plate and person: no seam, no red
+    assert (rgba[200, 80:400, 3] > 0).sum() > 0 and (rgba[..., 2][rgba[..., 3] > 0] <= 161).all()
