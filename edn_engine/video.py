@@ -18,26 +18,17 @@ the rules live in one place:
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import re
 import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-# FFmpeg and OpenCV print their own diagnostics to stderr ("moov atom not found", "[ WARN:0] ..."); our
-# EdnError says the same in one line naming the file and frame, so they are silenced unless EDN_DEBUG is set.
-# OpenCV reads its log levels when it loads and FFmpeg's when it first opens a video, hence before importing cv2
-# (and by environment: cv2.setLogLevel is gone from OpenCV 5, which a GPU machine's image may carry).
-if not os.environ.get("EDN_DEBUG"):
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+import cv2
+import numpy as np
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .atomic import write_bytes  # noqa: E402
-from .errors import EdnError  # noqa: E402
+from .atomic import write_bytes
+from .errors import EdnError
 
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".exr")

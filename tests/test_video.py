@@ -230,3 +230,21 @@ def test_prefetch_keeps_order_and_passes_errors_on():
         for x in prefetch(failing()):
             got.append(x)
     assert got == [1]
+
+
+def test_a_damaged_video_is_one_line_without_opencv_or_ffmpeg_noise(tmp_path):
+    """OpenCV and FFmpeg's own warnings ("[ WARN:0] ...", "moov atom not found") are silenced in every command (the
+    package sets their levels before any module loads cv2); EDN_DEBUG shows them."""
+    import subprocess
+
+    from conftest import ENGINE_PYTHON
+
+    bad = tmp_path / "bad vidéo.mp4"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    cmd = [ENGINE_PYTHON, "-m", "edn_engine", "pose", "extract", str(bad), "-o", str(tmp_path / "t.npz")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_") and k != "EDN_DEBUG"}
+    quiet = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert quiet.returncode != 0 and quiet.stderr.splitlines() == [
+        f"edn: error: {bad}: not a video file OpenCV can decode (unknown format, or the file is damaged)"]
+    loud = subprocess.run(cmd, capture_output=True, text=True, env={**env, "EDN_DEBUG": "1"}, timeout=120)
+    assert len(loud.stderr.splitlines()) > 1
