@@ -152,7 +152,9 @@ def paste(fr, window_rgba: np.ndarray, plate: np.ndarray) -> tuple[np.ndarray, n
     The window is resampled premultiplied (colour times alpha), as compositors do. Resampled straight, the
     person's edge took colour from the pixels beside it that alpha hides (the generator's colour there is
     whatever it learned nowhere to fix), and the window's own edge faded to black: a dark seam where the
-    person, or an opaque retrieved frame, reaches it."""
+    person, or an opaque retrieved frame, reaches it. The premultiplied colour is 8-bit, so the straight colour
+    written where alpha is small is coarse (at alpha 8 of 255, within about 16 levels); multiplied by alpha
+    again, as any compositor does, it is within a level."""
     h, w = plate.shape[:2]
     rgba, comp = np.zeros((h, w, 4), np.uint8), plate.copy()
     roi = fr.source_roi()

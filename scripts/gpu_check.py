@@ -41,9 +41,9 @@ once (benchmarks/gpu_check.json, 16 CPU cores): 6.3 minutes, the pose given with
 20 s, each train command about 15 s outside its loop (start, last checkpoint), paper-global 0.117 s a step and cpu
 0.107 s (about the same, though paper-global computes far more: at batch 1 the CPU's kernel launches and data
 loading bound the step, as the README says), generation 11-13 frames/s (two 1920x1080 PNGs a frame). Peak GPU
-memory 4.4 GB (paper-global) and 0.34 GB (cpu). The CPU fallback (64x64, the tests' tiny networks, 3 + 3 steps,
-world sizes 1 and 2 over gloo) takes 1 to 2.5 minutes on 2 shared cores for both profiles; tests/test_gpu_check.py
-runs it for paper-global in about a minute.
+memory 4.4 GB (paper-global, without VGG19: no weights there) and 0.34 GB (cpu). The CPU fallback (64x64, the
+tests' tiny networks, 3 + 3 steps, world sizes 1 and 2 over gloo) takes 1 to 2.5 minutes on 2 shared cores for
+both profiles; tests/test_gpu_check.py runs it for paper-global in about a minute.
 
 GPU machines without internet or MediaPipe: extract the pose on any machine (`edn pose extract CLIP -o t.npz
 --end 199 --mattes m/`), bring t.npz and m/ along and pass `--track t.npz --mattes m/`; set EDN_ENGINE_PYTHON to

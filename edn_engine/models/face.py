@@ -52,16 +52,17 @@ def crop_faces(img: torch.Tensor, origins: torch.Tensor, size: int) -> torch.Ten
 
 
 def feather(size: int, margin: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(size, size) weights: 1 inside, falling linearly towards 0 over the outer `margin` pixels of each edge."""
+    """(size, size) weights: 1 inside, falling linearly to 0 at each edge over its outer `margin` pixels."""
     r = torch.arange(size, device=device, dtype=torch.float32)
-    ramp = ((torch.minimum(r, size - 1 - r) + 1) / (margin + 1)).clamp(max=1.0)
+    ramp = (torch.minimum(r, size - 1 - r) / margin).clamp(max=1.0)
     return ramp[:, None] * ramp[None, :]
 
 
 def paste_faces(img: torch.Tensor, faces: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
     """A copy of `img` with `faces` blended in at `origins` (differentiable through both): whole inside, fading
-    to `img`'s own pixels over the box's outer eighth. A hard paste left a seam wherever the Face GAN's residual is
-    not zero at the box's edge, which crosses the neck, chest and hair (seen on trained cpu-profile runs)."""
+    to `img`'s own pixels over the box's outer eighth (its outermost pixels are `img`'s). A hard paste left a seam
+    wherever the Face GAN's residual is not zero at the box's edge, which crosses the neck, chest and hair (seen on
+    trained cpu-profile runs)."""
     out = img.clone()
     size = faces.shape[-1]
     w = feather(size, max(size // 8, 1), img.device).to(img.dtype)

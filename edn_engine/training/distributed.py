@@ -150,10 +150,10 @@ def finish_distributed(trained: dict, world: int) -> None:
 @contextlib.contextmanager
 def deterministic(dev: torch.device):
     """Deterministic kernels on CPU (exact resume); cuDNN autotuning on CUDA (speed first there).
-    Deterministic mode would also fill every new tensor with NaN (a check for kernels that read memory they never
-    wrote; resume stays bit-identical without it, as tests/test_train.py checks); that is ~2,000 fills and ~50 ms
-    of a cpu-profile step on a 2-core CPU, so it is off. The process-wide switches are put back afterwards, for
-    callers that train in-process."""
+    Deterministic mode would also fill each tensor allocated uninitialised with NaN (a check for kernels that read
+    memory they never wrote; resume stays bit-identical without it, as tests/test_train.py checks): ~2,000 fills,
+    about 30 ms of a cpu-profile step on a 2-core CPU, so it is off. The process-wide switches are put back
+    afterwards, for callers that train in-process."""
     fill = torch.utils.deterministic
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
               torch.backends.cudnn.benchmark, fill.fill_uninitialized_memory)
