@@ -68,6 +68,11 @@ def _(w, d):
     return train_args(w, w.dataset, d / "run", "--batch-size", "0"), ["--batch-size", "0"]
 
 
+@case("train-workers-negative", upfront=True)
+def _(w, d):
+    return train_args(w, w.dataset, d / "run", "--workers", "-1"), ["--workers", "-1"]
+
+
 @case("train-save-every-zero", upfront=True)
 def _(w, d):
     return train_args(w, w.dataset, d / "run", "--save-every", "0"), ["--save-every"]

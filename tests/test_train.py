@@ -98,8 +98,9 @@ def test_resume_after_sigkill_gives_the_same_weights(dataset, tmp_path):
     steps_done = int(list_checkpoints(killed)[-1].stem.split("_")[1])
     assert 8 <= steps_done < 24, "the run finished before it could be killed"
 
-    resumed = subprocess.run(_train_cmd(dataset, killed, *args, "--resume"), capture_output=True, text=True,
-                             env=tiny_run.engine_env(), timeout=240)
+    # resumed with its batches loaded by worker processes (--workers 2): the same batches as loaded in-process
+    resumed = subprocess.run(_train_cmd(dataset, killed, *args, "--resume", "--workers", "2"), capture_output=True,
+                             text=True, env=tiny_run.engine_env(), timeout=240)
     assert resumed.returncode == 0, resumed.stderr
     assert tiny_run.json_events(resumed.stdout)[-1]["step"] == 24
     a = read_checkpoint(tmp_path / "whole" / "checkpoints" / "step_00000024.pt")

@@ -42,6 +42,8 @@ class TrainConfig:
             raise EdnError(f"--minutes must be positive, not {self.minutes}")
         if self.save_every < 1 or self.preview_every < 1:
             raise EdnError("--save-every and --preview-every must be at least 1")
+        if self.num_workers < 0:
+            raise EdnError(f"--workers must be 0 or more, not {self.num_workers}")
         if self.batch_size < 1:
             raise EdnError(f"--batch-size must be at least 1, not {self.batch_size}")
         if not 0.0 <= self.face_fraction < 1.0:
