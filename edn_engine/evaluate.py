@@ -18,6 +18,9 @@ stands ("retrieval_absolute": the right posture in the right place). All three a
     hands_found, face_found     share of the hands (each counted) / faces shown on the real frames that it
                                 also finds on the outputs (None when the real frames never show one)
     flicker                     mean change between consecutive frames in the person region, over the real one's
+    alpha_person                the model's alpha (0-1) inside the real person, away from the matte's edge: below
+                                1, another plate shows through them (None for the retrievals, or without mattes)
+    alpha_background            the same over the sure background (as background_psnr's): the veil it lays there
 
 Frames of any size are scored one at a time, so a long clip at full resolution stays out of memory.
 REPORT_DIR gets `report.json` ({"frames": n, "model": {...}, "retrieval": {...}, "retrieval_absolute": {...}}:
@@ -260,10 +263,13 @@ def evaluate_frames(out_dir: Path, store, samples: Iterable[Sample], generated_d
     def rows() -> Iterator[np.ndarray]:  # stick figure | retrievals | generated | real
         for k, st in enumerate(staged):
             smp, name = st.load(work), f"frame_{st.frame:06d}.png"
-            outs = {"model": _rgb(read_image(generated_dir / name, cv2.IMREAD_UNCHANGED))}
+            shown = read_image(generated_dir / name, cv2.IMREAD_UNCHANGED)
+            rgba = read_image(generated_dir.parent / name, cv2.IMREAD_UNCHANGED) if store.plan.windowed else shown
+            outs = {"model": _rgb(shown)}
             outs.update({m: read_image(work / m / name) for m in picks})
-            for m, img in outs.items():
-                scorers[m].add(smp, img)
+            for m, img in outs.items():  # the model's matte is scored too (the retrievals make none)
+                alpha = rgba[..., 3] if m == "model" and rgba.ndim == 3 and rgba.shape[2] == 4 else None
+                scorers[m].add(smp, img, alpha)
             panels = fit_height([stick_figure(driving, st.frame - driving.frame_start), *(outs[m] for m in picks),
                                  outs["model"], smp.real], min(PANEL_HEIGHT, smp.real.shape[0]))
             if k in sheet_at:

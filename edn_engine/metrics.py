@@ -25,6 +25,7 @@ Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), pixels
 
 PSNR_CAP = 100.0  # identical images have infinite PSNR; a finite cap keeps JSON valid and averages meaningful
 BACKGROUND_MARGIN = 0.03  # the matte grown by this share of the frame's longer side: a matte's edge is not exact
+INTERIOR_MARGIN = 0.005  # the matte shrunk by this share of the longer side: its soft edge is not the person's inside
 
 
 def ssim(real: np.ndarray, fake: np.ndarray) -> float:
@@ -89,6 +90,13 @@ def background_mask(matte: np.ndarray, margin: float = BACKGROUND_MARGIN) -> np.
         return np.ones(outside.shape, bool)
     grow = margin * max(outside.shape)
     return cv2.distanceTransform(outside, cv2.DIST_L2, 5) > grow  # distance to the nearest person pixel
+
+
+def person_interior(matte: np.ndarray, margin: float = INTERIOR_MARGIN) -> np.ndarray:
+    """Where the frame is surely the person: inside the matte (uint8, 255 = person) by more than `margin` of the
+    frame's longer side (and at least its outermost pixel), so the matte's own soft edge does not count."""
+    inside = (np.asarray(matte) > 127).astype(np.uint8)
+    return cv2.distanceTransform(inside, cv2.DIST_L2, 5) > max(margin * max(inside.shape), 1.0)
 
 
 def masked_psnr(real: np.ndarray, fake: np.ndarray, mask: np.ndarray) -> float:
@@ -217,8 +225,10 @@ def flicker_ratio(generated: list[tuple[np.ndarray, np.ndarray]], real: list[tup
 
 
 FIGURES = ("ssim_frame", "psnr_frame", "ssim_person", "psnr_person", "ssim_face", "pose_error", "missed_rate",
-           "flicker", "person_found", "body_error", "hands_found", "face_found", "background_psnr")
-IMAGE_FIGURES = ("ssim_frame", "psnr_frame", "ssim_person", "psnr_person", "ssim_face", "background_psnr")
+           "flicker", "person_found", "body_error", "hands_found", "face_found", "background_psnr",
+           "alpha_person", "alpha_background")
+IMAGE_FIGURES = ("ssim_frame", "psnr_frame", "ssim_person", "psnr_person", "ssim_face", "background_psnr",
+                 "alpha_person", "alpha_background")
 
 
 # -- one method over a clip ---------------------------------------------------------------------------
@@ -249,9 +259,17 @@ class Scorer:
         self.flicker = FlickerMeter()
         self._last: tuple[Sample, np.ndarray] | None = None
 
-    def add(self, smp: Sample, out: np.ndarray) -> None:
-        """Score the method's image `out` (BGR uint8, the real frame's size) for `smp`."""
+    def add(self, smp: Sample, out: np.ndarray, alpha: np.ndarray | None = None) -> None:
+        """Score the method's image `out` (BGR uint8, the real frame's size) for `smp`; `alpha` (uint8, the same
+        size): the matte it hands to a compositor, if it makes one. Its mean inside the real person
+        (`alpha_person`, 0-1) says how much of another plate would show through them, and over the sure background
+        (`alpha_background`) how much veil it would lay over that plate."""
         v = self.values
+        if alpha is not None and smp.matte is not None:
+            a = np.asarray(alpha, np.float32) / 255.0
+            inside = person_interior(smp.matte)
+            v["alpha_person"].append(float(a[inside].mean()) if inside.any() else float("nan"))
+            v["alpha_background"].append(float(a[smp.background].mean()) if smp.background.any() else float("nan"))
         v["ssim_frame"].append(ssim(smp.real, out))
         v["psnr_frame"].append(psnr(smp.real, out))
         box = person_box(smp)

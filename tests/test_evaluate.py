@@ -182,6 +182,21 @@ def test_background_psnr_ignores_the_person_and_the_matte_edge():
     assert no_matte["background_psnr"] is None
 
 
+def test_the_matte_handed_to_a_compositor_is_scored_inside_the_person_and_over_the_background():
+    real = _image(5, 48, 80)
+    matte = np.zeros((48, 80), np.uint8)
+    matte[8:40, 30:50] = 255
+    smp = Sample(0, real, matte, None)
+    alpha = np.where(matte > 0, 222, 3).astype(np.uint8)  # a see-through person (87%) and a faint veil
+    alpha[8, 30:50] = 0  # the matte's own edge is not counted
+    scorer = metrics.Scorer()
+    scorer.add(smp, real, alpha)
+    figures = scorer.figures(np.zeros((1, 137, 3)), np.zeros((1, 137, 3)))
+    assert figures["alpha_person"] == pytest.approx(222 / 255) and figures["alpha_background"] == pytest.approx(3 / 255)
+    no_alpha = score([smp], [real], np.zeros((1, 137, 3)), np.zeros((1, 137, 3)))  # a retrieval makes no matte
+    assert no_alpha["alpha_person"] is None and no_alpha["alpha_background"] is None
+
+
 # -- `edn eval` on a tiny trained run -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -211,14 +226,17 @@ def test_edn_eval_gives_every_figure_for_model_and_retrieval(tiny_run, odd_dir):
         assert set(report[method]) == set(FIGURES)
     # At 64x64 the detector may find no hands or face on the real frames: then those two figures are undefined.
     parts = ("hands_found", "face_found")
+    mattes = ("alpha_person", "alpha_background")  # the model's alone: a retrieval hands over no matte
     for method in ("retrieval", "retrieval_absolute"):  # real frames of the same person: always a person
         r = report[method]
-        assert all(isinstance(r[k], float) for k in FIGURES if k not in parts), r
+        assert all(isinstance(r[k], float) for k in FIGURES if k not in (*parts, *mattes)), r
+        assert r["alpha_person"] is None and r["alpha_background"] is None
         assert r["person_found"] == 1.0 and 0 <= r["body_error"] < 1
         assert all(r[k] is None or 0 <= r[k] <= 1 for k in parts)
     model = report["model"]
     # An untrained generator may show no person at all; then the pose errors are undefined and all are missed.
     assert all(isinstance(model[k], float) for k in FIGURES if k not in ("pose_error", "body_error", *parts))
+    assert 0 <= model["alpha_background"] <= 1 and 0 <= model["alpha_person"] <= 1
     assert 0 <= model["person_found"] <= 1 and all(model[k] is None or 0 <= model[k] <= 1 for k in parts)
     assert isinstance(model["body_error"], float) or model["person_found"] == 0.0
     assert isinstance(model["pose_error"], float) or model["missed_rate"] == 1.0
