@@ -267,9 +267,9 @@ def evaluate_frames(out_dir: Path, store, samples: Iterable[Sample], generated_d
             rgba = read_image(generated_dir.parent / name, cv2.IMREAD_UNCHANGED) if store.plan.windowed else shown
             outs = {"model": _rgb(shown)}
             outs.update({m: read_image(work / m / name) for m in picks})
+            alpha = rgba[..., 3] if rgba.ndim == 3 and rgba.shape[2] == 4 else None
             for m, img in outs.items():  # the model's matte is scored too (the retrievals make none)
-                alpha = rgba[..., 3] if m == "model" and rgba.ndim == 3 and rgba.shape[2] == 4 else None
-                scorers[m].add(smp, img, alpha)
+                scorers[m].add(smp, img, alpha if m == "model" else None)
             panels = fit_height([stick_figure(driving, st.frame - driving.frame_start), *(outs[m] for m in picks),
                                  outs["model"], smp.real], min(PANEL_HEIGHT, smp.real.shape[0]))
             if k in sheet_at:
