@@ -120,8 +120,12 @@ def torso_length(body: np.ndarray) -> float:
 
 # The flat keypoint layout (see flat_pose) and the body joints the body error is measured on.
 BODY, HANDS, FACE = slice(0, 25), slice(25, 67), slice(67, 137)
-MAIN_BODY = tuple(B[name] for name in ("Nose", "Neck", "RShoulder", "LShoulder", "RElbow", "LElbow", "RWrist",
-                                       "LWrist", "RHip", "LHip", "RKnee", "LKnee", "RAnkle", "LAnkle"))
+MAIN_NAMES = ("Nose", "Neck", "RShoulder", "LShoulder", "RElbow", "LElbow", "RWrist", "LWrist", "RHip", "LHip",
+              "RKnee", "LKnee", "RAnkle", "LAnkle")
+MAIN_BODY = tuple(B[name] for name in MAIN_NAMES)
+# The same joints with each left one and its right twin swapped: the pose as read by a detector that takes a
+# person facing the camera for one seen from behind.
+MIRRORED_BODY = tuple(B[{"R": "L", "L": "R"}.get(name[0], name[0]) + name[1:]] for name in MAIN_NAMES)
 
 
 def flat_pose(body: np.ndarray, hands: np.ndarray, face: np.ndarray) -> np.ndarray:
@@ -146,6 +150,17 @@ def pose_errors(detected: np.ndarray, reference: np.ndarray, torso: np.ndarray) 
         n_ref = ref_on.sum(axis=1)
         missed = np.where(n_ref > 0, (ref_on & ~det_on).sum(axis=1) / np.maximum(n_ref, 1), np.nan)
     return err.astype(np.float64), missed.astype(np.float64)
+
+
+def facing_flipped(detected: np.ndarray, reference: np.ndarray, torso: np.ndarray) -> np.ndarray:
+    """Per frame: whether the detector read the output facing the other way (1.0) or not (0.0), NaN unless both
+    frames show a person. Flipped: the main joints with left and right swapped lie at less than half the distance
+    of the joints as labelled. A generated face too faint to tell front from back flips the labels, and each
+    flipped frame then adds about a torso length to the body and pose errors with every limb where it belongs."""
+    as_is = body_errors(detected, reference, torso)
+    swapped, _ = pose_errors(detected[:, MIRRORED_BODY], reference[:, MAIN_BODY], torso)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(as_is), (swapped < 0.5 * as_is).astype(np.float64), np.nan)
 
 
 def found(points: np.ndarray) -> np.ndarray:
@@ -226,7 +241,7 @@ def flicker_ratio(generated: list[tuple[np.ndarray, np.ndarray]], real: list[tup
 
 FIGURES = ("ssim_frame", "psnr_frame", "ssim_person", "psnr_person", "ssim_face", "pose_error", "missed_rate",
            "flicker", "person_found", "body_error", "hands_found", "face_found", "background_psnr",
-           "alpha_person", "alpha_background")
+           "alpha_person", "alpha_background", "facing_flipped")
 IMAGE_FIGURES = ("ssim_frame", "psnr_frame", "ssim_person", "psnr_person", "ssim_face", "background_psnr",
                  "alpha_person", "alpha_background")
 
@@ -304,6 +319,7 @@ class Scorer:
             "person_found": person_found(detected), "body_error": mean(body),
             "hands_found": part_found_rate(detected, reference, "hands"),
             "face_found": part_found_rate(detected, reference, "face"),
+            "facing_flipped": mean(facing_flipped(detected, reference, torso)) if self.frames else None,
         }
         return {k: out[k] for k in FIGURES}
 

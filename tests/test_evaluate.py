@@ -10,6 +10,7 @@ pytest.importorskip("cv2")
 
 from edn_engine import metrics, retrieval  # noqa: E402
 from edn_engine.evaluate import FIGURES, Sample, score  # noqa: E402
+from edn_engine.pose.skeleton import B  # noqa: E402
 
 
 def _image(seed: int = 0, size: int = 64, width: int | None = None) -> np.ndarray:
@@ -128,7 +129,7 @@ def test_score_gives_every_figure():
     assert perfect["ssim_frame"] == pytest.approx(1.0) and perfect["ssim_person"] == pytest.approx(1.0)
     assert perfect["ssim_face"] == pytest.approx(1.0) and perfect["pose_error"] == 0.0
     assert perfect["missed_rate"] == 0.0 and perfect["flicker"] == pytest.approx(1.0)
-    assert perfect["person_found"] == 1.0 and perfect["body_error"] == 0.0
+    assert perfect["person_found"] == 1.0 and perfect["body_error"] == 0.0 and perfect["facing_flipped"] == 0.0
     assert perfect["hands_found"] == 1.0 and perfect["face_found"] == 1.0
     assert perfect["background_psnr"] == metrics.PSNR_CAP
     frozen = score(samples, [reals[0]] * 3, pose, pose)
@@ -136,6 +137,7 @@ def test_score_gives_every_figure():
     # Nobody on a blank output: nothing found, no body error to speak of, the background lost.
     blank = score(samples, [np.zeros_like(r) for r in reals], np.zeros_like(pose), pose)
     assert blank["person_found"] == 0.0 and blank["body_error"] is None and blank["pose_error"] is None
+    assert blank["facing_flipped"] is None
     assert blank["hands_found"] == 0.0 and blank["face_found"] == 0.0 and blank["missed_rate"] == 1.0
     assert blank["background_psnr"] < 15
     # Generators are read one frame at a time and give the same figures; a missing output is an error.
@@ -161,6 +163,21 @@ def test_body_error_counts_main_joints_on_frames_with_a_person():
     no_face = ref.copy()
     no_face[:, 67:, 2] = 0.0
     assert score(_clip(), [s.real for s in _clip()], det, no_face)["face_found"] is None
+
+
+def test_a_pose_read_facing_the_other_way_counts_as_flipped():
+    ref = np.stack([_flat(_pose())] * 3)
+    det = ref.copy()
+    for name in ("Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle"):  # frame 0: left and right labels swapped,
+        right, left = B["R" + name], B["L" + name]                       # as a person seen from behind
+        det[0, [right, left]] = det[0, [left, right]]
+    det[1, :25, 0] += 30.0  # frame 1: off by 0.3 torso lengths, but facing the right way
+    det[2] = 0.0  # frame 2: nobody found
+    torso = np.full(3, 100.0)
+    per_frame = metrics.facing_flipped(det, ref, torso)
+    assert per_frame[0] == 1.0 and per_frame[1] == 0.0 and np.isnan(per_frame[2])
+    assert metrics.body_errors(det, ref, torso)[0] > 0.5  # every limb in place, yet half a torso length off
+    assert score(_clip(), [s.real for s in _clip()], det, ref)["facing_flipped"] == pytest.approx(0.5)
 
 
 def test_background_psnr_ignores_the_person_and_the_matte_edge():
@@ -235,10 +252,12 @@ def test_edn_eval_gives_every_figure_for_model_and_retrieval(tiny_run, odd_dir):
         assert all(r[k] is None or 0 <= r[k] <= 1 for k in parts)
     model = report["model"]
     # An untrained generator may show no person at all; then the pose errors are undefined and all are missed.
-    assert all(isinstance(model[k], float) for k in FIGURES if k not in ("pose_error", "body_error", *parts))
+    assert all(isinstance(model[k], float) for k in FIGURES
+               if k not in ("pose_error", "body_error", "facing_flipped", *parts))
     assert 0 <= model["alpha_background"] <= 1 and 0 <= model["alpha_person"] <= 1
     assert 0 <= model["person_found"] <= 1 and all(model[k] is None or 0 <= model[k] <= 1 for k in parts)
     assert isinstance(model["body_error"], float) or model["person_found"] == 0.0
+    assert (model["facing_flipped"] is None) == (model["body_error"] is None)
     assert isinstance(model["pose_error"], float) or model["missed_rate"] == 1.0
     assert -1 <= model["ssim_person"] < report["retrieval"]["ssim_person"] <= 1
     assert model["background_psnr"] < metrics.PSNR_CAP
