@@ -23,7 +23,7 @@ stands ("retrieval_absolute": the right posture in the right place). All three a
     alpha_background            the same over the sure background (as background_psnr's): the veil it lays there
     facing_flipped              share of the frames in body_error that the detector reads facing the other way
                                 (left and right swapped: a face too faint to tell front from back), each adding
-                                most of a torso length to body_error and pose_error with every limb in place
+                                about a torso length to body_error and pose_error with every limb in place
 
 Frames of any size are scored one at a time, so a long clip at full resolution stays out of memory.
 REPORT_DIR gets `report.json` ({"frames": n, "model": {...}, "retrieval": {...}, "retrieval_absolute": {...}}:

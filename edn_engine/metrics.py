@@ -152,15 +152,21 @@ def pose_errors(detected: np.ndarray, reference: np.ndarray, torso: np.ndarray) 
     return err.astype(np.float64), missed.astype(np.float64)
 
 
+FLIP_GAP = 0.25  # torso lengths: a flip moves each limb by a shoulder's or a hip's width, not by detector noise
+
+
 def facing_flipped(detected: np.ndarray, reference: np.ndarray, torso: np.ndarray) -> np.ndarray:
     """Per frame: whether the detector read the output facing the other way (1.0) or not (0.0), NaN unless both
     frames show a person. Flipped: the main joints with left and right swapped lie at less than half the distance
-    of the joints as labelled. A generated face too faint to tell front from back flips the labels, and each
-    flipped frame then adds about a torso length to the body and pose errors with every limb where it belongs."""
+    of the joints as labelled, and at least FLIP_GAP closer (side-on, where left and right nearly coincide, a few
+    pixels of noise is no flip; nor is a frame whose swapped joints share none with the reference). A generated
+    face too faint to tell front from back flips the labels, and each flipped frame then adds about a torso
+    length to the body and pose errors with every limb where it belongs."""
     as_is = body_errors(detected, reference, torso)
     swapped, _ = pose_errors(detected[:, MIRRORED_BODY], reference[:, MAIN_BODY], torso)
     with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(as_is), (swapped < 0.5 * as_is).astype(np.float64), np.nan)
+        flipped = (swapped < 0.5 * as_is) & (as_is - swapped > FLIP_GAP)
+    return np.where(np.isfinite(as_is), flipped.astype(np.float64), np.nan)
 
 
 def found(points: np.ndarray) -> np.ndarray:

@@ -176,6 +176,13 @@ def test_a_pose_read_facing_the_other_way_counts_as_flipped():
     torso = np.full(3, 100.0)
     per_frame = metrics.facing_flipped(det, ref, torso)
     assert per_frame[0] == 1.0 and per_frame[1] == 0.0 and np.isnan(per_frame[2])
+    side_on = _pose()  # seen side-on: each left joint two pixels from its right twin...
+    side_on[:15, 0] = 200.0 + np.where(np.arange(15) % 2, 1.0, -1.0)
+    swapped = side_on.copy()  # ... so labels swapped put each a mere two pixels off: no flip worth the name
+    for name in ("Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle"):
+        right, left = B["R" + name], B["L" + name]
+        swapped[[right, left]] = swapped[[left, right]]
+    assert metrics.facing_flipped(swapped[None], side_on[None], np.full(1, 100.0))[0] == 0.0
     assert metrics.body_errors(det, ref, torso)[0] > 0.5  # every limb in place, yet half a torso length off
     assert score(_clip(), [s.real for s in _clip()], det, ref)["facing_flipped"] == pytest.approx(0.5)
 
@@ -258,6 +265,7 @@ def test_edn_eval_gives_every_figure_for_model_and_retrieval(tiny_run, odd_dir):
     assert 0 <= model["person_found"] <= 1 and all(model[k] is None or 0 <= model[k] <= 1 for k in parts)
     assert isinstance(model["body_error"], float) or model["person_found"] == 0.0
     assert (model["facing_flipped"] is None) == (model["body_error"] is None)
+    assert model["facing_flipped"] is None or 0 <= model["facing_flipped"] <= 1
     assert isinstance(model["pose_error"], float) or model["missed_rate"] == 1.0
     assert -1 <= model["ssim_person"] < report["retrieval"]["ssim_person"] <= 1
     assert model["background_psnr"] < metrics.PSNR_CAP

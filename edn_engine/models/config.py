@@ -173,11 +173,12 @@ PROFILES: dict[str, ModelConfig] = {
     # - no VGG19 by default: it needs a weight download and costs ~3/4 of a step at this size; its weight goes to
     #   L1, plus L1 normalized over the person's matte and over a band around the stick figure's lines, so a
     #   thin arm counts as much as the room behind it (`--perceptual vgg19` turns VGG back on);
-    # - the matte's loss at 2x the default: at 10 the person's alpha rested at 0.85 after 20 minutes (`edn eval`'s
-    #   alpha_person: 15% of any other plate showed through them; over the training plate the colour made up for
-    #   it), at 20 at 0.92, at 40 at 0.94; but at 40 the demo's few fp32 steps went to the matte rather than the
-    #   face, and the detector read more of its frames facing the wrong way (`facing_flipped`, two seeds of 480
-    #   steps: 38 of 48 frames at 40, 32 at 20, 29 at 10).
+    # - the matte's loss at 2x the default: after 20 fp32 minutes on romp_sample2 the person's alpha rested at 0.85
+    #   with 10 (`edn eval`'s alpha_person: 15% of any other plate showed through them; over the training plate
+    #   the colour made up for it), 0.92 with 20, 0.94 with 40 (benchmarks/bench_quality*.json); but with 40 the
+    #   demo's short budget went to the matte rather than the face, and the detector read more of its frames
+    #   facing the wrong way (facing_flipped; benchmarks/matte_loss_demo_sweep.json: 480 bf16
+    #   steps, mean of two seeds: 0.75 of the frames with 40, 0.63 with 20, 0.56 with 10).
     "cpu": ModelConfig(width=256, height=256, ngf=16, max_channels=256, n_downsample=4, n_blocks=6,
                        upsample="resize", skips=True, ndf=32, n_layers_d=3, num_d=2,
                        face_size=default_face_size(256, 256), face_ngf=16, face_n_blocks=3, face_ndf=32,
