@@ -165,25 +165,28 @@ def test_body_error_counts_main_joints_on_frames_with_a_person():
     assert score(_clip(), [s.real for s in _clip()], det, no_face)["face_found"] is None
 
 
+def _seen_from_behind(body: np.ndarray) -> np.ndarray:
+    """A copy of BODY_25 keypoints with every left joint labelled right and the other way round."""
+    out = body.copy()
+    for name in ("Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle"):
+        right, left = B["R" + name], B["L" + name]
+        out[[right, left]] = body[[left, right]]
+    return out
+
+
 def test_a_pose_read_facing_the_other_way_counts_as_flipped():
     ref = np.stack([_flat(_pose())] * 3)
     det = ref.copy()
-    for name in ("Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle"):  # frame 0: left and right labels swapped,
-        right, left = B["R" + name], B["L" + name]                       # as a person seen from behind
-        det[0, [right, left]] = det[0, [left, right]]
+    det[0, :25] = _seen_from_behind(ref[0, :25])  # frame 0: left and right labels swapped
     det[1, :25, 0] += 30.0  # frame 1: off by 0.3 torso lengths, but facing the right way
     det[2] = 0.0  # frame 2: nobody found
     torso = np.full(3, 100.0)
     per_frame = metrics.facing_flipped(det, ref, torso)
     assert per_frame[0] == 1.0 and per_frame[1] == 0.0 and np.isnan(per_frame[2])
-    side_on = _pose()  # seen side-on: each left joint two pixels from its right twin...
-    side_on[:15, 0] = 200.0 + np.where(np.arange(15) % 2, 1.0, -1.0)
-    swapped = side_on.copy()  # ... so labels swapped put each a mere two pixels off: no flip worth the name
-    for name in ("Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle"):
-        right, left = B["R" + name], B["L" + name]
-        swapped[[right, left]] = swapped[[left, right]]
-    assert metrics.facing_flipped(swapped[None], side_on[None], np.full(1, 100.0))[0] == 0.0
     assert metrics.body_errors(det, ref, torso)[0] > 0.5  # every limb in place, yet half a torso length off
+    side_on = _pose()  # seen side-on: each left joint two pixels from its right twin, so labels swapped put each
+    side_on[:15, 0] = 200.0 + np.where(np.arange(15) % 2, 1.0, -1.0)  # a mere two pixels off: no flip worth the name
+    assert metrics.facing_flipped(_seen_from_behind(side_on)[None], side_on[None], np.full(1, 100.0))[0] == 0.0
     assert score(_clip(), [s.real for s in _clip()], det, ref)["facing_flipped"] == pytest.approx(0.5)
 
 
