@@ -26,10 +26,11 @@ from edn_engine.errors import EdnError
 from edn_engine.events import Reporter
 from edn_engine.inference import Synthesizer, load_run
 from edn_engine.models.config import get_profile
-from edn_engine.models.face import build_face_generator
+from edn_engine.models.face import build_face_generator, crop_faces, face_origins
 from edn_engine.models.generator import build_generator
 from edn_engine.runs import list_checkpoints, load_latest, read_checkpoint, save_checkpoint
 from edn_engine.training import TrainConfig, train
+from edn_engine.training.steps import FrozenBody, generate_pair
 
 
 def _l1_on_training_frames(G, cfg, store, frames) -> float:
@@ -339,3 +340,29 @@ def test_a_minutes_resume_inside_the_face_stage_keeps_the_body_frozen(dataset, t
     with open(out / "losses.csv", newline="") as fh:
         assert [(r["step"], r["stage"]) for r in csv.DictReader(fh)] == [
             ("1", "body"), ("2", "body"), ("3", "face"), ("4", "face")]
+
+
+def test_the_face_stage_generates_each_pairs_body_crops_once():
+    """The body is frozen in the face stage: a pair's face crops are generated the first time it comes round and
+    kept, equal (to half precision) to generating them again; past its byte budget every batch is generated."""
+    cfg = get_profile("cpu", width=64, height=64, face_size=32)
+    torch.manual_seed(0)
+    G = build_generator(cfg)
+    calls = []
+    G.register_forward_hook(lambda *_: calls.append(1))
+    batch = {"label": torch.rand(2, 2, 3, 64, 64) * 2 - 1, "frame": torch.tensor([[3, 4], [7, 8]])}
+    origins = face_origins(torch.tensor([[20.0, 20.0], [40.0, 30.0], [32.0, 32.0], [10.0, 50.0]]), 32, 64, 64)
+    amp = devices.autocast(torch.device("cpu"), False)
+    body = FrozenBody(G)
+    first = body.face_crops(batch, origins, 32, amp)
+    assert len(calls) == 2  # I0 and I1 of both pairs, once
+    with torch.no_grad():
+        fake0, fake1, _, _ = generate_pair(G, batch["label"][:, 0], batch["label"][:, 1], batch, amp)
+    assert torch.allclose(first, crop_faces(torch.cat([fake0, fake1]), origins, 32), atol=1e-3)
+    later = {"label": batch["label"][1:], "frame": batch["frame"][1:]}  # pair (7, 8) alone: kept, not generated
+    assert torch.equal(body.face_crops(later, origins[[1, 3]], 32, amp), first[[1, 3]])
+    assert len(calls) == 4 and sorted(body.crops) == [(3, 4), (7, 8)]
+    full = FrozenBody(G, max_bytes=0)
+    assert torch.equal(full.face_crops(batch, origins, 32, amp), first)
+    full.face_crops(batch, origins, 32, amp)
+    assert len(calls) == 8 and not full.crops

@@ -4,7 +4,8 @@ Body (`body_step`), the paper's temporal smoothing: I0 = G(x_t, 0), I1 = G(x_t+1
 (x_t, x_t+1, I0, I1) against (x_t, x_t+1, y_t, y_t+1). Generator loss (`models.losses.generator_losses`): LSGAN +
 feature matching + VGG19 perceptual (or L1 with `perceptual none`) + person/limb/hand-weighted L1 + the alpha head's
 loss against the dataset's mattes. Face (`face_step`): the last `face_fraction` of the steps trains the Face GAN
-on the face crops with the body frozen (paper, section 3.3).
+on the face crops with the body frozen (paper, section 3.3); the frozen body's crops of each pair are made once
+(`FrozenBody`).
 
 G and D are updated separately, as in pix2pixHD-style GAN code; D's pass inside the generator update (D frozen,
 only the gradient towards G wanted) calls the bare module around its DDP wrapper: that pass needs no gradient
@@ -78,22 +79,50 @@ def body_step(G, D, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast,
     return out
 
 
-def face_step(G, refine, FD, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast) -> dict[str, float]:
+class FrozenBody:
+    """The body generator during the face stage, where it is frozen (paper, sec. 3.3): what it makes of a training
+    pair never changes, so each pair's face crops are generated once, kept in half precision (48 KB a pair at
+    64 px) and reused each time the pair comes round. Its two generator passes were two thirds of a face step
+    (237 of 343 ms on the demo's `cpu` run, fp32 AVX2); with them gone the stage takes several times the steps in
+    its minutes. Keeps at most `max_bytes` of crops (past that, pairs not yet kept are generated every time)."""
+
+    def __init__(self, G, max_bytes: int = 512 * 2**20):
+        self.G, self.max_bytes, self.nbytes = G, max_bytes, 0
+        self.crops: dict[tuple[int, int], torch.Tensor] = {}  # (frame t, frame t+1) -> (2, 3, size, size)
+
+    def face_crops(self, batch, origins: torch.Tensor, size: int, autocast) -> torch.Tensor:
+        """The body's face crops of the batch's pairs, ordered as `face_step` orders frames (every pair's first
+        frame, then every pair's second): (2 * pairs, 3, size, size), fp32."""
+        keys = [tuple(pair) for pair in batch["frame"].tolist()]
+        if any(k not in self.crops for k in keys):
+            label = batch["label"]
+            with torch.no_grad():
+                fake0, fake1, _, _ = generate_pair(self.G, label[:, 0], label[:, 1], batch, autocast)
+            made = crop_faces(torch.cat([fake0, fake1]).float(), origins, size).half()
+            for i, k in enumerate(keys):
+                if k not in self.crops and self.nbytes < self.max_bytes:
+                    self.crops[k] = torch.stack([made[i], made[len(keys) + i]])
+                    self.nbytes += self.crops[k].nbytes
+            if any(k not in self.crops for k in keys):
+                return made.float()
+        return torch.cat([torch.stack([self.crops[k][j] for k in keys]) for j in (0, 1)]).float()
+
+
+def face_step(body: FrozenBody, refine, FD, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg,
+              autocast) -> dict[str, float]:
     """One step of the Face GAN on both frames of each pair; the body generator is frozen (paper, sec. 3.3).
-    G is the bare body generator; `refine` is the face generator in a `FaceRefine`, and FD the face
+    `body` holds the bare body generator; `refine` is the face generator in a `FaceRefine`, and FD the face
     discriminator, or their DDP wrappers when several processes train."""
     label, real = batch["label"], batch["image"]
-    with torch.no_grad():
-        fake0, fake1, _, _ = generate_pair(G, label[:, 0], label[:, 1], batch, autocast)
     labels = torch.cat([label[:, 0], label[:, 1]])
-    fakes = torch.cat([fake0, fake1]).float()
     reals = torch.cat([real[:, 0], real[:, 1]])
     centres = torch.cat([batch["face"][:, 0], batch["face"][:, 1]]).cpu()
     # Frames without a face still run, at weight 0, so that every process takes the same optimizer steps.
     weight = (centres[:, 0] >= 0).float().mean().item()
     size, (h, w) = cfg.face_size, labels.shape[-2:]
     origins = face_origins(torch.where(centres >= 0, centres, torch.tensor([w / 2, h / 2])), size, h, w)
-    lab_c, fake_c, real_c = (crop_faces(t, origins, size) for t in (labels, fakes, reals))
+    lab_c, real_c = (crop_faces(t, origins, size) for t in (labels, reals))
+    fake_c = body.face_crops(batch, origins, size, autocast)
 
     frozen_fd = bare(FD).requires_grad_(False)  # around DDP, as D in `body_step`
     with autocast:

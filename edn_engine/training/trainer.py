@@ -34,7 +34,7 @@ from .config import Plan, TrainConfig
 from .distributed import (StepSampler, StopFlag, agree_steps, barrier, deterministic, finish_distributed,
                           gather_digests, init_distributed, wrap_for_training)
 from .logs import append_csv, plot_losses, preview_frames, trim_csv, write_preview
-from .steps import body_step, face_step
+from .steps import FrozenBody, body_step, face_step
 
 DEFAULT_PROFILE = "cpu"
 
@@ -126,6 +126,7 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
     # why the loop ended: a --minutes run always ends on its time budget (its plan is fit to the minutes left)
     stopped = "already done" if plan.done(step) else ("time" if tcfg.minutes is not None else "steps")
     face_from = None  # index in `times` of this session's first face step
+    frozen_body = FrozenBody(nets.G)  # the face stage's body generator, each pair's crops made once
     last_preview = None
     with StopFlag() as stop, deterministic(dev):
         while not plan.done(step):
@@ -147,7 +148,7 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
                     group["lr"] = lr
             amp = devices.autocast(dev, tcfg.amp)
             if face_stage:
-                losses = face_step(nets.G, trained["FG"], trained["FD"], nets.opt["FG"], nets.opt["FD"], batch,
+                losses = face_step(frozen_body, trained["FG"], trained["FD"], nets.opt["FG"], nets.opt["FD"], batch,
                                    mcfg, gan, vgg, amp)
             else:
                 losses = body_step(trained["G"], trained["D"], nets.opt["G"], nets.opt["D"], batch, mcfg, gan,
