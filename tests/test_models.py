@@ -80,6 +80,10 @@ def test_profiles_round_trip_through_json_and_refuse_bad_settings():
         get_profile("cpu", face_size=8)  # the face generator's bottleneck too
     with pytest.raises(EdnError, match="upsample"):
         get_profile("cpu", upsample="pixelshuffle")
+    with pytest.raises(EdnError, match="face_lr must be positive, not 0.0"):
+        get_profile("cpu", face_lr=0)
+    old_run = {k: v for k, v in get_profile("cpu").to_dict().items() if k != "face_lr"}  # saved before face_lr
+    assert ModelConfig.from_dict(old_run).face_lr == 1.0 and get_profile("cpu").face_lr == 4.0
     with pytest.raises(EdnError, match="unknown fields"):
         ModelConfig.from_dict({**get_profile("cpu").to_dict(), "extra": 1})
 

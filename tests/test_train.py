@@ -328,18 +328,21 @@ def test_two_processes_stop_together_on_a_minutes_budget(dataset, tmp_path):
 
 def test_a_minutes_resume_inside_the_face_stage_keeps_the_body_frozen(dataset, tmp_path):
     """Resumed with --minutes (as the add-on's Resume does) after the body stage ended, the run finishes its face
-    stage on its own schedule: it never goes back to training the body."""
+    stage on its own schedule: it never goes back to training the body. The face stage runs at the model's
+    face_lr times the body's learning rate, also after the resume."""
     out = tmp_path / "run"
     with tiny_run.one_thread():
         train(dataset, out, TrainConfig(steps=4, face_fraction=0.5, save_every=3, preview_every=100,
-                                        keep_checkpoints=5, device="cpu"), overrides=dict(tiny_run.TINY))
+                                        keep_checkpoints=5, device="cpu"), overrides=dict(tiny_run.TINY, face_lr=3.0))
         (out / "checkpoints" / "step_00000004.pt").unlink()  # as if stopped after step 3, in the face stage
         summary = train(dataset, out, TrainConfig(steps=None, minutes=0.5, save_every=100, preview_every=100,
                                                   device="cpu"), resume=True)
     assert summary["step"] == 4
     with open(out / "losses.csv", newline="") as fh:
-        assert [(r["step"], r["stage"]) for r in csv.DictReader(fh)] == [
-            ("1", "body"), ("2", "body"), ("3", "face"), ("4", "face")]
+        rows = list(csv.DictReader(fh))
+    assert [(r["step"], r["stage"]) for r in rows] == [("1", "body"), ("2", "body"), ("3", "face"), ("4", "face")]
+    lr = TrainConfig().lr  # both stages are short enough to end at a constant rate
+    assert [float(r["lr"]) for r in rows] == pytest.approx([lr, lr, 3 * lr, 3 * lr])
 
 
 def test_the_face_stage_generates_each_pairs_body_crops_once():

@@ -57,6 +57,7 @@ class ModelConfig:
     face_n_blocks: int = 5  # residual blocks in the face generator
     face_ndf: int = 64  # channels of the face discriminator's first layer
     face_n_layers_d: int = 3  # strided layers of the face PatchGAN (a single scale)
+    face_lr: float = 1.0  # face stage: learning rate as a multiple of the body stage's (pix2pixHD's 2e-4)
     # --- losses (generator side; the discriminator uses plain LSGAN) ---
     perceptual: str = "vgg19"  # "vgg19": VGG19 perceptual loss; "none": no VGG weights needed, L1 instead
     lambda_gan: float = 1.0  # LSGAN adversarial term
@@ -108,6 +109,8 @@ class ModelConfig:
         for name in ("ngf", "ndf", "n_layers_d", "num_d", "face_ngf", "face_ndf", "face_n_layers_d", "max_channels"):
             if getattr(self, name) < 1:
                 raise EdnError(f"model {name} must be at least 1, not {getattr(self, name)}")
+        if not self.face_lr > 0:
+            raise EdnError(f"model face_lr must be positive, not {self.face_lr}")
         for name in ("n_downsample", "n_blocks", "n_blocks_local", "face_n_downsample", "face_n_blocks",
                      "limb_radius", *(f.name for f in dataclasses.fields(self) if f.name.startswith("lambda_"))):
             if getattr(self, name) < 0:
@@ -179,11 +182,16 @@ PROFILES: dict[str, ModelConfig] = {
     #   demo's short budget went to the matte rather than the face, and the detector read more of its frames
     #   facing the wrong way (facing_flipped; benchmarks/matte_loss_demo_sweep.json: 480 bf16
     #   steps, mean of two seeds: 0.75 of the frames with 40, 0.63 with 20, 0.56 with 10).
+    # - the face stage at 4x the learning rate: a --minutes run gives it several hundred steps, and its faces are
+    #   what tells the detector which way the person faces. The demo's face stage retrained alone over its body
+    #   (scripts/bench_face_stage.py, benchmarks/bench_face_stage.json; 800 steps, fp32 AVX2, two seeds): pose
+    #   error 0.17 / 0.18 at 4x against 0.25 / 0.22 at 1x, frames read facing the wrong way 0.13 / 0.13 against
+    #   0.27 / 0.17.
     "cpu": ModelConfig(width=256, height=256, ngf=16, max_channels=256, n_downsample=4, n_blocks=6,
                        upsample="resize", skips=True, ndf=32, n_layers_d=3, num_d=2,
                        face_size=default_face_size(256, 256), face_ngf=16, face_n_blocks=3, face_ndf=32,
                        perceptual="none", lambda_l1=0.0, lambda_person=10.0, lambda_limb=10.0, limb_radius=4,
-                       lambda_hand=10.0, lambda_alpha=20.0),
+                       lambda_hand=10.0, lambda_alpha=20.0, face_lr=4.0),
 }
 
 

@@ -142,7 +142,7 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
             t0 = time.monotonic()
             batch = {k: v.to(dev) for k, v in next(batches).items()}
             face_stage = plan.face_stage(step)
-            lr = plan.lr(step, tcfg)
+            lr = plan.lr(step, tcfg) * (mcfg.face_lr if face_stage else 1.0)
             for o in nets.opt.values():
                 for group in o.param_groups:
                     group["lr"] = lr
