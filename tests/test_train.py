@@ -30,6 +30,7 @@ from edn_engine.models.face import build_face_generator, crop_faces, face_origin
 from edn_engine.models.generator import build_generator
 from edn_engine.runs import list_checkpoints, load_latest, read_checkpoint, save_checkpoint
 from edn_engine.training import TrainConfig, train
+from edn_engine.training.config import lr_at
 from edn_engine.training.steps import FrozenBody, generate_pair
 
 
@@ -302,7 +303,7 @@ def test_a_minutes_plan_stretches_the_cheaper_face_stage_over_the_time_left():
     is stretched to fill the budget, the body's share untouched."""
     from edn_engine.training.config import Plan
 
-    tcfg = TrainConfig(steps=None, minutes=2.0)
+    tcfg = TrainConfig(steps=None, minutes=2.0, face_fraction=0.2)
     plan = Plan.from_speed(4, [5.0, 1.0, 1.0, 1.0], 10.0, tcfg, use_face=True)
     assert (plan.steps, plan.body_steps) == (114, 91)  # 4 + 110 s / 1 s, the last 20% in the face stage
     later = plan.fill_face_stage(95, [0.9, 0.25, 0.25, 0.25], 100.0, tcfg)  # 4 face steps timed at 0.25 s
@@ -328,21 +329,22 @@ def test_two_processes_stop_together_on_a_minutes_budget(dataset, tmp_path):
 
 def test_a_minutes_resume_inside_the_face_stage_keeps_the_body_frozen(dataset, tmp_path):
     """Resumed with --minutes (as the add-on's Resume does) after the body stage ended, the run finishes its face
-    stage on its own schedule: it never goes back to training the body. The face stage runs at the model's
-    face_lr times the body's learning rate, also after the resume."""
+    stage on its own schedule, past the point where a --minutes run re-plans from its speed: it never goes back to
+    training the body. The face stage runs at the model's face_lr times the body's learning rate."""
     out = tmp_path / "run"
     with tiny_run.one_thread():
-        train(dataset, out, TrainConfig(steps=4, face_fraction=0.5, save_every=3, preview_every=100,
+        train(dataset, out, TrainConfig(steps=10, face_fraction=0.6, save_every=5, preview_every=100,
                                         keep_checkpoints=5, device="cpu"), overrides=dict(tiny_run.TINY, face_lr=3.0))
-        (out / "checkpoints" / "step_00000004.pt").unlink()  # as if stopped after step 3, in the face stage
+        (out / "checkpoints" / "step_00000010.pt").unlink()  # as if stopped after step 5, in the face stage
         summary = train(dataset, out, TrainConfig(steps=None, minutes=0.5, save_every=100, preview_every=100,
                                                   device="cpu"), resume=True)
-    assert summary["step"] == 4
+    assert summary["step"] == 10
     with open(out / "losses.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [(r["step"], r["stage"]) for r in rows] == [("1", "body"), ("2", "body"), ("3", "face"), ("4", "face")]
-    lr = TrainConfig().lr  # both stages are short enough to end at a constant rate
-    assert [float(r["lr"]) for r in rows] == pytest.approx([lr, lr, 3 * lr, 3 * lr])
+    assert [r["stage"] for r in rows] == ["body"] * 4 + ["face"] * 6
+    tcfg = TrainConfig()  # each stage: constant for its first half, then down towards 0 (`lr_at`)
+    expected = [lr_at(s, 0, 4, tcfg) for s in range(4)] + [3 * lr_at(s, 4, 6, tcfg) for s in range(4, 10)]
+    assert [float(r["lr"]) for r in rows] == pytest.approx(expected, rel=1e-4)
 
 
 def test_the_face_stage_generates_each_pairs_body_crops_once():

@@ -84,7 +84,9 @@ class FrozenBody:
     pair never changes, so each pair's face crops are generated once, kept in half precision (48 KB a pair at
     64 px) and reused each time the pair comes round. Its two generator passes were two thirds of a face step
     (237 of 343 ms on the demo's `cpu` run, fp32 AVX2); with them gone the stage takes several times the steps in
-    its minutes. Keeps at most `max_bytes` of crops (past that, pairs not yet kept are generated every time)."""
+    its minutes, once each pair has come round (a clip with more pairs than the stage has steps gains little). Kept
+    by pair: the dataset has no augmentation, so a pair's face boxes never change. Keeps at most `max_bytes` of
+    crops (past that, pairs not yet kept are generated every time)."""
 
     def __init__(self, G, max_bytes: int = 512 * 2**20):
         self.G, self.max_bytes, self.nbytes = G, max_bytes, 0
@@ -100,9 +102,10 @@ class FrozenBody:
                 fake0, fake1, _, _ = generate_pair(self.G, label[:, 0], label[:, 1], batch, autocast)
             made = crop_faces(torch.cat([fake0, fake1]).float(), origins, size).half()
             for i, k in enumerate(keys):
-                if k not in self.crops and self.nbytes < self.max_bytes:
-                    self.crops[k] = torch.stack([made[i], made[len(keys) + i]])
-                    self.nbytes += self.crops[k].nbytes
+                crops = torch.stack([made[i], made[len(keys) + i]])
+                if k not in self.crops and self.nbytes + crops.nbytes <= self.max_bytes:
+                    self.crops[k] = crops
+                    self.nbytes += crops.nbytes
             if any(k not in self.crops for k in keys):
                 return made.float()
         return torch.cat([torch.stack([self.crops[k][j] for k in keys]) for j in (0, 1)]).float()

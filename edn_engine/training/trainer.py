@@ -158,9 +158,10 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
 
             # with --minutes, plan the run's length from the measured speed, and re-plan while the learning rate
             # is still constant (so the decay and the face stage still fit the budget if the speed changes); in the
-            # face stage, likewise from the face steps' speed. Every process takes rank 0's plan.
-            if tcfg.minutes is not None and (len(times) == 4 or (len(times) % 25 == 0 and
-                                                                 step < tcfg.decay_start * plan.body_steps)):
+            # face stage (also when resumed there: the body never trains again), likewise from the face steps'
+            # speed. Every process takes rank 0's plan.
+            if tcfg.minutes is not None and not face_stage and (
+                    len(times) == 4 or (len(times) % 25 == 0 and step < tcfg.decay_start * plan.body_steps)):
                 plan = Plan.from_speed(step, times, time.monotonic() - t_start, tcfg, use_face)
                 plan = Plan(*agree_steps(plan.steps, plan.body_steps, world, dev))
             elif tcfg.minutes is not None and face_stage:
