@@ -28,6 +28,7 @@ from .events import Reporter
 from .layout import ProjectLayout
 from .pose.track import PoseTrack
 from .stages import Stages
+from .training.config import TrainConfig
 
 
 @dataclasses.dataclass
@@ -37,7 +38,7 @@ class TrainOptions:
     profile: str = "cpu"
     steps: int | None = None  # a step budget, or
     minutes: float | None = None  # a wall-clock budget (neither: the trainer's default steps)
-    face_fraction: float = 0.2
+    face_fraction: float = TrainConfig.face_fraction
     perceptual: str | None = None  # "vgg19" or "none"; None: the profile's own
     settings: dict = dataclasses.field(default_factory=dict)  # model settings over the profile's (`edn train --set`)
     save_every: int = 500
@@ -154,8 +155,6 @@ def train_run(dataset: Path, run_dir: Path, options: TrainOptions, reporter: Rep
 def train_config(options: TrainOptions):
     """The trainer's config for these options; checks them, so a chain can refuse bad ones before its first
     stage."""
-    from .training import TrainConfig
-
     budget = {"steps": options.steps} if options.steps is not None else {}  # else the trainer's default
     return TrainConfig(**budget, minutes=options.minutes, face_fraction=options.face_fraction,
                        save_every=options.save_every, preview_every=options.preview_every, amp=options.amp)

@@ -10,6 +10,7 @@ from pathlib import Path
 from . import add_json_flag
 from ..errors import EdnError
 from ..events import Reporter
+from ..training.config import TrainConfig
 
 
 def register(subparsers) -> None:
@@ -32,8 +33,9 @@ def register(subparsers) -> None:
                    help="vgg19: VGG19 perceptual loss (needs its weights); none: L1 instead (default: profile's)")
     p.add_argument("--vgg-weights", default=None, metavar="PATH",
                    help="torchvision's vgg19-dcbb9e9d.pth (default: the torch hub cache, downloaded when online)")
-    p.add_argument("--face-fraction", type=float, default=0.2,
-                   help="last fraction of the steps spent on the Face GAN, body frozen (0: no face stage)")
+    p.add_argument("--face-fraction", type=float, default=TrainConfig.face_fraction,
+                   help="last fraction of the steps spent on the Face GAN, body frozen "
+                        "(0: no face stage; default %(default)s)")
     p.add_argument("--batch-size", type=int, default=1, help="frame pairs per step per process (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
@@ -63,7 +65,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
-    from ..training import TrainConfig, train
+    from ..training import train
 
     overrides = parse_overrides(args.set)
     if args.perceptual is not None:

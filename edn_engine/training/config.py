@@ -14,7 +14,11 @@ from ..errors import EdnError
 class TrainConfig:
     steps: int | None = 10000  # optimizer steps in all, body stage plus face stage (one step = one batch of pairs)
     minutes: float | None = None  # a wall-clock budget instead (it wins over steps): stop and save when it runs out
-    face_fraction: float = 0.2  # the last fraction of the steps trains the Face GAN with the body frozen (paper)
+    face_fraction: float = 0.3  # the last fraction of the steps trains the Face GAN with the body frozen (paper);
+    # 0.3, not 0.2: the faces tell the detector front from back. The demo, fp32 AVX2, 9 minutes: pose error 0.17
+    # at 0.3 (347 body, 1270 face steps; benchmarks/demo_fp32_avx2.json) against 0.24 at 0.2 (383, 611;
+    # bench_face_stage.json's as_trained); romp_sample2, 20 minutes: 3 of 11 faces found against 1, body error
+    # 0.076 against 0.072 (bench_quality_face_stage.json, bench_quality_lambda_alpha_20.json)
     decay_start: float = 0.5  # fraction of each stage's steps at constant lr; then linear decay to 0 (pix2pixHD)
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
