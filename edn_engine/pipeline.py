@@ -26,6 +26,7 @@ from .atomic import ensure_dir, read_json
 from .errors import EdnError
 from .events import Reporter
 from .layout import ProjectLayout
+from .models.config import get_profile
 from .pose.track import PoseTrack
 from .stages import Stages
 from .training.config import TrainConfig
@@ -85,8 +86,11 @@ class Pipeline:
     def train(self, dataset: Path, options: TrainOptions, run_dir: Path | None = None,
               name: str = "train") -> Path:
         run_dir = run_dir or self.paths.run
+        # The options, and what they stand for today: a profile or a trainer default changed by a newer EDN
+        # retrains rather than reusing a run made with the old one
         inputs = {"manifest": dataset / "manifest.json", "track": dataset / "track.npz",
-                  **dataclasses.asdict(options)}
+                  **dataclasses.asdict(options), "model": get_profile(options.profile).to_dict(),
+                  "trainer": dataclasses.asdict(train_config(options))}
         self.stages.run(name, inputs, [run_dir / "run.json"],
                         lambda: train_run(dataset, run_dir, options, self.reporter, resume=self.stages.resumable))
         return run_dir

@@ -95,3 +95,37 @@ def test_a_pipelines_model_settings_reach_the_run_and_make_it_another_stage(data
         assert json.loads((run / "run.json").read_text())["model"]["ngf"] == tiny["ngf"]
         pipe.train(dataset, TrainOptions(steps=1, face_fraction=0, perceptual="none", settings={**tiny, "ngf": 4}))
     assert json.loads((run / "run.json").read_text())["model"]["ngf"] == 4
+
+
+def test_a_changed_profile_retrains_instead_of_reusing_the_run(tmp_path, monkeypatch):
+    """The train stage keys on what the profile holds, not only its name: a newer EDN whose `cpu` profile (or
+    trainer default) changed trains again in an old project, and an unchanged one is reused."""
+    import dataclasses
+
+    import edn_engine.pipeline as pipeline
+    from edn_engine.events import Reporter
+    from edn_engine.models import config
+
+    trained: list[str] = []
+
+    def fake_train_run(dataset, run_dir, options, reporter, resume=False):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "run.json").write_text("{}")
+        trained.append(options.profile)
+
+    monkeypatch.setattr(pipeline, "train_run", fake_train_run)
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    (dataset / "manifest.json").write_text("{}")
+    pipe = pipeline.Pipeline(tmp_path / "project", Reporter(False))
+    options = pipeline.TrainOptions(minutes=1.0)
+    pipe.train(dataset, options)
+    pipe.train(dataset, options)
+    assert len(trained) == 1  # unchanged: reused
+    monkeypatch.setitem(config.PROFILES, "cpu", dataclasses.replace(config.PROFILES["cpu"], lambda_hand=5.0))
+    pipe.train(dataset, options)
+    assert len(trained) == 2  # the profile's content changed under the same name
+    defaults = pipeline.train_config
+    monkeypatch.setattr(pipeline, "train_config", lambda o: dataclasses.replace(defaults(o), lr=1e-4))
+    pipe.train(dataset, options)
+    assert len(trained) == 3  # a trainer default changed
