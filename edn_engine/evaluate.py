@@ -192,9 +192,9 @@ def clip_face_box(store, fr, body: np.ndarray, face: np.ndarray):
 
 def clip_library(store) -> Callable[[int], np.ndarray]:
     """Training frame n at the clip's framing, as a retrieval baseline shows it (the same resolution the model's
-    output has): its window pasted back over the plate as generation pastes the model's (`generate.paste`, fully
-    opaque), or a whole-frame run's training frame scaled back."""
-    from .generate import paste
+    output has): its window pasted back over the plate as generation pastes the model's (`compositing.paste`,
+    fully opaque), or a whole-frame run's training frame scaled back."""
+    from .compositing import paste
     from .video import read_image
 
     plate = read_image(store.dir / "plate.png") if store.has_plate else None

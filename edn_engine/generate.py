@@ -12,8 +12,9 @@ OUT/composite/frame_NNNNNN.png the same over the run's background plate (preview
 (a moving camera) write their training frame scaled back to the clip's framing: RGBA at the clip's resolution too,
 so the strips of either line up with the footage.
 
-Frames are written atomically as `frame_NNNNNN.png` (source numbering) by background threads and never held in
-memory together. A frame with no pose is written fully transparent and restarts the temporal chain (the next
+Frames are written atomically as `frame_NNNNNN.png` (source numbering) by worker processes (`frame_writer`:
+the scaling back, the plate and the PNG encoding happen there, beside the generator) and never held in memory
+together. A frame with no pose is written fully transparent and restarts the temporal chain (the next
 frame is generated from zeros, like a first frame). `resume`: frames already on disk are kept, and the last one
 is read back as the previous output of the next; being 8-bit (and, for a whole-frame run, scaled up and back
 down), that is not bit-identical to an uninterrupted run, but visually the same.
@@ -21,9 +22,7 @@ down), that is not bit-identical to an uninterrupted run, but visually the same.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -33,6 +32,8 @@ import torch
 from . import device as devices
 from .errors import EdnError
 from .events import Reporter
+from .compositing import over
+from .frame_writer import FrameJob, FrameWriter
 from .inference import Run, Synthesizer, load_run
 from .pose.face import face_centre
 from .pose.follow import frame_ranges
@@ -97,15 +98,15 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
     counts = {"written": 0, "empty": 0, "kept": 0}
     outside: list[int] = []  # frames whose driving pose puts the whole window off the frame: nothing to paste
     writer = VideoWriter(video, track.fps) if video is not None else None
-    with writer if writer is not None else contextlib.nullcontext(), _BackgroundWrites() as frames_out:
+    with writer if writer is not None else contextlib.nullcontext(), \
+            FrameWriter(plate, (w, h), preview=writer.write if writer is not None else None) as frames_out:
         for i in range(track.frames):
             n = track.frame_start + i
             path, fr = output / f"frame_{n:06d}.png", framings[i]
             window = torch.tensor(fr.window) if fr.window is not None else None
-            comp = None
             if not present[i]:
-                rgba, comp = np.zeros((h, w, 4), np.uint8), plate
                 synth.reset()
+                frames_out.submit(FrameJob(path, fr))
                 counts["empty"] += 1
             elif resume and path.is_file():
                 rgba = read_image(path, cv2.IMREAD_UNCHANGED)
@@ -114,69 +115,23 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
                                    path=path, frame=n)
                 shown = fr.image(rgba[..., :3] if plate is None else over(rgba, plate))
                 synth.set_previous(to_tensor(shown), window)
+                frames_out.submit(FrameJob(path, fr, kept=True))
                 counts["kept"] += 1
-                rgba = None  # kept as it is on disk
             else:
                 c = face_centre(framed.body[i], framed.face[i])
                 plate_crop = to_tensor(plate_mip.image(fr)) if plate is not None else None
                 rgb, alpha = synth.next_frame(to_tensor(stick_figure(framed, i)),
                                               torch.tensor(c) if c is not None else None, plate_crop, window)
                 rgba = np.dstack([to_image(rgb), (alpha[0].clamp(0, 1) * 255).round().byte().numpy()])
+                if plate is not None and fr.source_roi() is None:
+                    outside.append(n)
+                frames_out.submit(FrameJob(path, fr, rgba))  # scaled back, laid over the plate and written there
                 counts["written"] += 1
-                if plate is None:
-                    rgba = fr.back(rgba)  # the whole training frame, back at the clip's framing
-                else:  # the window's person, back in the full frame
-                    if fr.source_roi() is None:
-                        outside.append(n)
-                    rgba, comp = paste(fr, rgba, plate)
-            if rgba is not None:
-                frames_out.write(path, rgba)
-                if comp is not None:
-                    frames_out.write(output / "composite" / path.name, comp)
-            if writer is not None:
-                if rgba is None:  # kept from an earlier run
-                    comp = read_image(output / "composite" / path.name) if plate is not None else None
-                    rgba = read_image(path, cv2.IMREAD_UNCHANGED) if plate is None else None
-                writer.write(comp if plate is not None else rgba[..., :3])
             reporter.progress(i + 1, track.frames, stage="generate", frame=n)
     if outside:
         reporter.log(f"warning: the driving pose puts the person's window wholly outside the frame in {len(outside)} "
                      f"frames, written transparent: frames {frame_ranges(outside)}")
     return {**counts, "outside": len(outside)}
-
-
-def paste(fr, window_rgba: np.ndarray, plate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The window's RGBA back in the full frame (transparent elsewhere), and that over the plate. Only the
-    rectangle the window covers is resampled and blended: the rest is zeros, and the plate as it is.
-
-    The window is resampled premultiplied (colour times alpha), as compositors do. Resampled straight, the
-    person's edge took colour from the pixels beside it that alpha hides (the generator's colour there is
-    whatever it learned nowhere to fix), and the window's own edge faded to black: a dark seam where the
-    person, or an opaque retrieved frame, reaches it. The premultiplied colour is 8-bit, so the straight colour
-    written where alpha is small is coarse (at alpha 8 of 255, within about 16 levels); multiplied by alpha
-    again, as any compositor does, it is within a level."""
-    h, w = plate.shape[:2]
-    rgba, comp = np.zeros((h, w, 4), np.uint8), plate.copy()
-    roi = fr.source_roi()
-    if roi is not None:
-        x0, y0, x1, y1 = roi
-        a = window_rgba[..., 3:].astype(np.uint16)
-        premultiplied = np.dstack([(window_rgba[..., :3] * a + 127) // 255, a]).astype(np.uint8)
-        back = fr.back(premultiplied, cv2.INTER_LINEAR, roi=roi)
-        # OpenCV on whole contiguous images: numpy's strided channel slices of a 1000-pixel window cost more
-        colour, alpha = cv2.cvtColor(back, cv2.COLOR_BGRA2BGR), cv2.extractChannel(back, 3)
-        alpha3 = cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR)
-        straight = cv2.divide(colour, alpha3, scale=255)  # 0 where alpha is 0
-        rgba[y0:y1, x0:x1] = cv2.merge([*cv2.split(straight), alpha])
-        comp[y0:y1, x0:x1] = cv2.add(colour, cv2.multiply(plate[y0:y1, x0:x1], 255 - alpha3, scale=1 / 255))
-    return rgba, comp
-
-
-def over(rgba: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """A BGRA uint8 image over a BGR background of the same size (straight alpha). OpenCV's blend, rounded:
-    on a 1100x1100 window 6 ms, against 46 ms for the same sum in numpy."""
-    a = rgba[..., 3].astype(np.float32) * (1.0 / 255.0)
-    return cv2.blendLinear(cv2.cvtColor(rgba, cv2.COLOR_BGRA2BGR), background, a, 1.0 - a)
 
 
 def _plate_for(run: Run, size: tuple[int, int]) -> np.ndarray:
@@ -190,33 +145,3 @@ def _plate_for(run: Run, size: tuple[int, int]) -> np.ndarray:
     if (plate.shape[1], plate.shape[0]) != tuple(size):
         plate = cv2.resize(plate, tuple(size), interpolation=cv2.INTER_AREA)
     return plate
-
-
-class _BackgroundWrites:
-    """Encodes and writes PNGs on two worker threads while the generator computes the next frame. fpng holds the
-    GIL while it encodes (16 ms a 1080p frame), so the threads mostly overlap the file writes and torch's kernels,
-    which release it. At most `depth` images wait, so memory stays flat; a write error is raised here."""
-
-    def __init__(self, depth: int = 4):
-        self.depth = depth
-        self.pending: collections.deque = collections.deque()
-
-    def __enter__(self) -> "_BackgroundWrites":
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="edn-write")
-        return self
-
-    def write(self, path: Path, img: np.ndarray) -> None:
-        from .video import write_png_fast
-
-        self.pending.append(self.pool.submit(write_png_fast, path, img))
-        while len(self.pending) > self.depth:
-            self.pending.popleft().result()
-
-    def __exit__(self, *exc) -> None:
-        try:
-            while self.pending:
-                self.pending.popleft().result()
-        finally:
-            self.pool.shutdown(wait=True)
-
-

@@ -27,7 +27,7 @@ import numpy as np
 from .errors import EdnError
 from .events import Reporter
 from .pipeline import Pipeline, TrainOptions, train_config
-from .generate import over
+from .compositing import over
 from .pose.track import PoseTrack
 
 

@@ -30,7 +30,7 @@ from edn_engine.atomic import write_json  # noqa: E402
 from edn_engine.dataset import load_manifest  # noqa: E402
 from edn_engine.errors import EdnError  # noqa: E402
 from edn_engine.evaluate import detect_folder  # noqa: E402
-from edn_engine.generate import paste  # noqa: E402
+from edn_engine.compositing import paste  # noqa: E402
 from edn_engine.events import Reporter  # noqa: E402
 from edn_engine.pose.window import window_framing  # noqa: E402
 from edn_engine.sizes import parse_size  # noqa: E402

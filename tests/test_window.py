@@ -150,7 +150,7 @@ def test_carry_moves_the_previous_output_into_the_next_window():
 
 def test_paste_matches_a_whole_frame_resample_but_touches_only_the_window():
     """paste against a float reference: the whole frame resampled premultiplied (colour times alpha)."""
-    from edn_engine.generate import paste
+    from edn_engine.compositing import paste
 
     yy, xx = np.mgrid[0:64, 0:64]
     win = np.dstack([xx * 4, yy * 4, (xx + yy) * 2, 120 + xx]).astype(np.uint8)  # smooth colour and alpha
@@ -175,7 +175,7 @@ def test_paste_matches_a_whole_frame_resample_but_touches_only_the_window():
 def test_paste_leaves_no_seam_and_no_colour_from_under_alpha_zero():
     """An opaque person reaching the window's edge fades into the plate without a dark line, and the colour the
     generator leaves where alpha is 0 (anything: training never sees it) does not bleed into the person's edge."""
-    from edn_engine.generate import paste
+    from edn_engine.compositing import paste
 
     win = np.zeros((64, 64, 4), np.uint8)
     win[:, :32] = (200, 180, 160, 255)  # the person: the window's left half, reaching its left edge

@@ -1,0 +1,45 @@
+"""The person laid over a plate, as compositors do it: a window's RGBA scaled back into the full frame
+(premultiplied) and blended over the background. Generation writes its frames with these (`frame_writer`), and the
+baselines of `edn eval` and the previews of `edn transfer` use them too, so they show a window exactly as
+generation writes it."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .pose.framing import Framing
+
+
+def paste(fr: Framing, window_rgba: np.ndarray, plate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The window's RGBA back in the full frame (transparent elsewhere), and that over the plate. Only the
+    rectangle the window covers is resampled and blended: the rest is zeros, and the plate as it is.
+
+    The window is resampled premultiplied (colour times alpha), as compositors do. Resampled straight, the
+    person's edge took colour from the pixels beside it that alpha hides (the generator's colour there is
+    whatever it learned nowhere to fix), and the window's own edge faded to black: a dark seam where the
+    person, or an opaque retrieved frame, reaches it. The premultiplied colour is 8-bit, so the straight colour
+    written where alpha is small is coarse (at alpha 8 of 255, within about 16 levels); multiplied by alpha
+    again, as any compositor does, it is within a level."""
+    h, w = plate.shape[:2]
+    rgba, comp = np.zeros((h, w, 4), np.uint8), plate.copy()
+    roi = fr.source_roi()
+    if roi is not None:
+        x0, y0, x1, y1 = roi
+        a = window_rgba[..., 3:].astype(np.uint16)
+        premultiplied = np.dstack([(window_rgba[..., :3] * a + 127) // 255, a]).astype(np.uint8)
+        back = fr.back(premultiplied, cv2.INTER_LINEAR, roi=roi)
+        # OpenCV on whole contiguous images: numpy's strided channel slices of a 1000-pixel window cost more
+        colour, alpha = cv2.cvtColor(back, cv2.COLOR_BGRA2BGR), cv2.extractChannel(back, 3)
+        alpha3 = cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR)
+        straight = cv2.divide(colour, alpha3, scale=255)  # 0 where alpha is 0
+        rgba[y0:y1, x0:x1] = cv2.merge([*cv2.split(straight), alpha])
+        comp[y0:y1, x0:x1] = cv2.add(colour, cv2.multiply(plate[y0:y1, x0:x1], 255 - alpha3, scale=1 / 255))
+    return rgba, comp
+
+
+def over(rgba: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """A BGRA uint8 image over a BGR background of the same size (straight alpha). OpenCV's blend, rounded:
+    on a 1100x1100 window 6 ms, against 46 ms for the same sum in numpy."""
+    a = rgba[..., 3].astype(np.float32) * (1.0 / 255.0)
+    return cv2.blendLinear(cv2.cvtColor(rgba, cv2.COLOR_BGRA2BGR), background, a, 1.0 - a)
