@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import traceback
 
 from . import threads
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         Reporter(json_mode="--json" in argv).error(f"{exc.parser.prog}: {exc.message}")
         return 2
     reporter = Reporter(json_mode=getattr(args, "json", False))
+    previous = _stop_on_sigterm()
     try:
         args.func(args, reporter)
         return 0
@@ -67,6 +70,23 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc(file=sys.stderr)
         reporter.error(f"internal error: {type(exc).__name__}: {exc}")
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm():
+    """SIGTERM (the add-on's cancel) stops a verb as Ctrl-C does, instead of ending the process mid-write: staged
+    outputs are removed, or kept for --resume, and generation's writer processes are stopped (killed outright, they
+    left multiprocessing's resource tracker complaining of leaked semaphores). Training installs its own handler
+    while it runs: it finishes the step and saves. Returns the handler to restore (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
 
 
 if __name__ == "__main__":

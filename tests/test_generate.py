@@ -4,6 +4,11 @@ preview, JSON events and bad input."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+
 import cv2
 import numpy as np
 import pytest
@@ -12,6 +17,7 @@ import tiny_run
 from edn_engine.dataset import load_manifest
 from edn_engine.errors import EdnError
 from edn_engine.generate import generate
+from edn_engine.outputs import partial_path
 from edn_engine.pose.track import PoseTrack
 
 
@@ -116,3 +122,33 @@ def test_a_dataset_without_mattes_trains_no_alpha_and_generates_opaque_frames(ro
     assert out["written"] == tiny_run.FRAMES
     rgba = cv2.imread(str(tmp_path / "frames" / "frame_000003.png"), cv2.IMREAD_UNCHANGED)
     assert rgba.shape == (540, 414, 4) and rgba[..., 3].min() == 255
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGTERM is the add-on's cancel on POSIX")
+def test_sigterm_stops_generation_cleanly_and_resume_finishes_it(run, dataset, tmp_path):
+    """The add-on cancels with SIGTERM: the engine stops as on Ctrl-C (exit 130, an `error` event), its writer
+    processes end with it without multiprocessing's leaked-semaphore complaint, and the frames written so far are
+    kept for --resume."""
+    track_path, _ = _holdout_track(dataset, tmp_path)
+    short = PoseTrack.load(track_path)
+    reps = 400 // short.frames + 1  # long enough to be cancelled while it runs
+    long = short.replace(body=np.tile(short.body, (reps, 1, 1)), hands=np.tile(short.hands, (reps, 1, 1, 1)),
+                         face=np.tile(short.face, (reps, 1, 1)))
+    long.save(tmp_path / "long.npz")
+    out = tmp_path / "frames"
+    cmd = [tiny_run.ENGINE_PYTHON, "-m", "edn_engine", "generate", str(run), str(tmp_path / "long.npz"), "-o",
+           str(out), "--device", "cpu", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tiny_run.engine_env())
+    for line in proc.stdout:
+        if json.loads(line).get("done", 0) >= 20:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert json.loads(rest.splitlines()[-1]) == {"event": "error", "message": "interrupted"}
+    assert "leaked" not in err and "Traceback" not in err, err[-2000:]
+    kept = len(list(partial_path(out).glob("frame_*.png")))
+    assert 20 <= kept < long.frames
+    res = tiny_run.edn("generate", run, tmp_path / "long.npz", "-o", out, "--device", "cpu", "--resume", "--json")
+    done = tiny_run.json_events(res.stdout)[-1]
+    assert done["event"] == "done" and done["kept"] >= kept - 4 and done["kept"] + done["written"] == long.frames
