@@ -21,6 +21,7 @@ import hashlib
 import pickle
 import random
 import re
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Iterator
@@ -190,16 +191,29 @@ def set_rng_state(state: dict) -> None:
 
 
 # -- the run folder and run.json ---------------------------------------------------------------------------------
+# What a training session writes into its run folder besides checkpoints (see `training.logs`).
+RUN_FILES = (RUN_INFO, RUN_PLATE, RUN_PLATE_MASK, "losses.csv", "loss_curve.png")
+
+
 @contextlib.contextmanager
 def run_folder(run_dir: str | Path) -> Iterator[Path]:
-    """Check, before any long work, that the run folder is a folder and can be written (creating it); if the
-    block fails, remove what it left empty: the checkpoints folder, and the run folder when this made it."""
+    """Check, before any long work, that the run folder is a folder and can be written (creating it). If the
+    block fails before any checkpoint exists, remove what it wrote (run.json, the plate, the logs and previews:
+    a run that never saved has nothing to resume) and what it left empty: the checkpoints folder, and the run
+    folder when this made it. Files that were there before are kept."""
     run_dir = Path(run_dir)
     existed = run_dir.exists()
     ensure_dir(run_dir, "run folder")
+    before = {p.name for p in run_dir.iterdir()}
     try:
         yield run_dir
     except BaseException:
+        if not list_checkpoints(run_dir):
+            for name in (*RUN_FILES, "previews"):
+                path = run_dir / name
+                if name not in before and path.exists():
+                    with contextlib.suppress(OSError):
+                        shutil.rmtree(path) if path.is_dir() else path.unlink()
         for folder in (checkpoint_dir(run_dir), *(() if existed else (run_dir,))):
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty

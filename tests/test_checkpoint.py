@@ -172,6 +172,30 @@ def test_run_folder_checked_first_and_no_empty_folders_left(dataset, tmp_path):
     assert existing.is_dir() and not (existing / "checkpoints").exists()
 
 
+def test_a_run_that_fails_before_its_first_save_leaves_only_what_was_there(dataset, tmp_path, monkeypatch):
+    """run.json, the logs and the previews of a run that never saved are removed: nothing there to resume."""
+    import edn_engine.training.trainer as trainer
+
+    def broken_step(*args, **kwargs):
+        raise RuntimeError("the first step failed")
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    monkeypatch.setattr(trainer, "body_step", broken_step)
+    with pytest.raises(RuntimeError, match="the first step failed"):
+        train(dataset, run, TrainConfig(steps=2, device="cpu"), overrides=tiny_run.TINY)
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+
+    monkeypatch.undo()  # a run with a checkpoint keeps everything when a later session fails
+    train(dataset, run, TrainConfig(steps=1, device="cpu"), overrides=tiny_run.TINY)
+    kept = sorted(p.name for p in run.iterdir())
+    monkeypatch.setattr(trainer, "body_step", broken_step)
+    with pytest.raises(RuntimeError, match="the first step failed"):
+        train(dataset, run, TrainConfig(steps=10, device="cpu"), resume=True)
+    assert sorted(p.name for p in run.iterdir()) == kept and "run.json" in kept
+
+
 def test_steps_none_needs_minutes():
     with pytest.raises(EdnError, match="give a training budget: --steps or --minutes"):
         TrainConfig(steps=None)
