@@ -16,6 +16,8 @@ Layout of DATASET_DIR (built beside it and swapped in when finished; see `output
     mattes/matte_NNNNNN.png             the person's matte at the training size (absent with no mattes)
     plate.png, plate_mask.png           the background plate at the clip's resolution, and where it was
                                         inpainted (window plans only); plate crops are cut from it per frame
+    hands/hand_NNNNNN_0.png, _1.png     each hand's real crop at the source's resolution, and its box in the
+                                        manifest (window plans whose window is smaller than the source; `hand_data`)
     track.npz            the pose track in training-frame pixels (what the stick figures are drawn from)
     track_source.npz     the same track in source pixels, as extracted or given
 
@@ -34,23 +36,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
-from .atomic import read_json, write_json
+from .atomic import write_json
+from .dataset_store import (FORMAT_NAME, MANIFEST, SCHEMA_VERSION, FrameStore, PairDataset,  # noqa: F401 (re-exported)
+                            consecutive_pairs, load_manifest, read_matte)
 from .errors import EdnError
 from .events import Reporter
+from .hand_data import FOLDER as HANDS, crop_size, write_hands
 from .pose.face import face_box, face_centre
 from .pose.follow import frame_ranges
-from .pose.hands import hand_mask
-from .pose.framing import Framing, Mipmap
-from .pose.window import FramePlan, WindowConfig, frame_track, window_framing
+from .pose.window import FramePlan, WindowConfig, frame_track
 from .pose.track import PoseTrack
-from .tensors import stick_figure, to_tensor
 
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
 FRAMINGS = ("auto", "window", "full", "letterbox", "crop")  # auto: window when a plate can be made, else full
-FORMAT_NAME = "edn-dataset"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -145,6 +143,11 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
     (output / "frames").mkdir()
     if mattes_dir is not None:
         (output / "mattes").mkdir()
+    hand_size = None
+    if plan.windowed:  # the hand refiner's crops, at the source's resolution (`hand_data`), where it adds pixels
+        hand_size = crop_size(np.array([fr.window[3] for fr in framings]), size[1])
+    if hand_size is not None:
+        (output / HANDS).mkdir()
 
     kept: list[dict] = []
     excluded = {"no_person": 0, "outside_track": 0, "no_matte": 0}
@@ -161,7 +164,7 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
             continue
         matte = None
         if mattes_dir is not None:
-            matte = _read_matte(mattes_dir / f"matte_{n:06d}.png", (clip.width, clip.height))
+            matte = read_matte(mattes_dir / f"matte_{n:06d}.png", (clip.width, clip.height))
             if matte is None:
                 excluded["no_matte"] += 1
                 continue
@@ -175,6 +178,9 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
                  "face_box": None if box is None else list(box)}
         if fr.window is not None:
             entry["window"] = [round(v, 3) for v in fr.window]
+        if hand_size is not None:
+            entry["hand_boxes"] = write_hands(output / HANDS, n, bgr, matte, track.body[i], track.hands[i],
+                                              fr.window[3], hand_size)
         kept.append(entry)
         reporter.progress(done, total, stage="dataset", kept=len(kept))
 
@@ -208,6 +214,7 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
         "frame_format": image_format,
         "mattes": mattes_dir is not None,
         "face_size": face_side,
+        **({"hand_size": hand_size} if plan.windowed else {}),  # null: no refiner for this clip (`hand_data`)
         "holdout": holdout,
         "frames": kept,
         "excluded": excluded,
@@ -245,154 +252,3 @@ def _plan(framing: str, source: Path, mattes_dir: Path | None, src_size: tuple[i
     plate.save(output / "plate.png", output / "plate_mask.png")
     return FramePlan(src_size, size, "window", WindowConfig())
 
-
-def _read_matte(path: Path, size: tuple[int, int]) -> np.ndarray | None:
-    """A matte as uint8 (H, W), None when the file is absent. RGBA files give their alpha channel."""
-    from .video import read_image
-
-    if not path.is_file():
-        return None
-    m = read_image(path, cv2.IMREAD_UNCHANGED)
-    if m.dtype != np.uint8:
-        m = (m >> 8).astype(np.uint8) if m.dtype == np.uint16 else np.clip(m * 255.0, 0, 255).astype(np.uint8)
-    if m.ndim == 3:
-        m = m[..., 3] if m.shape[2] == 4 else cv2.cvtColor(m[..., :3], cv2.COLOR_BGR2GRAY)
-    if (m.shape[1], m.shape[0]) != size:
-        raise EdnError(f"matte is {m.shape[1]}x{m.shape[0]}, the footage {size[0]}x{size[1]}", path=path)
-    return m
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# reading
-# ---------------------------------------------------------------------------------------------------------------
-def load_manifest(dataset_dir: str | Path) -> dict:
-    """The manifest of a finished dataset, or an EdnError saying why the folder is not one."""
-    dataset_dir = Path(dataset_dir)
-    if not dataset_dir.is_dir():
-        raise EdnError("dataset folder not found", path=dataset_dir)
-    path = dataset_dir / MANIFEST
-    if not path.is_file():
-        raise EdnError("not an EDN dataset (no manifest.json; build one with `edn dataset build`)", path=dataset_dir)
-    manifest = read_json(path, "dataset manifest", FORMAT_NAME)
-    version = manifest.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise EdnError(f"dataset schema {version} is not one this EDN reads ({SCHEMA_VERSION}); update EDN", path=path)
-    for key in ("size", "framing", "frames"):
-        if key not in manifest:
-            raise EdnError(f"dataset manifest lacks '{key}'", path=path)
-    if not (dataset_dir / "track.npz").is_file():
-        raise EdnError("dataset lacks track.npz", path=dataset_dir)
-    for k, entry in enumerate(manifest["frames"] if isinstance(manifest["frames"], list) else [None]):
-        if not (isinstance(entry, dict) and isinstance(entry.get("frame"), int)
-                and entry.get("split") in ("train", "holdout")):
-            raise EdnError(f"dataset manifest entry {k} is damaged (it needs an integer 'frame' and a 'split' of "
-                           "train or holdout); rebuild the dataset with `edn dataset build`", path=path)
-    return manifest
-
-
-def consecutive_pairs(frames: list[int]) -> list[tuple[int, int]]:
-    """(t, t+1) pairs of source frame numbers that are both present: a gap breaks the temporal chain."""
-    present = set(frames)
-    return [(n, n + 1) for n in sorted(frames) if n + 1 in present]
-
-
-class FrameStore:
-    """Reads one dataset's frames, mattes and stick figures by source frame number, from disk, on demand."""
-
-    def __init__(self, dataset_dir: str | Path):
-        self.dir = Path(dataset_dir)
-        self.manifest = load_manifest(self.dir)
-        self.size = tuple(self.manifest["size"])
-        self.track = PoseTrack.load(self.dir / "track.npz")
-        if (self.track.width, self.track.height) != self.size:
-            raise EdnError("dataset track.npz does not match the dataset size", path=self.dir / "track.npz")
-        self.ext = ".jpg" if self.manifest.get("frame_format") == "jpg" else ".png"
-        self.has_mattes = bool(self.manifest.get("mattes"))
-        self.entries = {e["frame"]: e for e in self.manifest["frames"]}
-        self.plan = FramePlan.from_dict(self.manifest["framing"])
-        self.has_plate = self.plan.windowed
-        self._plate: Mipmap | None = None  # the full-resolution plate, read on first use
-
-    def framing(self, n: int):
-        """How source frame `n` maps to the training size (its window, or the one fixed framing)."""
-        entry = self.entries[n]
-        if self.plan.windowed:
-            return window_framing(self.plan.src_size, self.size, entry["window"])
-        return Framing(self.plan.src_size, self.size, self.plan.mode)
-
-    def plate(self, n: int) -> torch.Tensor:
-        """The background plate as seen through frame `n`'s window, (3, H, W) in [-1, 1]."""
-        if self._plate is None:
-            from .video import read_image
-
-            path = self.dir / "plate.png"
-            if not path.is_file():
-                raise EdnError("dataset plate missing", path=path)
-            self._plate = Mipmap(read_image(path))
-        return to_tensor(self._plate.image(self.framing(n)))
-
-    def window(self, n: int) -> torch.Tensor:
-        """Frame `n`'s window (x0, y0, width, height) in source pixels."""
-        return torch.tensor(self.entries[n]["window"], dtype=torch.float32)
-
-    def frames(self, split: str) -> list[int]:
-        return [e["frame"] for e in self.manifest["frames"] if e["split"] == split]
-
-    def label(self, n: int) -> torch.Tensor:
-        return to_tensor(stick_figure(self.track, n - self.track.frame_start))
-
-    def image(self, n: int) -> torch.Tensor:
-        from .video import read_image
-
-        path = self.dir / "frames" / f"frame_{n:06d}{self.ext}"
-        if not path.is_file():
-            raise EdnError("dataset frame missing", path=path, frame=n)
-        return to_tensor(read_image(path))
-
-    def matte(self, n: int) -> torch.Tensor:
-        """(1, H, W) in [0, 1]; all ones when the dataset has no mattes (the alpha loss is then off)."""
-        if not self.has_mattes:
-            return torch.ones(1, self.size[1], self.size[0])
-        path = self.dir / "mattes" / f"matte_{n:06d}.png"
-        m = _read_matte(path, self.size)
-        if m is None:
-            raise EdnError("dataset matte missing", path=path, frame=n)
-        return torch.from_numpy(m.astype(np.float32) / 255.0)[None]
-
-    def hand_mask(self, n: int) -> torch.Tensor:
-        """(1, H, W) uint8 in {0, 1}: frame `n`'s hand regions (`pose.hands`), for the hand-weighted loss."""
-        i = n - self.track.frame_start
-        return torch.from_numpy(hand_mask(self.track.body[i], self.track.hands[i], self.size))[None]  # uint8
-
-    def face_centre(self, n: int) -> torch.Tensor:
-        """(x, y) in training pixels, or (-1, -1) when the face was not found."""
-        c = self.entries[n].get("face_centre")
-        return torch.tensor(c if c is not None else [-1.0, -1.0], dtype=torch.float32)
-
-
-class PairDataset(torch.utils.data.Dataset):
-    """Consecutive (t, t+1) training pairs, loaded from disk per item: the unit of temporal smoothing."""
-
-    def __init__(self, dataset_dir: str | Path, split: str = "train"):
-        self.store = FrameStore(dataset_dir)
-        self.pairs = consecutive_pairs(self.store.frames(split))
-        if not self.pairs:
-            raise EdnError(f"the dataset has no two consecutive '{split}' frames to train on", path=dataset_dir)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
-        s = self.store
-        pair = self.pairs[k]
-        return {
-            "frame": torch.tensor(pair),
-            "label": torch.stack([s.label(n) for n in pair]),  # (2, 3, H, W)
-            "image": torch.stack([s.image(n) for n in pair]),  # (2, 3, H, W)
-            "matte": torch.stack([s.matte(n) for n in pair]),  # (2, 1, H, W)
-            "face": torch.stack([s.face_centre(n) for n in pair]),  # (2, 2)
-            "hands": torch.stack([s.hand_mask(n) for n in pair]),  # (2, 1, H, W)
-            **({"plate": torch.stack([s.plate(n) for n in pair]),  # (2, 3, H, W): composites are judged
-                "window": torch.stack([s.window(n) for n in pair])}  # (2, 4): to carry frame t into t+1's window
-               if s.has_plate else {}),
-        }

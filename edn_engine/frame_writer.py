@@ -27,7 +27,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .compositing import paste
+from .compositing import blend_patch, paste
 from .errors import EdnError
 from .pose.framing import Framing
 from .threads import physical_cores
@@ -43,6 +43,7 @@ class FrameJob:
     fr: Framing
     window: np.ndarray | None = None
     kept: bool = False
+    hands: tuple[tuple[Framing, np.ndarray], ...] = ()  # refined hands: each box's framing and BGRA patch
 
 
 class FrameWriter:
@@ -127,6 +128,8 @@ def _run(job: FrameJob) -> np.ndarray | None:
         rgba, comp = job.fr.back(job.window), None  # the whole training frame, back at the clip's framing
     else:
         rgba, comp = paste(job.fr, job.window, plate)  # the window's person, back in the full frame
+        for fr, patch in job.hands:  # then the hands, redrawn at the source's resolution
+            blend_patch(rgba, comp, plate, fr, patch)
     if comp is not None:  # first: --resume keeps a frame whose RGBA is on disk, so its composite must be there too
         write_png_fast(comp_path, comp)
     write_png_fast(job.path, rgba)

@@ -3,7 +3,8 @@
 The track is in the target's frame size (`edn pose drive` maps another dancer's motion there first); the run's
 frame plan (`pose.window.FramePlan`, recorded by its dataset) maps it to the training size as the dataset mapped
 the target's frames. The generator runs frame by frame and is fed its own previous output, as in training
-(temporal smoothing); the Face GAN, when trained, refines the face crop.
+(temporal smoothing); the Face GAN, when trained, refines the face crop, and the hand refiner each hand's box at
+the clip's resolution (pasted after the window is scaled back).
 
 Person over plate (a window plan): the window follows the driving pose by the dataset's rule; the window's
 person (colour and alpha) is scaled back into the full frame. OUT/frame_NNNNNN.png is the person alone, RGBA at
@@ -35,12 +36,14 @@ from .events import Reporter
 from .compositing import over
 from .frame_writer import FrameJob, FrameWriter
 from .inference import Run, Synthesizer, load_run
+from .hand_data import hand_framing
 from .pose.face import face_centre
+from .pose.hands import hand_box
 from .pose.follow import frame_ranges
 from .pose.framing import Mipmap
 from .pose.track import PoseTrack
 from .pose.window import frame_track
-from .tensors import stick_figure, to_image, to_tensor
+from .tensors import hand_figure, stick_figure, to_image, to_tensor
 
 
 def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *, video: str | Path | None = None,
@@ -69,6 +72,7 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
         "composite": str(output / "composite") if run.plan.windowed else None,
         "first_frame": track.frame_start, "last_frame": track.frame_start + track.frames - 1,
         "checkpoint": str(run.checkpoint), "step": run.step, "face_gan": run.FG is not None,
+        "hand_refiner": run.HG is not None and run.plan.windowed,
         "video": str(video) if video is not None else None, "device": devices.describe(run.device),
     }
 
@@ -90,7 +94,8 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
     framed = frame_track(track, framings)
     plate = _plate_for(run, (track.width, track.height)) if plan.windowed else None
     plate_mip = Mipmap(plate) if plate is not None else None  # the plate, cut into every frame's window
-    synth = Synthesizer(run.G, run.FG, run.cfg, run.device, amp=amp, alpha=run.mattes)
+    synth = Synthesizer(run.G, run.FG, run.cfg, run.device, amp=amp, alpha=run.mattes,
+                        HG=run.HG if plate is not None else None)
     w, h = track.width, track.height
     if plate is not None:
         (output / "composite").mkdir(exist_ok=True)
@@ -125,13 +130,32 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
                 rgba = np.dstack([to_image(rgb), (alpha[0].clamp(0, 1) * 255).round().byte().numpy()])
                 if plate is not None and fr.source_roi() is None:
                     outside.append(n)
-                frames_out.submit(FrameJob(path, fr, rgba))  # scaled back, laid over the plate and written there
+                hands = (_hand_patches(synth, track, i, fr, window, plate_mip, run.hand_size)
+                         if synth.HG is not None else ())
+                frames_out.submit(FrameJob(path, fr, rgba, hands=hands))  # scaled back, laid over the plate there
                 counts["written"] += 1
             reporter.progress(i + 1, track.frames, stage="generate", frame=n)
     if outside:
         reporter.log(f"warning: the driving pose puts the person's window wholly outside the frame in {len(outside)} "
                      f"frames, written transparent: frames {frame_ranges(outside)}")
     return {**counts, "outside": len(outside)}
+
+
+def _hand_patches(synth: Synthesizer, track: PoseTrack, i: int, fr, window: torch.Tensor, plate: Mipmap,
+                  size: int) -> tuple:
+    """Row `i`'s hands, redrawn by the hand refiner: ((box framing, BGRA patch), ...) for the frame writer. The
+    boxes follow the driving pose (source pixels) by the dataset's rule, sized by the frame's window."""
+    body, hands = track.body[i], track.hands[i]
+    found = [(side, box) for side in (0, 1) if (box := hand_box(body, hands, side, fr.window[3])) is not None]
+    if not found:
+        return ()
+    framings = [hand_framing((track.width, track.height), box, size) for _, box in found]
+    labels = torch.stack([to_tensor(hand_figure(body, hands, side, box, size)) for side, box in found])
+    plates = torch.stack([to_tensor(plate.image(f)) for f in framings])
+    boxes = torch.tensor([box for _, box in found])
+    colour, a = synth.refine_hands(window, boxes, labels, plates)
+    return tuple((f, np.dstack([to_image(c), (h[0] * 255).round().byte().numpy()]))
+                 for f, c, h in zip(framings, colour, a))
 
 
 def _plate_for(run: Run, size: tuple[int, int]) -> np.ndarray:

@@ -17,6 +17,7 @@ from .events import Reporter
 from .models.config import ModelConfig
 from .models.face import build_face_generator, crop_faces, face_origins, paste_faces
 from .models.generator import build_generator
+from .models.hand import box_windows, build_hand_refiner
 from .pose.window import FramePlan
 from .layout import RUN_PLATE
 from .runs import load_latest
@@ -27,8 +28,9 @@ class Synthesizer:
     """Runs the generator one frame at a time, remembering its previous output for the next frame."""
 
     def __init__(self, G, FG, cfg: ModelConfig, dev: torch.device, amp: bool = True, alpha: bool = True,
-                 channels_last: bool | None = None):
+                 channels_last: bool | None = None, HG=None):
         self.G, self.FG, self.cfg, self.dev = G.eval(), (FG.eval() if FG is not None else None), cfg, dev
+        self.HG = HG.eval() if HG is not None else None  # the hand refiner (`models.hand`), if the run trained one
         self.amp = amp
         self.alpha = alpha and cfg.alpha  # False: the run had no mattes, frames come out opaque
         if channels_last is None:  # where it was measured to help (on a CPU: bf16 inference only)
@@ -38,10 +40,11 @@ class Synthesizer:
             G.to(memory_format=torch.channels_last)
         self.prev: torch.Tensor | None = None
         self.prev_window: torch.Tensor | None = None
+        self.prev_alpha: torch.Tensor | None = None  # the last frame's alpha, for the hand refiner
 
     def reset(self) -> None:
         """Start a new temporal chain (after a gap): the next frame gets zeros as its previous output."""
-        self.prev, self.prev_window = None, None
+        self.prev, self.prev_window, self.prev_alpha = None, None, None
 
     def set_previous(self, image: torch.Tensor, window: torch.Tensor | None = None) -> None:
         """Continue a chain from a frame already generated: (3, H, W) in [-1, 1], as seen through its `window`
@@ -71,7 +74,8 @@ class Synthesizer:
             alpha = torch.ones_like(rgb[:, :1])
         alpha = alpha.float()
         shown = rgb if plate is None else composite(rgb, alpha, plate[None].to(self.dev))
-        self.prev, self.prev_window = shown, win  # G's own output, as in training (the face refinement is not fed back)
+        # G's own output, as in training (the face refinement is not fed back, nor seen by the hand refiner)
+        self.prev, self.prev_window, self.prev_alpha = shown, win, alpha
         if self.FG is not None and centre is not None and float(centre[0]) >= 0:
             size, (h, w) = self.cfg.face_size, rgb.shape[-2:]
             origins = face_origins(centre.reshape(1, 2).float(), size, h, w)
@@ -79,6 +83,20 @@ class Synthesizer:
                 face = self.FG.refine(crop_faces(x, origins, size), crop_faces(shown, origins, size))
             rgb = paste_faces(rgb, face.float(), origins)
         return rgb[0].cpu(), alpha[0].cpu()
+
+    @torch.no_grad()
+    def refine_hands(self, window: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, plates: torch.Tensor):
+        """The hand refiner on the hands of the frame `next_frame` just made, as in training: it sees that frame's
+        composite and alpha before the Face GAN's paste. `window`: the frame's window; `boxes` (n, 3) the hand boxes
+        in source pixels, `labels` and `plates` (n, 3, S, S) the hands' stick figures and plate crops.
+        -> colour (n, 3, S, S) in [-1, 1] and alpha (n, 1, S, S) in [0, 1], on the CPU."""
+        n, size = len(boxes), tuple(labels.shape[-2:])
+        picture = torch.cat([self.prev, self.prev_alpha], 1).expand(n, -1, -1, -1)
+        windows = window.reshape(1, 4).float().to(self.dev).expand(n, -1)
+        crops = carry(picture, windows, box_windows(boxes.float().to(self.dev)), size)
+        with devices.autocast(self.dev, self.amp):
+            colour, a, _ = self.HG(labels.to(self.dev), crops[:, :3], crops[:, 3:], plates.to(self.dev))
+        return colour.float().cpu(), a.float().cpu()
 
 
 @dataclasses.dataclass
@@ -94,6 +112,8 @@ class Run:
     checkpoint: Path
     device: torch.device
     plate: Path | None = None  # the background plate (person-over-plate runs), kept in the run folder
+    HG: torch.nn.Module | None = None  # the hand refiner, if trained
+    hand_size: int | None = None  # the side its hand boxes are seen at (the dataset's hand crops')
 
 
 def load_run(run_dir: str | Path, device: str = "auto", reporter: Reporter | None = None) -> Run:
@@ -112,15 +132,19 @@ def load_run(run_dir: str | Path, device: str = "auto", reporter: Reporter | Non
         G = build_generator(cfg)
         G.load_state_dict(state["nets"]["G"])
         body_steps = state["plan"]["body_steps"]  # None: stopped before --minutes planned a face stage
-        face_trained = "FG" in state["nets"] and body_steps is not None and int(state["step"]) > int(body_steps)
-        FG = None
-        if face_trained:
+        face_stage_trained = body_steps is not None and int(state["step"]) > int(body_steps)
+        FG = HG = None
+        if face_stage_trained and "FG" in state["nets"]:
             FG = build_face_generator(cfg)
             FG.load_state_dict(state["nets"]["FG"])
+        if face_stage_trained and "HG" in state["nets"]:
+            HG = build_hand_refiner(cfg)
+            HG.load_state_dict(state["nets"]["HG"])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise EdnError(f"checkpoint does not hold a usable generator ({exc})", path=path) from exc
-    G.to(dev)
-    if FG is not None:
-        FG.to(dev)
+    for net in (G, FG, HG):
+        if net is not None:
+            net.to(dev)
     plate = run_dir / RUN_PLATE if plan.windowed else None
-    return Run(G, FG, cfg, plan, bool(state["dataset"].get("mattes", True)), int(state["step"]), path, dev, plate)
+    return Run(G, FG, cfg, plan, bool(state["dataset"].get("mattes", True)), int(state["step"]), path, dev, plate,
+               HG, state["dataset"].get("hand_size"))

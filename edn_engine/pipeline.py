@@ -75,10 +75,13 @@ class Pipeline:
     def dataset(self, clip: Path, size: tuple[int, int], holdout: float, track: Path, mattes: Path | None,
                 profile: str = "cpu", framing: str = "auto", out: Path | None = None, name: str = "dataset") -> Path:
         from .dataset import build_dataset
+        from .hand_data import HAND_SIZE
 
         out = out or self.paths.dataset
+        # hand_size: a dataset built before the hand refiner holds no hand crops, and is built again
         self.stages.run(name, {"target": clip, "track": track, "mattes": mattes, "size": list(size),
-                                    "holdout": holdout, "framing": framing}, [out / "manifest.json"],
+                               "holdout": holdout, "framing": framing, "hand_size": HAND_SIZE},
+                        [out / "manifest.json"],
                         lambda: build_dataset(clip, out, tuple(size), track=track, mattes=mattes, holdout=holdout,
                                               profile=profile, framing=framing, reporter=self.reporter))
         return out

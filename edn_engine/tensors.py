@@ -30,15 +30,36 @@ def stick_figure(track: PoseTrack, i: int) -> np.ndarray:
     return draw_pose(track.body[i], track.hands[i], track.face[i], size=(track.width, track.height))
 
 
+def hand_figure(body: np.ndarray, hands: np.ndarray, side: int, box: tuple[float, float, float],
+                size: int) -> np.ndarray:
+    """The stick figure of hand `side` (0 left, 1 right) and its forearm, drawn into `box` (x0, y0, side in the
+    keypoints' pixels) at `size` x `size`: what the hand refiner is conditioned on (BGR uint8)."""
+    from .pose.skeleton import B
+
+    x0, y0, side_px = box
+    s = size / side_px
+    arm = np.zeros_like(body)
+    for name in (("LWrist", "LElbow") if side == 0 else ("RWrist", "RElbow")):
+        arm[B[name]] = body[B[name]]
+    hand = np.zeros_like(hands)
+    hand[side] = hands[side]
+    for pts in (arm, hand.reshape(-1, 3)):
+        pts[:, 0] = (pts[:, 0] - x0) * s
+        pts[:, 1] = (pts[:, 1] - y0) * s
+    return draw_pose(arm, hand, np.zeros((70, 3), np.float32), size=(size, size))
+
+
 def composite(rgb: torch.Tensor, alpha: torch.Tensor, plate: torch.Tensor) -> torch.Tensor:
     """The person (colour `rgb`, coverage `alpha` in [0, 1]) over the background `plate`, all in [-1, 1]."""
     return alpha * rgb + (1.0 - alpha) * plate
 
 
-def carry(img: torch.Tensor, win_from: torch.Tensor, win_to: torch.Tensor) -> torch.Tensor:
+def carry(img: torch.Tensor, win_from: torch.Tensor, win_to: torch.Tensor,
+          size: tuple[int, int] | None = None) -> torch.Tensor:
     """`img` (B, C, H, W), seen through windows `win_from` (B, 4: x0, y0, width, height in source pixels),
-    resampled into windows `win_to`: what the previous frame's output looks like through the current window.
-    Where `win_to` sees beyond `win_from`, zeros (as for a first frame)."""
+    resampled into windows `win_to`: what the previous frame's output looks like through the current window (or,
+    at `size` (H, W), a hand box's view of the window). Where `win_to` sees beyond `win_from`, zeros (as for a
+    first frame)."""
     import torch.nn.functional as F
 
     # A pixel at normalized u in [-1, 1] of win_to sits at source x = x0' + (u + 1) / 2 * w', which is at
@@ -48,5 +69,5 @@ def carry(img: torch.Tensor, win_from: torch.Tensor, win_to: torch.Tensor) -> to
     theta = torch.zeros(img.shape[0], 2, 3, dtype=img.dtype, device=img.device)
     theta[:, 0, 0], theta[:, 1, 1] = scale[:, 0], scale[:, 1]
     theta[:, :, 2] = shift
-    grid = F.affine_grid(theta, list(img.shape), align_corners=False)
+    grid = F.affine_grid(theta, [*img.shape[:2], *(size or img.shape[2:])], align_corners=False)
     return F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -1,9 +1,21 @@
-"""The hand mask behind the hand-weighted loss: discs on the hand keypoints found, the wrist for a missed hand."""
+"""The hand mask behind the hand-weighted loss (discs on the hand keypoints found, the wrist for a missed hand), and
+the hand refiner's parts: its boxes, stick figures, paste and training step (end to end: test_plate_pipeline)."""
 
 import numpy as np
+import pytest
+import torch
 
-from edn_engine.pose.hands import hand_mask, hand_radius
+from edn_engine import device as devices
+from edn_engine.compositing import blend_patch, over
+from edn_engine.hand_data import hand_framing
+from edn_engine.models.config import get_profile
+from edn_engine.models.generator import build_generator
+from edn_engine.models.hand import build_hand_discriminator, build_hand_refiner
+from edn_engine.models.losses import GANLoss
+from edn_engine.pose.hands import hand_box, hand_mask, hand_radius
 from edn_engine.pose.skeleton import B
+from edn_engine.tensors import hand_figure
+from edn_engine.training.steps import FrozenBody, generate_pair, hand_step
 
 
 def _pose():
@@ -59,3 +71,88 @@ def test_training_pairs_carry_each_frames_hand_mask_in_training_pixels(dataset):
                     assert masks[j, 0, yi, xi] == 1
                     found += 1
     assert found > 0  # the clip shows hands: the check above ran
+
+
+# -- the hand refiner's boxes, stick figures, paste and training step ---------------------------------------------
+
+def test_a_hand_box_is_centred_on_the_hand_or_past_the_wrist_and_sized_by_the_person():
+    body, hands = _pose()
+    hands[0, :5] = [[100, 100, 0.9], [120, 100, 0.9], [120, 140, 0.9], [100, 140, 0.9], [110, 120, 0.9]]
+    assert hand_box(body, hands, 0, 1000.0) == pytest.approx((60.0, 70.0, 100.0))  # 0.10 of the window
+    assert hand_box(body, hands, 1, 1000.0) is None  # no right hand, no right wrist
+    body[B["RElbow"]] = [300.0, 300.0, 0.9]
+    body[B["RWrist"]] = [300.0, 400.0, 0.9]  # a missed hand: 0.35 of the forearm beyond the wrist
+    assert hand_box(body, hands, 1, 500.0) == pytest.approx((275.0, 410.0, 50.0))
+
+
+def test_a_hand_figure_draws_only_that_hand_and_its_forearm_in_the_box():
+    body, hands = _pose()
+    body[B["LElbow"]], body[B["LWrist"]] = [0.0, 50.0, 0.9], [40.0, 50.0, 0.9]
+    body[B["RWrist"]] = [45.0, 50.0, 0.9]  # the other arm: left out
+    hands[0, :, :] = [50.0, 50.0, 0.9]
+    hands[0, 5:9] = [[52.0, 50.0, 0.9], [54.0, 50.0, 0.9], [56.0, 50.0, 0.9], [58.0, 50.0, 0.9]]  # a finger
+    img = hand_figure(body, hands, 0, (20.0, 30.0, 40.0), 96)  # box 20..60 x 30..70 at 96 px
+    assert img.shape == (96, 96, 3) and img[48, 48].any()  # the wrist at the centre
+    assert img[48, 84].any() and not img[10].any()  # the finger, 2.4x as long as in the frame; nothing else
+    ys, xs = np.nonzero(hand_figure(body, hands, 1, (20.0, 30.0, 40.0), 96).any(axis=2))
+    assert abs(ys - 48).max() <= 4 and abs(xs - 60).max() <= 4  # the right side: its wrist alone, no left hand
+
+
+def test_a_pasted_patch_replaces_the_middle_fades_at_its_edge_and_keeps_the_composite_true():
+    plate = np.full((100, 120, 3), 200, np.uint8)
+    rgba = np.zeros((100, 120, 4), np.uint8)
+    rgba[:, :60] = [10, 20, 30, 255]  # the person's left half
+    comp = over(rgba, plate)
+    patch = np.zeros((32, 32, 4), np.uint8)
+    patch[...] = [0, 0, 250, 255]  # an opaque red hand over the whole box
+    fr = hand_framing((120, 100), (40.0, 30.0, 32.0), 32)
+    blend_patch(rgba, comp, plate, fr, patch)
+    assert list(rgba[46, 50]) == [0, 0, 250, 255] and list(rgba[46, 64]) == [0, 0, 250, 255]  # its middle
+    assert list(rgba[5, 5]) == [10, 20, 30, 255] and list(rgba[46, 100]) == [0, 0, 0, 0]  # outside: untouched
+    assert 0 < rgba[46, 41, 3] < 255 or rgba[46, 41, 2] < 250  # its edge fades into what was there
+    assert np.abs(comp.astype(int) - over(rgba, plate).astype(int)).max() <= 2  # still the RGBA over the plate
+
+
+def test_the_hand_step_trains_on_the_hands_found_and_shares_the_bodys_generation_with_the_face_step():
+    cfg = get_profile("cpu", width=64, height=64, face_size=32, face_ngf=8, face_n_blocks=1, face_ndf=8)
+    torch.manual_seed(0)
+    G = build_generator(cfg)
+    calls = []
+    G.register_forward_hook(lambda *_: calls.append(1))
+    s = 32
+    batch = {"label": torch.rand(1, 2, 3, 64, 64) * 2 - 1, "frame": torch.tensor([[3, 4]]),
+             "plate": torch.zeros(1, 2, 3, 64, 64), "window": torch.tensor([[[0.0, 0, 64, 64]] * 2]),
+             "face": torch.tensor([[[20.0, 20.0], [30.0, 30.0]]]),
+             "image": torch.rand(1, 2, 3, 64, 64) * 2 - 1,
+             "hand_label": torch.rand(1, 2, 2, 3, s, s), "hand_real": torch.rand(1, 2, 2, 3, s, s),
+             "hand_matte": torch.rand(1, 2, 2, 1, s, s), "hand_plate": torch.zeros(1, 2, 2, 3, s, s),
+             "hand_box": torch.tensor([[[[16.0, 8.0, 32.0], [0.0, 0.0, 0.0]]] * 2])}  # left hands found only
+    amp = devices.autocast(torch.device("cpu"), False)
+    body = FrozenBody(G)
+    body.face_crops(batch, torch.tensor([[0, 0], [0, 0]]), 32, amp)
+    crops = body.hand_crops(batch, s, amp)
+    assert len(calls) == 2 and crops.shape == (1, 2, 2, 4, s, s)  # one generation of the pair for both
+    with torch.no_grad():
+        fake0, _, alpha0, _ = generate_pair(G, batch["label"][:, 0], batch["label"][:, 1], batch, amp)
+    expected = torch.cat([fake0, alpha0], 1)[0, :, 8:40, 16:48]  # the box, at one source pixel a window pixel
+    assert torch.allclose(crops[0, 0, 0], expected, atol=1e-2)
+
+    HG, HD = build_hand_refiner(cfg), build_hand_discriminator(cfg)
+    opt_g, opt_d = (torch.optim.Adam(n.parameters(), lr=1e-3) for n in (HG, HD))
+    before = [p.clone() for p in HG.parameters()]
+    losses = hand_step(body, HG, HD, opt_g, opt_d, batch, cfg, GANLoss(), None, amp)
+    assert {"H_gan", "H_l1", "H_alpha", "HD_real"} <= set(losses)
+    assert any(not torch.equal(a, b) for a, b in zip(before, HG.parameters()))
+    none = {**batch, "hand_box": torch.zeros(1, 2, 2, 3), "frame": torch.tensor([[5, 6]])}
+    before = [p.clone() for p in HG.parameters()]
+    opt_g, opt_d = (torch.optim.Adam(n.parameters(), lr=1e-3) for n in (HG, HD))  # no momentum carried over
+    hand_step(body, HG, HD, opt_g, opt_d, none, cfg, GANLoss(), None, amp)  # no hand: a step at weight 0
+    assert all(torch.equal(a, b) for a, b in zip(before, HG.parameters()))
+
+
+def test_hand_crops_are_kept_only_where_the_window_loses_the_sources_pixels():
+    from edn_engine.hand_data import crop_size
+
+    assert crop_size(np.array([233.0, 244.0]), 256) is None  # the demo's renders: the window holds every pixel
+    assert crop_size(np.array([1005.0, 1100.0, 1231.0]), 256) == 96  # romp_sample2 at 1080p: boxes of 110 px
+    assert crop_size(np.array([640.0]), 256) == 64 and crop_size(np.array([390.0]), 256) == 40  # 720p and less

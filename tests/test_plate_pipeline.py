@@ -12,12 +12,18 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")  # the engine's Python; the Blender test venvs have only bpy and numpy
 
+import torch  # noqa: E402
+
 import tiny_run  # noqa: E402
 from conftest import VIDEO  # noqa: E402
 from edn_engine.dataset import FrameStore, build_dataset  # noqa: E402
 from edn_engine.errors import EdnError  # noqa: E402
 from edn_engine.events import Reporter  # noqa: E402
+from edn_engine.compositing import over  # noqa: E402
 from edn_engine.generate import generate  # noqa: E402
+from edn_engine.hand_data import crop_size, hand_framing  # noqa: E402
+from edn_engine.pose.hands import HAND_BOX, hand_box  # noqa: E402
+from edn_engine.pose.window import FramePlan  # noqa: E402
 from edn_engine.pose.track import PoseTrack  # noqa: E402
 from edn_engine.training import TrainConfig, train  # noqa: E402
 from edn_engine.video import open_source  # noqa: E402
@@ -119,6 +125,64 @@ def test_a_pose_that_puts_the_person_wholly_off_the_frame_is_transparent_and_nam
     with tiny_run.one_thread():
         summary = generate(run, tmp_path / "edge.npz", tmp_path / "edge", device="cpu")
     assert summary["outside"] == 0 and summary["written"] == 3
+
+
+def test_the_dataset_keeps_each_hands_crop_at_the_source_resolution(dataset, clip):
+    m = json.loads((dataset / "manifest.json").read_text())
+    size, boxes = m["hand_size"], [(e, side, box) for e in m["frames"] for side, box in enumerate(e["hand_boxes"])
+                                   if box is not None]
+    assert size == crop_size(np.array([e["window"][3] for e in m["frames"]]), 64)  # the boxes' own pixels
+    assert len(boxes) > len(m["frames"])  # most frames show both hands
+    frames = dict(open_source(clip, 0, 5))
+    for entry, side, box in boxes:
+        assert box[2] == pytest.approx(HAND_BOX * entry["window"][3], abs=1e-2)  # sized by the person
+        crop = cv2.imread(str(dataset / "hands" / f"hand_{entry['frame']:06d}_{side}.png"), cv2.IMREAD_UNCHANGED)
+        assert crop.shape == (size, size, 4)
+        if entry["frame"] in frames:  # the real frame's pixels there, scaled to the crop
+            expected = hand_framing(SRC, box, size).image(frames[entry["frame"]])
+            assert np.abs(crop[..., :3].astype(int) - expected.astype(int)).mean() < 1
+
+
+@pytest.fixture(scope="module")
+def hand_run(dataset):
+    out = dataset.parent / "hand run"
+    tcfg = TrainConfig(steps=4, save_every=4, preview_every=4, face_fraction=0.5, device="cpu")
+    with tiny_run.one_thread():
+        summary = train(dataset, out, tcfg, profile="cpu", overrides=dict(tiny_run.TINY))
+    assert summary["hand_refiner"] and summary["face_stage"]
+    return out
+
+
+def test_the_hand_refiner_trains_in_the_face_stage_and_redraws_each_hand_in_the_full_frame(hand_run, dataset,
+                                                                                         tmp_path, monkeypatch):
+    rows = (hand_run / "losses.csv").read_text().splitlines()
+    assert "H_alpha" in rows[0] and rows[-1].split(",")[1] == "face"
+    from edn_engine.inference import Synthesizer
+
+    def green(self, window, boxes, labels, plates):  # the refiner's output made unmistakable
+        colour = torch.tensor([-1.0, 1.0, -1.0])[None, :, None, None].expand(len(boxes), 3, *labels.shape[-2:])
+        return colour, torch.ones(len(boxes), 1, *labels.shape[-2:])
+
+    monkeypatch.setattr(Synthesizer, "refine_hands", green)
+    track = PoseTrack.load(dataset / "track_source.npz").slice(0, 3)
+    track.save(tmp_path / "three.npz")
+    with tiny_run.one_thread():
+        summary = generate(hand_run, tmp_path / "three.npz", tmp_path / "frames", device="cpu")
+    assert summary["hand_refiner"]
+    plate, hands_seen = cv2.imread(str(hand_run / "plate.png")), 0
+    plan = FramePlan.from_dict(json.loads((hand_run / "run.json").read_text())["framing"])
+    for i, fr in enumerate(plan.framings(track)):
+        n = track.frame_start + i
+        rgba = cv2.imread(str(tmp_path / "frames" / f"frame_{n:06d}.png"), cv2.IMREAD_UNCHANGED)
+        comp = cv2.imread(str(tmp_path / "frames" / "composite" / f"frame_{n:06d}.png"))
+        assert np.abs(comp.astype(int) - over(rgba, plate).astype(int)).max() <= 2  # the RGBA over the plate
+        for side in (0, 1):
+            box = hand_box(track.body[i], track.hands[i], side, fr.window[3])
+            if box is not None and 0 <= box[0] + box[2] / 2 < SRC[0] and 0 <= box[1] + box[2] / 2 < SRC[1]:
+                x, y = int(box[0] + box[2] / 2), int(box[1] + box[2] / 2)
+                assert list(rgba[y, x]) == [0, 255, 0, 255], (n, side)  # the hand, where the driving pose put it
+                hands_seen += 1
+    assert hands_seen >= 3
 
 
 def test_eval_scores_composites_at_the_clip_framing(run, tmp_path):

@@ -366,8 +366,8 @@ def test_the_face_stage_generates_each_pairs_body_crops_once():
     assert torch.allclose(first, crop_faces(torch.cat([fake0, fake1]), origins, 32), atol=1e-3)
     later = {"label": batch["label"][1:], "frame": batch["frame"][1:]}  # pair (7, 8) alone: kept, not generated
     assert torch.equal(body.face_crops(later, origins[[1, 3]], 32, amp), first[[1, 3]])
-    assert len(calls) == 4 and sorted(body.crops) == [(3, 4), (7, 8)]
+    assert len(calls) == 4 and sorted(body.crops) == [("face", 3, 4), ("face", 7, 8)]
     full = FrozenBody(G, max_bytes=0)
     assert torch.equal(full.face_crops(batch, origins, 32, amp), first)
-    full.face_crops(batch, origins, 32, amp)
+    full.face_crops(later, origins[[1, 3]], 32, amp)
     assert len(calls) == 8 and not full.crops

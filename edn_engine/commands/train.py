@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--vgg-weights", default=None, metavar="PATH",
                    help="torchvision's vgg19-dcbb9e9d.pth (default: the torch hub cache, downloaded when online)")
     p.add_argument("--face-fraction", type=float, default=TrainConfig.face_fraction,
-                   help="last fraction of the steps spent on the Face GAN, body frozen "
+                   help="last fraction of the steps spent on the Face GAN and the hand refiner, body frozen "
                         "(0: no face stage; default %(default)s)")
     p.add_argument("--batch-size", type=int, default=1, help="frame pairs per step per process (default 1)")
     p.add_argument("--seed", type=int, default=0)

@@ -58,6 +58,8 @@ class ModelConfig:
     face_ndf: int = 64  # channels of the face discriminator's first layer
     face_n_layers_d: int = 3  # strided layers of the face PatchGAN (a single scale)
     face_lr: float = 1.0  # face stage: learning rate as a multiple of the body stage's (pix2pixHD's 2e-4)
+    hands: bool = True  # the face stage also trains the hand refiner (`models.hand`; person-over-plate runs only),
+    #                     with the face networks' sizes, on each hand's box at the source's resolution
     # --- losses (generator side; the discriminator uses plain LSGAN) ---
     perceptual: str = "vgg19"  # "vgg19": VGG19 perceptual loss; "none": no VGG weights needed, L1 instead
     lambda_gan: float = 1.0  # LSGAN adversarial term

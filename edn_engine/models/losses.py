@@ -1,8 +1,9 @@
 """The training losses: pix2pixHD's LSGAN, feature matching and VGG loss, plus the L1 terms that make thin limbs,
 hands and the face matter (person-, limb- and hand-weighted), and the matte loss.
 
-Every function returns an unweighted term, except `generator_losses`/`discriminator_losses`, which apply the
-config's lambdas and are the one place the terms are combined. Inputs may be bf16 (autocast): terms are fp32.
+Every function returns an unweighted term, except `generator_losses`/`discriminator_losses` (and the face and hand
+stages' `face_generator_losses`/`hand_generator_losses`), which apply the config's lambdas and are the one place
+the terms are combined. Inputs may be bf16 (autocast): terms are fp32.
 """
 
 from __future__ import annotations
@@ -169,4 +170,14 @@ def face_generator_losses(cfg: ModelConfig, gan: GANLoss, d_fake: Feats, d_real:
         out["vgg"] = cfg.lambda_face_vgg * vgg_loss(fake, real)
     out["l1"] = l1_weight(cfg, face=True) * F.l1_loss(fake.float(), real.float())
     out["total"] = sum(out.values())
+    return out
+
+
+def hand_generator_losses(cfg: ModelConfig, gan: GANLoss, d_fake: Feats, d_real: Feats, comp: torch.Tensor,
+                          real: torch.Tensor, alpha: torch.Tensor, matte: torch.Tensor,
+                          vgg_loss: VGGLoss | None) -> dict[str, torch.Tensor]:
+    """The hand refiner's losses: the face stage's on its composite, plus the matte's (as the body's alpha)."""
+    out = face_generator_losses(cfg, gan, d_fake, d_real, comp, real, vgg_loss)
+    out["alpha"] = cfg.lambda_alpha * matte_loss(alpha, matte)
+    out["total"] = out["total"] + out["alpha"]
     return out

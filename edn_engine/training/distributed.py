@@ -98,13 +98,15 @@ class FaceRefine(nn.Module):
 
 
 def wrap_for_training(nets: dict[str, nn.Module], world: int, dev: torch.device) -> dict[str, nn.Module]:
-    """The modules the steps call, from the networks {"G", "D"[, "FG", "FD"]}: the networks themselves in one
-    process (no wrapper, no overhead); in several, each in DistributedDataParallel, whose constructor broadcasts
-    rank 0's weights (so every process starts from the same ones, also after --resume) and whose backward
-    averages the gradients."""
+    """The modules the steps call, from the networks {"G", "D", ["FG", "FD",] ["HG", "HD"]}: the networks
+    themselves in one process (no wrapper, no overhead); in several, each in DistributedDataParallel, whose
+    constructor broadcasts rank 0's weights (so every process starts from the same ones, also after --resume) and
+    whose backward averages the gradients."""
     out = {"G": nets["G"], "D": nets["D"]}
     if nets.get("FG") is not None:
         out.update(FG=FaceRefine(nets["FG"]), FD=nets["FD"])
+    if nets.get("HG") is not None:
+        out.update(HG=nets["HG"], HD=nets["HD"])
     if world > 1:
         ids = [dev.index] if dev.type == "cuda" else None
         out = {k: DistributedDataParallel(m, device_ids=ids) for k, m in out.items()}

@@ -2,7 +2,7 @@
 
 The CSV is cut back to the step resumed from (`trim_csv`), so after a resume it reads as one uninterrupted run.
 Previews run the generator through `inference.Synthesizer`, the code `edn generate` runs, so they show what
-generation will produce.
+generation will produce in the window (the hand refiner, which works at the source's resolution, is not shown).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from ..models.config import ModelConfig
 from ..tensors import composite, to_image
 
 LOSS_COLUMNS = ("G_gan", "G_feat", "G_vgg", "G_l1", "G_person", "G_limb", "G_hand", "G_alpha", "D_real", "D_fake",
-                "F_gan", "F_feat", "F_vgg", "F_l1", "FD_real", "FD_fake")
+                "F_gan", "F_feat", "F_vgg", "F_l1", "FD_real", "FD_fake",
+                "H_gan", "H_feat", "H_vgg", "H_l1", "H_alpha", "HD_real", "HD_fake")
 HEADER = ("step", "stage", "lr", "sec_per_step", *LOSS_COLUMNS)
 
 
@@ -62,7 +63,7 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
         pts = [(int(r["step"]), float(r[col])) for r in rows if r.get(col)]
         if pts and all(math.isfinite(v) for _, v in pts) and any(v != 0 for _, v in pts):  # skip terms that are off
             ax.plot(*zip(*pts), label=col, linewidth=1, color=colours[k % len(colours)],
-                    linestyle="--" if col.startswith("F") else "-")
+                    linestyle={"F": "--", "H": ":"}.get(col[0], "-"))  # face stage: Face GAN dashed, hands dotted
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_yscale("symlog", linthresh=0.1)

@@ -1,11 +1,11 @@
-"""One optimizer step of each training stage: the body GAN on a temporal pair, and the Face GAN.
+"""One optimizer step of each training stage: the body GAN on a temporal pair, and the Face GAN and hand refiner.
 
 Body (`body_step`), the paper's temporal smoothing: I0 = G(x_t, 0), I1 = G(x_t+1, I0); D judges
 (x_t, x_t+1, I0, I1) against (x_t, x_t+1, y_t, y_t+1). Generator loss (`models.losses.generator_losses`): LSGAN +
 feature matching + VGG19 perceptual (or L1 with `perceptual none`) + person/limb/hand-weighted L1 + the alpha head's
 loss against the dataset's mattes. Face (`face_step`): the last `face_fraction` of the steps trains the Face GAN
-on the face crops with the body frozen (paper, section 3.3); the frozen body's crops of each pair are made once
-(`FrozenBody`).
+on the face crops with the body frozen (paper, section 3.3), and the hand refiner (`hand_step`, `models.hand`) on
+each hand's box at the source's resolution; the frozen body's crops of each pair are made once (`FrozenBody`).
 
 G and D are updated separately, as in pix2pixHD-style GAN code; D's pass inside the generator update (D frozen,
 only the gradient towards G wanted) calls the bare module around its DDP wrapper: that pass needs no gradient
@@ -18,7 +18,8 @@ import torch
 
 from ..models.config import ModelConfig
 from ..models.face import crop_faces, face_origins
-from ..models.losses import discriminator_losses, face_generator_losses, generator_losses
+from ..models.hand import box_windows
+from ..models.losses import discriminator_losses, face_generator_losses, generator_losses, hand_generator_losses
 from ..tensors import carry, composite
 from .distributed import bare
 
@@ -81,34 +82,66 @@ def body_step(G, D, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast,
 
 class FrozenBody:
     """The body generator during the face stage, where it is frozen (paper, sec. 3.3): what it makes of a training
-    pair never changes, so each pair's face crops are generated once, kept in half precision (48 KB a pair at
-    64 px) and reused each time the pair comes round. Its two generator passes were two thirds of a face step
-    (237 of 343 ms on the demo's `cpu` run, fp32 AVX2); with them gone the stage takes several times the steps in
-    its minutes, once each pair has come round (a clip with more pairs than the stage has steps gains little). Kept
-    by pair: the dataset has no augmentation, so a pair's face boxes never change. Keeps at most `max_bytes` of
-    crops (past that, pairs not yet kept are generated every time)."""
+    pair never changes, so each pair's face and hand crops are generated once, kept in half precision (48 KB a
+    pair's faces at 64 px, 288 KB its hands at 96 px) and reused each time the pair comes round. Its two generator
+    passes were two thirds of a face step (237 of 343 ms on the demo's `cpu` run, fp32 AVX2); with them gone the
+    stage takes several times the steps in its minutes, once each pair has come round (a clip with more pairs than
+    the stage has steps gains little). Kept by pair: the dataset has no augmentation, so a pair's boxes never
+    change. Keeps at most `max_bytes` of crops (past that, pairs not yet kept are generated every time)."""
 
     def __init__(self, G, max_bytes: int = 512 * 2**20):
         self.G, self.max_bytes, self.nbytes = G, max_bytes, 0
-        self.crops: dict[tuple[int, int], torch.Tensor] = {}  # (frame t, frame t+1) -> (2, 3, size, size)
+        self.crops: dict[tuple[str, int, int], torch.Tensor] = {}  # ("face" or "hands", t, t+1) -> a pair's crops
+        self._made: tuple | None = None  # the last batch generated: its pairs, and (fake0, fake1, alpha0, alpha1)
 
-    def face_crops(self, batch, origins: torch.Tensor, size: int, autocast) -> torch.Tensor:
-        """The body's face crops of the batch's pairs, ordered as `face_step` orders frames (every pair's first
-        frame, then every pair's second): (2 * pairs, 3, size, size), fp32."""
-        keys = [tuple(pair) for pair in batch["frame"].tolist()]
-        if any(k not in self.crops for k in keys):
+    def _generated(self, batch, autocast) -> tuple:
+        """The body's pair outputs for this batch, generated once however many kinds of crop want them."""
+        pairs = batch["frame"].tolist()
+        if self._made is None or self._made[0] != pairs:
             label = batch["label"]
             with torch.no_grad():
-                fake0, fake1, _, _ = generate_pair(self.G, label[:, 0], label[:, 1], batch, autocast)
-            made = crop_faces(torch.cat([fake0, fake1]).float(), origins, size).half()
-            for i, k in enumerate(keys):
-                crops = torch.stack([made[i], made[len(keys) + i]])
+                out = generate_pair(self.G, label[:, 0], label[:, 1], batch, autocast)
+            self._made = (pairs, out)
+        return self._made[1]
+
+    def _kept(self, kind: str, batch, make, autocast) -> torch.Tensor:
+        """(pairs, ...) crops of `kind`, each pair's from the store, or all made by `make(outputs)` (and kept)."""
+        keys = [(kind, *pair) for pair in batch["frame"].tolist()]
+        if any(k not in self.crops for k in keys):
+            made = make(*self._generated(batch, autocast)).half()
+            for k, crops in zip(keys, made):
                 if k not in self.crops and self.nbytes + crops.nbytes <= self.max_bytes:
                     self.crops[k] = crops
                     self.nbytes += crops.nbytes
             if any(k not in self.crops for k in keys):
                 return made.float()
-        return torch.cat([torch.stack([self.crops[k][j] for k in keys]) for j in (0, 1)]).float()
+        return torch.stack([self.crops[k] for k in keys]).float()
+
+    def face_crops(self, batch, origins: torch.Tensor, size: int, autocast) -> torch.Tensor:
+        """The body's face crops of the batch's pairs, ordered as `face_step` orders frames (every pair's first
+        frame, then every pair's second): (2 * pairs, 3, size, size), fp32."""
+        n = len(batch["frame"])
+
+        def make(fake0, fake1, alpha0, alpha1):
+            crops = crop_faces(torch.cat([fake0, fake1]).float(), origins, size)
+            return torch.stack([crops[:n], crops[n:]], dim=1)  # (pairs, 2, 3, size, size)
+
+        kept = self._kept("face", batch, make, autocast)
+        return torch.cat([kept[:, 0], kept[:, 1]])
+
+    def hand_crops(self, batch, size: int, autocast) -> torch.Tensor:
+        """The body's composite and alpha seen through each hand box of the batch's pairs: (pairs, 2 frames,
+        2 hands, 4, size, size), fp32 (a hand without a box gets a meaningless crop, weighted 0 by `hand_step`)."""
+
+        def make(fake0, fake1, alpha0, alpha1):
+            n = fake0.shape[0]
+            pics = torch.stack([torch.cat([fake0, alpha0.float()], 1), torch.cat([fake1, alpha1.float()], 1)], 1)
+            pics = pics[:, :, None].expand(-1, -1, 2, -1, -1, -1).flatten(0, 2)  # (pairs * 4, 4, H, W)
+            windows = batch["window"][:, :, None].expand(-1, -1, 2, -1).flatten(0, 2)
+            crops = carry(pics.float(), windows, box_windows(batch["hand_box"]).flatten(0, 2), (size, size))
+            return crops.view(n, 2, 2, 4, size, size)
+
+        return self._kept("hands", batch, make, autocast)
 
 
 def face_step(body: FrozenBody, refine, FD, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg,
@@ -148,4 +181,40 @@ def face_step(body: FrozenBody, refine, FD, opt_g, opt_d, batch, cfg: ModelConfi
     opt_d.step()
     out = {f"F_{k}": float(v.detach()) for k, v in g.items() if k != "total"}
     out.update(FD_real=float(d["d_real"].detach()), FD_fake=float(d["d_fake"].detach()))
+    return out
+
+
+def hand_step(body: FrozenBody, HG, HD, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg,
+              autocast) -> dict[str, float]:
+    """One step of the hand refiner on every hand of both frames of each pair, the body frozen, as the Face GAN's.
+    HG and HD are the hand refiner and its discriminator, or their DDP wrappers when several processes train."""
+    label, real, matte, plate = (batch[f"hand_{k}"].flatten(0, 2) for k in ("label", "real", "matte", "plate"))
+    crops = body.hand_crops(batch, label.shape[-1], autocast).flatten(0, 2)  # (pairs * 2 frames * 2 hands, ...)
+    found = batch["hand_box"].flatten(0, 2)[:, 2].cpu() > 0
+    # Only the hands with a box train; a batch with none still runs, at weight 0, so every process steps alike.
+    keep = found.nonzero()[:, 0] if found.any() else torch.arange(len(found))
+    weight = 1.0 if found.any() else 0.0
+    label, real, matte, plate, crops = (t[keep.to(t.device)] for t in (label, real, matte, plate, crops))
+
+    frozen_hd = bare(HD).requires_grad_(False)  # around DDP, as D in `body_step`
+    with autocast:
+        _, alpha, comp = HG(label, crops[:, :3], crops[:, 3:], plate)
+        d_fake = frozen_hd(torch.cat([label, comp], 1))
+        with torch.no_grad():
+            d_real = frozen_hd(torch.cat([label, real], 1))
+        g = hand_generator_losses(cfg, gan, d_fake, d_real, comp, real, alpha, matte, vgg)
+    opt_g.zero_grad(set_to_none=False)
+    (weight * g["total"]).backward()
+    opt_g.step()
+    frozen_hd.requires_grad_(True)
+
+    with autocast:
+        d_fake = HD(torch.cat([label, comp.detach()], 1))
+        d_real = HD(torch.cat([label, real], 1))
+        d = discriminator_losses(gan, d_fake, d_real)
+    opt_d.zero_grad(set_to_none=False)
+    (weight * d["total"]).backward()
+    opt_d.step()
+    out = {f"H_{k}": float(v.detach()) for k, v in g.items() if k != "total"}
+    out.update(HD_real=float(d["d_real"].detach()), HD_fake=float(d["d_fake"].detach()))
     return out

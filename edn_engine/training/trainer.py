@@ -1,8 +1,9 @@
 """The training loop, top to bottom: set up, restore, then one step at a time until the steps or minutes run out.
 
-A step trains the body GAN on a batch of consecutive frame pairs, or, in the last `face_fraction` of the steps,
-the Face GAN with the body frozen (`training.steps`). Exact resume and several processes: `training.distributed`.
-What rank 0 logs: `training.logs`. How long and at what learning rate: `training.config.Plan`.
+A step trains the body GAN on a batch of consecutive frame pairs, or, in the last `face_fraction` of the steps (the
+face stage), the Face GAN and the hand refiner with the body frozen (`training.steps`). Exact resume and several
+processes: `training.distributed`. What rank 0 logs: `training.logs`. How long and at what learning rate:
+`training.config.Plan`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..models.config import ModelConfig, check_setting, check_trainable_size, ge
 from ..models.discriminator import build_discriminator
 from ..models.face import build_face_discriminator, build_face_generator
 from ..models.generator import build_generator
+from ..models.hand import build_hand_discriminator, build_hand_refiner
 from ..models.losses import GANLoss, VGGLoss
 from ..models.vgg import load_vgg19
 from ..runs import (keep_plate, list_checkpoints, load_latest, rng_state, run_folder, save_checkpoint,
@@ -34,7 +36,7 @@ from .config import Plan, TrainConfig
 from .distributed import (StepSampler, StopFlag, agree_steps, barrier, deterministic, finish_distributed,
                           gather_digests, init_distributed, wrap_for_training)
 from .logs import append_csv, plot_losses, preview_frames, trim_csv, write_preview
-from .steps import FrozenBody, body_step, face_step
+from .steps import FrozenBody, body_step, face_step, hand_step
 
 DEFAULT_PROFILE = "cpu"
 
@@ -81,15 +83,23 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
                        "--set alpha=false, or rebuild the dataset with --framing full", path=dataset_dir)
     use_face = ("FG" in state["nets"]) if state is not None else (
         mcfg.face and tcfg.face_fraction > 0 and _has_faces(manifest))
+    use_hands = ("HG" in state["nets"]) if state is not None else (
+        mcfg.hands and tcfg.face_fraction > 0 and data.store.has_hands)
+    if use_hands and not data.store.has_hands:
+        raise EdnError("this run trains the hand refiner but the dataset holds no hand crops: resume it on the dataset "
+                       "it was trained on, or start a new run", path=dataset_dir)
+    if mcfg.hands and data.store.has_plate and "hand_size" not in manifest:
+        reporter.log("this dataset was built before the hand refiner: rebuild it with `edn dataset build` to train one")
+    detail = use_face or use_hands  # a face stage: the Face GAN, the hand refiner, or both
 
     # -- networks, optimizers, losses (seeded: a run always starts from the same weights) ----------------------
     torch.manual_seed(tcfg.seed)
-    nets = Networks.build(mcfg, use_face, tcfg, dev)
+    nets = Networks.build(mcfg, use_face, use_hands, tcfg, dev)
     gan = GANLoss()
     vgg = VGGLoss(load_vgg19(tcfg.vgg_weights)).to(dev) if mcfg.perceptual == "vgg19" else None
 
     # -- restore weights, optimizer moments, RNG states and the step; the plan too, unless the budget changed --
-    step, plan = 0, Plan.of(tcfg.steps if tcfg.minutes is None else None, tcfg, use_face)
+    step, plan = 0, Plan.of(tcfg.steps if tcfg.minutes is None else None, tcfg, detail)
     if state is not None:
         nets.load(state, ckpt_path)
         set_rng_state(state["rng"])
@@ -103,7 +113,8 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
 
     # -- rank 0's outputs: run.json, and losses.csv cut back to the step resumed from ------------------------
     header = {"profile": profile, "model": mcfg.to_dict(), "train": tcfg.to_dict(),
-              "dataset": {"size": list(size), "framing": manifest["framing"], "mattes": has_mattes}}
+              "dataset": {"size": list(size), "framing": manifest["framing"], "mattes": has_mattes,
+                          "hand_size": manifest.get("hand_size")}}
     if main:
         write_run_info(run_dir, {"dataset": str(dataset_dir.absolute()), "size": list(size),
                                  "framing": manifest["framing"], "profile": profile, "model": mcfg.to_dict(),
@@ -142,14 +153,22 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
             t0 = time.monotonic()
             batch = {k: v.to(dev) for k, v in next(batches).items()}
             face_stage = plan.face_stage(step)
-            lr = plan.lr(step, tcfg) * (mcfg.face_lr if face_stage else 1.0)
-            for o in nets.opt.values():
+            # the learning rate of the stage (logged: the Face GAN's in the face stage, else the hand refiner's); the
+            # hand refiner keeps the body's, as it was measured (not the Face GAN's face_lr)
+            lr = plan.lr(step, tcfg) * (mcfg.face_lr if face_stage and use_face else 1.0)
+            for name, o in nets.opt.items():
                 for group in o.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = plan.lr(step, tcfg) if name in ("HG", "HD") else lr
             amp = devices.autocast(dev, tcfg.amp)
             if face_stage:
-                losses = face_step(frozen_body, trained["FG"], trained["FD"], nets.opt["FG"], nets.opt["FD"], batch,
-                                   mcfg, gan, vgg, amp)
+                losses = {}
+                if use_face:
+                    losses.update(face_step(frozen_body, trained["FG"], trained["FD"], nets.opt["FG"], nets.opt["FD"],
+                                            batch, mcfg, gan, vgg, amp))
+                if use_hands:
+                    batch.update({k: v.to(dev) for k, v in data.hand_batch(batch["frame"].cpu()).items()})
+                    losses.update(hand_step(frozen_body, trained["HG"], trained["HD"], nets.opt["HG"], nets.opt["HD"],
+                                            batch, mcfg, gan, vgg, amp))
             else:
                 losses = body_step(trained["G"], trained["D"], nets.opt["G"], nets.opt["D"], batch, mcfg, gan,
                                    vgg, amp, has_mattes)
@@ -162,7 +181,7 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
             # speed. Every process takes rank 0's plan.
             if tcfg.minutes is not None and not face_stage and (
                     len(times) == 4 or (len(times) % 25 == 0 and step < tcfg.decay_start * plan.body_steps)):
-                plan = Plan.from_speed(step, times, time.monotonic() - t_start, tcfg, use_face)
+                plan = Plan.from_speed(step, times, time.monotonic() - t_start, tcfg, detail)
                 plan = Plan(*agree_steps(plan.steps, plan.body_steps, world, dev))
             elif tcfg.minutes is not None and face_stage:
                 face_from = len(times) - 1 if face_from is None else face_from  # this session's first face step
@@ -202,7 +221,7 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
         "checkpoint": str(checkpoints[-1]) if checkpoints else None,
         "seconds": round(time.monotonic() - t_start, 2),
         "sec_per_step": round(sum(times) / len(times), 4) if times else None,
-        "face_stage": use_face, "world_size": world, "generator_sha256": digests,
+        "face_stage": use_face, "hand_refiner": use_hands, "world_size": world, "generator_sha256": digests,
         "device": devices.describe(dev),
         "bf16_autocast": bool(tcfg.amp and devices.bf16_supported(dev)),  # device's "bf16" says it could
     }
@@ -221,15 +240,20 @@ class Networks:
     D: nn.Module
     FG: nn.Module | None
     FD: nn.Module | None
+    HG: nn.Module | None  # the hand refiner and its discriminator (`models.hand`)
+    HD: nn.Module | None
     opt: dict[str, torch.optim.Optimizer]
 
     @classmethod
-    def build(cls, mcfg: ModelConfig, use_face: bool, tcfg: TrainConfig, dev: torch.device) -> "Networks":
-        """Built in a fixed order (G, D, FG, FD), so the seed fixes every initial weight."""
+    def build(cls, mcfg: ModelConfig, use_face: bool, use_hands: bool, tcfg: TrainConfig,
+              dev: torch.device) -> "Networks":
+        """Built in a fixed order (G, D, FG, FD, HG, HD), so the seed fixes every initial weight."""
         G, D = build_generator(mcfg).to(dev), build_discriminator(mcfg).to(dev)
         FG = build_face_generator(mcfg).to(dev) if use_face else None
         FD = build_face_discriminator(mcfg).to(dev) if use_face else None
-        nets = cls(G, D, FG, FD, {})
+        HG = build_hand_refiner(mcfg).to(dev) if use_hands else None
+        HD = build_hand_discriminator(mcfg).to(dev) if use_hands else None
+        nets = cls(G, D, FG, FD, HG, HD, {})
         if devices.use_channels_last(dev, training=True):
             for net in nets.modules().values():
                 net.to(memory_format=torch.channels_last)
@@ -238,7 +262,8 @@ class Networks:
         return nets
 
     def modules(self) -> dict[str, nn.Module]:
-        return {k: v for k, v in (("G", self.G), ("D", self.D), ("FG", self.FG), ("FD", self.FD)) if v is not None}
+        return {k: v for k, v in (("G", self.G), ("D", self.D), ("FG", self.FG), ("FD", self.FD), ("HG", self.HG),
+                                  ("HD", self.HD)) if v is not None}
 
     def state(self) -> dict:
         return {"nets": {k: v.state_dict() for k, v in self.modules().items()},
