@@ -185,6 +185,19 @@ def test_the_hand_refiner_trains_in_the_face_stage_and_redraws_each_hand_in_the_
     assert hands_seen >= 3
 
 
+def test_a_hand_run_resumed_on_a_dataset_without_hand_crops_is_refused_by_name(hand_run, dataset, tmp_path):
+    import shutil
+
+    old = tmp_path / "old dataset"
+    shutil.copytree(dataset, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest.pop("hand_size")  # as a dataset built before the hand refiner
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copytree(hand_run, tmp_path / "run")
+    with pytest.raises(EdnError, match="trains the hand refiner but the dataset holds no hand crops"):
+        train(old, tmp_path / "run", TrainConfig(steps=6, device="cpu"), resume=True)
+
+
 def test_eval_scores_composites_at_the_clip_framing(run, tmp_path):
     res = tiny_run.edn("eval", run, "-o", tmp_path / "report", "--max-frames", "3", "--json")
     assert res.returncode == 0, res.stderr[-2000:]

@@ -160,28 +160,13 @@ def face_step(body: FrozenBody, refine, FD, opt_g, opt_d, batch, cfg: ModelConfi
     lab_c, real_c = (crop_faces(t, origins, size) for t in (labels, reals))
     fake_c = body.face_crops(batch, origins, size, autocast)
 
-    frozen_fd = bare(FD).requires_grad_(False)  # around DDP, as D in `body_step`
-    with autocast:
-        refined = refine(lab_c, fake_c).float()
-        d_fake = frozen_fd(torch.cat([lab_c, refined], 1))
-        with torch.no_grad():
-            d_real = frozen_fd(torch.cat([lab_c, real_c], 1))
-        g = face_generator_losses(cfg, gan, d_fake, d_real, refined, real_c, vgg)
-    opt_g.zero_grad(set_to_none=False)
-    (weight * g["total"]).backward()
-    opt_g.step()
-    frozen_fd.requires_grad_(True)
+    def make():  # the refined face crop
+        return refine(lab_c, fake_c).float(), None
 
-    with autocast:
-        d_fake = FD(torch.cat([lab_c, refined.detach()], 1))
-        d_real = FD(torch.cat([lab_c, real_c], 1))
-        d = discriminator_losses(gan, d_fake, d_real)
-    opt_d.zero_grad(set_to_none=False)
-    (weight * d["total"]).backward()
-    opt_d.step()
-    out = {f"F_{k}": float(v.detach()) for k, v in g.items() if k != "total"}
-    out.update(FD_real=float(d["d_real"].detach()), FD_fake=float(d["d_fake"].detach()))
-    return out
+    def losses(d_fake, d_real, refined, _):
+        return face_generator_losses(cfg, gan, d_fake, d_real, refined, real_c, vgg)
+
+    return _crop_gan_step(FD, opt_g, opt_d, lab_c, real_c, make, losses, gan, autocast, weight, "F")
 
 
 def hand_step(body: FrozenBody, HG, HD, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg,
@@ -196,25 +181,38 @@ def hand_step(body: FrozenBody, HG, HD, opt_g, opt_d, batch, cfg: ModelConfig, g
     weight = 1.0 if found.any() else 0.0
     label, real, matte, plate, crops = (t[keep.to(t.device)] for t in (label, real, matte, plate, crops))
 
-    frozen_hd = bare(HD).requires_grad_(False)  # around DDP, as D in `body_step`
-    with autocast:
+    def make():  # the refined hand over the plate crop (what D judges), and its alpha (for the matte's loss)
         _, alpha, comp = HG(label, crops[:, :3], crops[:, 3:], plate)
-        d_fake = frozen_hd(torch.cat([label, comp], 1))
+        return comp, alpha
+
+    def losses(d_fake, d_real, comp, alpha):
+        return hand_generator_losses(cfg, gan, d_fake, d_real, comp, real, alpha, matte, vgg)
+
+    return _crop_gan_step(HD, opt_g, opt_d, label, real, make, losses, gan, autocast, weight, "H")
+
+
+def _crop_gan_step(D, opt_g, opt_d, label, real, make, losses, gan, autocast, weight: float,
+                   prefix: str) -> dict[str, float]:
+    """The generator update, then the discriminator's, of a GAN on crops (the Face GAN, the hand refiner): `make()`
+    gives (fake, extra) from the generator, `losses(d_fake, d_real, fake, extra)` its weighted losses; D judges
+    cat(label, crop). Logged as PREFIX_loss and PREFIXD_real / PREFIXD_fake."""
+    frozen = bare(D).requires_grad_(False)  # around DDP, as D in `body_step`
+    with autocast:
+        fake, extra = make()
+        d_fake = frozen(torch.cat([label, fake], 1))
         with torch.no_grad():
-            d_real = frozen_hd(torch.cat([label, real], 1))
-        g = hand_generator_losses(cfg, gan, d_fake, d_real, comp, real, alpha, matte, vgg)
+            d_real = frozen(torch.cat([label, real], 1))
+        g = losses(d_fake, d_real, fake, extra)
     opt_g.zero_grad(set_to_none=False)
     (weight * g["total"]).backward()
     opt_g.step()
-    frozen_hd.requires_grad_(True)
+    frozen.requires_grad_(True)
 
     with autocast:
-        d_fake = HD(torch.cat([label, comp.detach()], 1))
-        d_real = HD(torch.cat([label, real], 1))
-        d = discriminator_losses(gan, d_fake, d_real)
+        d = discriminator_losses(gan, D(torch.cat([label, fake.detach()], 1)), D(torch.cat([label, real], 1)))
     opt_d.zero_grad(set_to_none=False)
     (weight * d["total"]).backward()
     opt_d.step()
-    out = {f"H_{k}": float(v.detach()) for k, v in g.items() if k != "total"}
-    out.update(HD_real=float(d["d_real"].detach()), HD_fake=float(d["d_fake"].detach()))
+    out = {f"{prefix}_{k}": float(v.detach()) for k, v in g.items() if k != "total"}
+    out.update({f"{prefix}D_real": float(d["d_real"].detach()), f"{prefix}D_fake": float(d["d_fake"].detach())})
     return out
