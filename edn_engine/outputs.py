@@ -33,7 +33,8 @@ FRAMES: Layout = {r"frame_\d{6}\.png": None, "composite": {r"frame_\d{6}\.png": 
 FIGURES: Layout = {r"figure_\d{6}\.png": None}
 MATTES: Layout = {r"matte_\d{6}\.png": None}
 DATASET: Layout = {"manifest.json": None, "track.npz": None, "track_source.npz": None, "plate.png": None,
-                   "plate_mask.png": None, "frames": {r"frame_\d{6}\.(png|jpg)": None}, "mattes": MATTES}
+                   "plate_mask.png": None, "frames": {r"frame_\d{6}\.(png|jpg)": None}, "mattes": MATTES,
+                   "hands": {r"hand_\d{6}_[01]\.png": None}}
 REPORT: Layout = {"report.json": None, "contact_sheet.png": None, "side_by_side.mp4": None}
 
 

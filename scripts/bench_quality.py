@@ -97,6 +97,8 @@ def main() -> int:
     ap.add_argument("--perceptual", choices=("vgg19", "none"), default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a model setting over the profile's, as `edn train --set` (repeatable); named in the runs")
+    ap.add_argument("--face-fraction", type=float, default=None,
+                    help="share of the time for the face stage (Face GAN and hand refiner; default: the trainer's)")
     ap.add_argument("--eval-frames", type=int, default=None, help="score only the first N held-out frames")
     ap.add_argument("--work", type=Path, default=None,
                     help="keep the datasets, runs and reports here; a rerun reuses each finished stage")
@@ -125,6 +127,7 @@ def main() -> int:
     runs, datasets = {}, {}
     suffix = "_avx2" if args.avx2 else ""  # a run made with other kernels is another run: never reused for this one
     settings = parse_overrides(args.set)
+    face_fraction = {} if args.face_fraction is None else {"face_fraction": args.face_fraction}
     if "perceptual" in settings:
         ap.error("give the perceptual loss with --perceptual, not --set")
     try:  # a typo is refused now, not after detecting poses and building datasets
@@ -144,7 +147,8 @@ def main() -> int:
         manifest = json.loads((dataset / "manifest.json").read_text(encoding="utf-8"))
         print(f"training {name} for {args.minutes:g} min", file=sys.stderr)
         run_dir = pipe.train(dataset, TrainOptions(profile=profile, minutes=args.minutes, perceptual=perceptual,
-                                                   amp=not args.no_amp, settings=settings),
+                                                   amp=not args.no_amp, settings=settings,
+                                                   **face_fraction),
                              work / f"run_{name}", name=f"train_{name}")
         trained = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
         print(f"evaluating {name}", file=sys.stderr)
@@ -165,6 +169,7 @@ def main() -> int:
         "benchmark": "quality at equal wall-clock budget (issue 12: person over plate)",
         "video": str(args.video.name), "size": args.size, "minutes_per_setup": args.minutes,
         "amp": not args.no_amp, "avx2_only": args.avx2, "perceptual": perceptual, "settings": settings,
+        "face_fraction": args.face_fraction,
         "setups": runs,
         "goals": {first: goals(runs[first])},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_model(),

@@ -185,6 +185,14 @@ def test_the_hand_refiner_trains_in_the_face_stage_and_redraws_each_hand_in_the_
     assert hands_seen >= 3
 
 
+def test_a_dataset_with_hand_crops_can_be_built_again_in_its_own_folder(dataset):
+    """The hand crops are the dataset's own files: rebuilding over it (a changed input, `edn transfer`) goes ahead."""
+    from edn_engine.outputs import DATASET, check_output_folder
+
+    assert (dataset / "hands").is_dir()
+    check_output_folder(dataset, DATASET, "dataset folder")  # raised "holds files EDN did not make (hands)" before
+
+
 def test_a_hand_run_resumed_on_a_dataset_without_hand_crops_is_refused_by_name(hand_run, dataset, tmp_path):
     import shutil
 
