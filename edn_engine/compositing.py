@@ -45,11 +45,13 @@ def over(rgba: np.ndarray, background: np.ndarray) -> np.ndarray:
     return cv2.blendLinear(cv2.cvtColor(rgba, cv2.COLOR_BGRA2BGR), background, a, 1.0 - a)
 
 
-def feather_weights(size: int) -> np.ndarray:
-    """(size, size) float32: 1 inside, falling linearly to 0 at each edge over the outer eighth (as the Face GAN's
-    paste, `models.face.feather`), so a refined patch has no seam where it meets the picture around it."""
+def feather_weights(size: int, margin: int | None = None) -> np.ndarray:
+    """(size, size) float32: 1 inside, falling linearly to 0 at each edge over its outer `margin` pixels (default:
+    an eighth), so a refined patch (a hand here, the Face GAN's face in `models.face`) has no seam where it meets
+    the picture around it."""
+    margin = margin or max(size // 8, 1)
     r = np.arange(size, dtype=np.float32)
-    ramp = np.minimum(np.minimum(r, size - 1 - r) / max(size // 8, 1), 1.0)
+    ramp = np.minimum(np.minimum(r, size - 1 - r) / margin, 1.0)
     return np.outer(ramp, ramp)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..compositing import feather_weights
 from .config import ModelConfig
 from .discriminator import MultiscaleDiscriminator
 from .generator import GlobalGenerator, init_weights
@@ -52,10 +53,9 @@ def crop_faces(img: torch.Tensor, origins: torch.Tensor, size: int) -> torch.Ten
 
 
 def feather(size: int, margin: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(size, size) weights: 1 inside, falling linearly to 0 at each edge over its outer `margin` pixels."""
-    r = torch.arange(size, device=device, dtype=torch.float32)
-    ramp = (torch.minimum(r, size - 1 - r) / margin).clamp(max=1.0)
-    return ramp[:, None] * ramp[None, :]
+    """(size, size) weights: 1 inside, falling linearly to 0 at each edge over its outer `margin` pixels (the
+    writer's hand paste uses the same, `compositing.feather_weights`)."""
+    return torch.from_numpy(feather_weights(size, margin)).to(device)
 
 
 def paste_faces(img: torch.Tensor, faces: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
