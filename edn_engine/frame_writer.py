@@ -90,7 +90,9 @@ class FrameWriter:
 
     def __exit__(self, exc_type, *exc) -> None:
         try:
-            while self.pending and exc_type is None:
+            # finished, or interrupted (Ctrl-C, the add-on's cancel): write the frames already generated, so that
+            # --resume starts after them; after an error, drop them
+            while self.pending and (exc_type is None or issubclass(exc_type, KeyboardInterrupt)):
                 self._finish_one()
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
