@@ -208,3 +208,18 @@ def test_pixels_go_where_points_go_and_come_back_where_they_were(side):
     expected = fr.points(np.array([[310.0, 160.0, 1.0]], np.float32))[0, :2]
     assert np.abs(centre(window) - expected).max() < 0.05
     assert np.abs(centre(fr.back(window)) - [310.0, 160.0]).max() < max(0.1, 0.05 / fr.scale)  # source px
+
+
+@pytest.mark.parametrize("src", [(200, 120), (120, 200), (1000, 600)])  # enlarged (bars either way), shrunk
+def test_a_letterbox_keeps_its_edges_and_its_bars_and_comes_back_whole(src):
+    """A whole-frame run's training frame is the source letterboxed; scaled back, it is the source. No edge row of
+    the picture darkens by blending with the bars, and the bars stay black."""
+    fr = Framing(src, (256, 256), "letterbox")
+    grey = np.full((src[1], src[0]), 200, np.uint8)
+    out = fr.image(grey)
+    x0, y0, x1, y1 = fr.content()
+    assert abs((x1 - x0) * (y1 - y0) - src[0] * src[1] * fr.scale ** 2) <= 256  # the picture, to a pixel's row
+    assert (out[y0:y1, x0:x1] == 200).all() and out.sum() == 200 * (x1 - x0) * (y1 - y0)
+    assert (fr.back(out) == 200).all()
+    roi = (3, 5, src[0] - 7, src[1] - 2)
+    assert np.array_equal(fr.back(out, roi=roi), fr.back(out)[5:src[1] - 2, 3:src[0] - 7])

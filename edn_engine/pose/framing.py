@@ -61,15 +61,28 @@ class Framing:
     def back(self, img: np.ndarray, interpolation: int = cv2.INTER_LINEAR, border_value=0,
              roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """Resample an output-framed image back into the source frame (zeros where the output does not reach).
-        A letterboxed output holds the whole source: where the source reaches the output's edge, its last rows or
-        columns take the edge's value rather than a blend with the zeros beyond it.
+        A letterboxed output holds the whole source: its first and last rows and columns take the picture's edge
+        value rather than a blend with the bars or the zeros beyond it.
         `roi` (x0, y0, x1, y1): only that rectangle of the source frame (see `source_roi`)."""
         x0, y0, x1, y1 = roi if roi is not None else (0, 0, *self.src_size)
         m = self.pixel_matrix()
         m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # ROI pixel p is source pixel p + (x0, y0)
-        border = cv2.BORDER_REPLICATE if self.mode == "letterbox" else cv2.BORDER_CONSTANT
+        border = cv2.BORDER_CONSTANT
+        if self.mode == "letterbox":  # sample the picture without its bars, its edge repeated past it
+            cx0, cy0, cx1, cy1 = self.content()
+            img, m[:, 2] = img[cy0:cy1, cx0:cx1], m[:, 2] - (cx0, cy0)
+            border = cv2.BORDER_REPLICATE
         return cv2.warpAffine(img, m, (x1 - x0, y1 - y0), flags=interpolation | cv2.WARP_INVERSE_MAP,
                               borderMode=border, borderValue=border_value)
+
+    def content(self) -> tuple[int, int, int, int]:
+        """The output's pixels that hold the source, (x0, y0, x1, y1), to the nearest whole pixel: a letterbox's
+        picture without its bars (all of a crop's or a window's output)."""
+        (dw, dh), (sw, sh) = self.dst_size, self.src_size
+        if self.mode != "letterbox":
+            return (0, 0, dw, dh)
+        s, (ox, oy) = self.scale, self.offset
+        return (max(0, round(ox)), max(0, round(oy)), min(dw, round(ox + sw * s)), min(dh, round(oy + sh * s)))
 
     def source_roi(self) -> tuple[int, int, int, int] | None:
         """The source frame's pixels the output covers, (x0, y0, x1, y1), clipped to the frame (None: none)."""
@@ -97,8 +110,23 @@ class Framing:
             return _shrink_then_warp(img, self, border_value)
         if interpolation == cv2.INTER_AREA:
             interpolation = cv2.INTER_LINEAR
-        return cv2.warpAffine(img, self.pixel_matrix(), tuple(self.dst_size), flags=interpolation,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+        out = cv2.warpAffine(img, self.pixel_matrix(), tuple(self.dst_size), flags=interpolation,
+                             borderMode=self._border(), borderValue=border_value)
+        return self._bars(out, border_value)
+
+    def _border(self) -> int:
+        """A window pads beyond the frame; a letterbox or a crop holds only the source, so its edge pixels repeat
+        the source's edge rather than blend with the padding (a letterbox's bars are laid after: `_bars`)."""
+        return cv2.BORDER_CONSTANT if self.mode == "window" else cv2.BORDER_REPLICATE
+
+    def _bars(self, out: np.ndarray, border_value) -> np.ndarray:
+        """`out` with a letterbox's bars (the pixels outside `content`) set to border_value."""
+        if self.mode == "letterbox":
+            x0, y0, x1, y1 = self.content()
+            picture = out[y0:y1, x0:x1].copy()
+            out[...] = border_value
+            out[y0:y1, x0:x1] = picture
+        return out
 
     def to_dict(self) -> dict:
         d = {"src_size": list(self.src_size), "dst_size": list(self.dst_size), "mode": self.mode}
@@ -161,5 +189,6 @@ def _shrink_then_warp(img: np.ndarray, fr: Framing, border_value,
     # resize keeps pixel centres (index + 0.5) in place; the warp maps them on as `Framing.pixel_matrix` does
     m = np.array([[s / sx, 0, ox + s * x0 / cx + 0.5 * (s / sx - 1)],
                   [0, s / sy, oy + s * y0 / cy + 0.5 * (s / sy - 1)]], dtype=np.float64)
-    return cv2.warpAffine(small, m, tuple(fr.dst_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=border_value)
+    out = cv2.warpAffine(small, m, tuple(fr.dst_size), flags=cv2.INTER_LINEAR, borderMode=fr._border(),
+                         borderValue=border_value)
+    return fr._bars(out, border_value)
