@@ -193,7 +193,9 @@ def clip_face_box(store, fr, body: np.ndarray, face: np.ndarray):
 def clip_library(store) -> Callable[[int], np.ndarray]:
     """Training frame n at the clip's framing, as a retrieval baseline shows it (the same resolution the model's
     output has): its window pasted back over the plate as generation pastes the model's (`compositing.paste`,
-    fully opaque), or a whole-frame run's training frame scaled back."""
+    opaque), or a whole-frame run's training frame scaled back. Where the window reaches past the frame's edge,
+    the training frame is black padding: there its alpha is the share of each pixel inside the frame (its colour
+    is already that share of the real pixel's), so the frame's edge does not take a dark line."""
     from .compositing import paste
     from .video import read_image
 
@@ -204,7 +206,9 @@ def clip_library(store) -> Callable[[int], np.ndarray]:
         crop = read_image(store.dir / "frames" / f"frame_{n:06d}{store.ext}")
         if plate is None:
             return fr.back(crop)
-        return paste(fr, np.dstack([crop, np.full(crop.shape[:2], 255, np.uint8)]), plate)[1]
+        inside = fr.image(np.full(plate.shape[:2], 255, np.uint8))
+        colour = cv2.divide(crop, cv2.cvtColor(inside, cv2.COLOR_GRAY2BGR), scale=255)  # 0 wholly outside
+        return paste(fr, np.dstack([colour, inside]), plate)[1]
 
     return image
 

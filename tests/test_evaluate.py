@@ -313,3 +313,28 @@ def test_edn_eval_names_missing_footage_before_generating(tiny_run, tmp_path, mo
     finally:
         moved.rename(target)
     assert not (tmp_path / "report").exists()
+
+
+def test_a_retrieved_window_past_the_frames_edge_leaves_no_dark_line_there(tmp_path):
+    """The retrieval baselines paste a training frame's window back over the plate. Past the frame's edge that
+    window holds black padding, which once came back as a dark line along the frame's edge (the background
+    PSNR of the baselines paid for it)."""
+    import cv2
+
+    from edn_engine.evaluate import clip_library
+    from edn_engine.pose.window import window_framing
+
+    real = np.full((120, 160, 3), 180, np.uint8)
+    fr = window_framing((160, 120), (64, 64), (-23.3, -11.6, 151.0, 151.0))  # past the left, top and bottom
+    (tmp_path / "frames").mkdir()
+    cv2.imwrite(str(tmp_path / "plate.png"), real)
+    cv2.imwrite(str(tmp_path / "frames" / "frame_000000.png"), fr.image(real))
+
+    class Store:
+        dir, has_plate, ext = tmp_path, True, ".png"
+
+        def framing(self, n):
+            return fr
+
+    shown = clip_library(Store())(0).astype(int)
+    assert np.abs(shown - 180).max() <= 2  # the frame's edge rows and columns included
