@@ -187,7 +187,7 @@ class PairDataset(torch.utils.data.Dataset):
 
     def hand_batch(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """The hand refiner's data for a batch's pairs (`frames`: (B, 2) source numbers), loaded only when the face
-        stage wants it (a body step would read and drop four crops): hand_label, hand_real, hand_matte, hand_plate
-        (B, 2 frames, 2 hands, C, S, S) and hand_box (B, 2, 2, 3)."""
-        hands = [[self.store.hands(n) for n in pair] for pair in frames.tolist()]
-        return {f"hand_{k}": torch.stack([torch.stack([h[k] for h in pair]) for pair in hands]) for k in hands[0][0]}
+        stage wants it (a body step would read and drop them), of each pair's second frame (see `hand_step`):
+        hand_label, hand_real, hand_matte, hand_plate (B, 2 hands, C, S, S) and hand_box (B, 2, 3)."""
+        hands = [self.store.hands(pair[1]) for pair in frames.tolist()]
+        return {f"hand_{k}": torch.stack([h[k] for h in hands]) for k in hands[0]}

@@ -10,8 +10,9 @@ I0 = G(x_t, 0), I1 = G(x_t+1, I0), the generator update (LSGAN on the multi-scal
 matching, VGG19 or L1, person/limb L1, matte L1) and the discriminator update. The face stage's step
 (`face_step`: face generator and face discriminator, body frozen) is timed too, with the frozen body's crops of
 the pair already kept (as for every pair but the first time it comes round), and `mixed_step_s` weighs the two
-by the default share of face steps. Inputs are random tensors of the training shapes and the VGG19 has random
-weights (a step's cost depends on neither).
+by the default share of face steps. So is the hand refiner's (`hand_step`, "hands": a person-over-plate run's
+face stage adds it to each face step), on a 1080p clip's 96-pixel hand crops. Inputs are random tensors of the
+training shapes and the VGG19 has random weights (a step's cost depends on neither).
 
 Part 1, "profiles": each profile at each size and precision, alone in its own process with the engine's
 threading policy (`edn_engine.threads`), so its peak memory is its own. Sizes: "native" is each profile's own
@@ -46,7 +47,8 @@ OUT = REPO / "benchmarks" / "bench_train.json"
 # one case, in its own worker process
 # ------------------------------------------------------------------------------------------------------------
 def setup(case: dict) -> tuple[benchkit.Units, dict]:
-    """The networks, optimizers and a batch of one case; units "body", "face", "generator" (a no-grad frame)."""
+    """The networks, optimizers and a batch of one case; units "body", "face", "hands", "generator" (a no-grad
+    frame)."""
     import torch
 
     from edn_engine import device as devices
@@ -109,9 +111,34 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
         body = FrozenBody(G)  # the warm-up step makes the pair's crops
         units["face"] = synced(lambda: face_step(body, refine, FD, opt["FG"], opt["FD"], batch, cfg, gan, vgg,
                                                  devices.autocast(dev, bf16)))
+    if case["face"] and cfg.hands:  # a person-over-plate run's face stage also trains the hand refiner
+        units["hands"] = synced(_hand_unit(cfg, batch, FrozenBody(G), dev, bf16, cl, gan, vgg))
     units["generator"] = synced(generator_frame, training=False)  # as `edn generate` runs it
     return units, {"threads": torch.get_num_threads(), "channels_last_used": cl, "params_m": params,
                    "model": cfg.to_dict(), "device_info": devices.describe(dev)}
+
+
+def _hand_unit(cfg, batch: dict, body, dev, bf16: bool, channels_last: bool, gan, vgg):
+    """`hand_step` on the two hands of a pair's second frame at HAND_SIZE (a 1080p clip's), the crops kept."""
+    import torch
+
+    from edn_engine import device as devices
+    from edn_engine.hand_data import HAND_SIZE
+    from edn_engine.models.hand import build_hand_discriminator, build_hand_refiner
+    from edn_engine.training.steps import hand_step
+
+    HG, HD = build_hand_refiner(cfg).to(dev), build_hand_discriminator(cfg).to(dev)
+    if channels_last:
+        for net in (HG, HD):
+            net.to(memory_format=torch.channels_last)
+    opt_g, opt_d = (torch.optim.Adam(n.parameters(), lr=2e-4, betas=(0.5, 0.999)) for n in (HG, HD))
+    n, s, (h, w) = len(batch["frame"]), HAND_SIZE, batch["label"].shape[-2:]
+    hands = {"hand_label": torch.rand(n, 2, 3, s, s) * 2 - 1, "hand_real": torch.rand(n, 2, 3, s, s) * 2 - 1,
+             "hand_matte": (torch.rand(n, 2, 1, s, s) > 0.5).float(), "hand_plate": torch.rand(n, 2, 3, s, s) * 2 - 1,
+             "hand_box": torch.tensor([[w * 0.2, h * 0.5, h * 0.1], [w * 0.7, h * 0.5, h * 0.1]]).expand(n, 2, 3),
+             "window": torch.tensor([0.0, 0.0, w, h]).expand(n, 2, 4), "plate": torch.zeros(n, 2, 3, h, w)}
+    full = {**batch, **{k: v.contiguous().to(dev) for k, v in hands.items()}}
+    return lambda: hand_step(body, HG, HD, opt_g, opt_d, full, cfg, gan, vgg, devices.autocast(dev, bf16))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -168,6 +195,9 @@ def summarize(profiles: list[dict], matrix: list[dict]) -> dict:
         body, face = benchkit.median(r, "quiet", "body"), benchkit.median(r, "quiet", "face")
         if body is not None:
             r["mixed_step_s"] = round((1 - ff) * body + ff * face, 4) if face is not None else body
+        hands = benchkit.median(r, "quiet", "hands")
+        if face is not None and hands is not None:  # a person-over-plate run's face-stage step: both refiners
+            r["face_stage_step_s"] = round(face + hands, 4)
     for prec in benchkit.PRECISIONS:
         by = {r["profile"]: r for r in profiles
               if "mixed_step_s" in r and (r["width"], r["height"]) == (256, 256) and r["precision"] == prec}
@@ -181,7 +211,7 @@ def summarize(profiles: list[dict], matrix: list[dict]) -> dict:
             continue
         row = table[r["label"]] = {}
         for phase in ("quiet", "loaded"):
-            for unit in ("body", "face", "generator"):
+            for unit in ("body", "face", "hands", "generator"):
                 for stat in ("median_s", "min_s"):
                     if benchkit.median(r, phase, unit, stat) is not None:
                         row[f"{phase}_{unit}_{stat}"] = benchkit.median(r, phase, unit, stat)
@@ -228,11 +258,11 @@ def main() -> int:
     script = Path(__file__).resolve()
     profiles = []
     for case in profile_cases(args, precisions[:2]):  # fp32-avx2 is for the cpu profile's matrix
-        profiles += benchkit.in_turns(script, [case], {"body": args.steps, "face": args.steps,
+        profiles += benchkit.in_turns(script, [case], {"body": args.steps, "face": args.steps, "hands": args.steps,
                                                        "generator": args.steps}, rounds=1, loaded=False)
     matrix = [] if args.no_matrix else benchkit.in_turns(
-        script, matrix_cases(args, precisions), {"body": 1, "face": 1, "generator": 3}, rounds=args.rounds,
-        loaded=not args.no_load, settle_s=args.settle)
+        script, matrix_cases(args, precisions), {"body": 1, "face": 1, "hands": 1, "generator": 3},
+        rounds=args.rounds, loaded=not args.no_load, settle_s=args.settle)
     summary = summarize(profiles, matrix)
     write_json(args.output, {
         "benchmark": "train_step", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

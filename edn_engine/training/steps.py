@@ -82,8 +82,8 @@ def body_step(G, D, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast,
 
 class FrozenBody:
     """The body generator during the face stage, where it is frozen (paper, sec. 3.3): what it makes of a training
-    pair never changes, so each pair's face and hand crops are generated once, kept in half precision (48 KB a
-    pair's faces at 64 px, 288 KB its hands at 96 px) and reused each time the pair comes round. Its two generator
+    pair never changes, so each pair's face and hand crops are generated once, kept in half precision (24 KB a
+    pair's face at 64 px, 144 KB its hands at 96 px) and reused each time the pair comes round. Its two generator
     passes were two thirds of a face step (237 of 343 ms on the demo's `cpu` run, fp32 AVX2); with them gone the
     stage takes several times the steps in its minutes, once each pair has come round (a clip with more pairs than
     the stage has steps gains little). Kept by pair: the dataset has no augmentation, so a pair's boxes never
@@ -118,41 +118,36 @@ class FrozenBody:
         return torch.stack([self.crops[k] for k in keys]).float()
 
     def face_crops(self, batch, origins: torch.Tensor, size: int, autocast) -> torch.Tensor:
-        """The body's face crops of the batch's pairs, ordered as `face_step` orders frames (every pair's first
-        frame, then every pair's second): (2 * pairs, 3, size, size), fp32."""
-        n = len(batch["frame"])
+        """The body's face crop of each pair's second frame (see `face_step`): (pairs, 3, size, size), fp32."""
 
         def make(fake0, fake1, alpha0, alpha1):
-            crops = crop_faces(torch.cat([fake0, fake1]).float(), origins, size)
-            return torch.stack([crops[:n], crops[n:]], dim=1)  # (pairs, 2, 3, size, size)
+            return crop_faces(fake1.float(), origins, size)
 
-        kept = self._kept("face", batch, make, autocast)
-        return torch.cat([kept[:, 0], kept[:, 1]])
+        return self._kept("face", batch, make, autocast)
 
     def hand_crops(self, batch, size: int, autocast) -> torch.Tensor:
-        """The body's composite and alpha seen through each hand box of the batch's pairs: (pairs, 2 frames,
+        """The body's composite and alpha of each pair's second frame, seen through its two hand boxes: (pairs,
         2 hands, 4, size, size), fp32 (a hand without a box gets a meaningless crop, weighted 0 by `hand_step`)."""
 
         def make(fake0, fake1, alpha0, alpha1):
-            n = fake0.shape[0]
-            pics = torch.stack([torch.cat([fake0, alpha0.float()], 1), torch.cat([fake1, alpha1.float()], 1)], 1)
-            pics = pics[:, :, None].expand(-1, -1, 2, -1, -1, -1).flatten(0, 2)  # (pairs * 4, 4, H, W)
-            windows = batch["window"][:, :, None].expand(-1, -1, 2, -1).flatten(0, 2)
-            crops = carry(pics.float(), windows, box_windows(batch["hand_box"]).flatten(0, 2), (size, size))
-            return crops.view(n, 2, 2, 4, size, size)
+            n = fake1.shape[0]
+            pics = torch.cat([fake1, alpha1.float()], 1)[:, None].expand(-1, 2, -1, -1, -1).flatten(0, 1)
+            windows = batch["window"][:, 1, None].expand(-1, 2, -1).flatten(0, 1)  # (pairs * 2 hands, 4)
+            crops = carry(pics.float(), windows, box_windows(batch["hand_box"]).flatten(0, 1), (size, size))
+            return crops.view(n, 2, 4, size, size)
 
         return self._kept("hands", batch, make, autocast)
 
 
 def face_step(body: FrozenBody, refine, FD, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg,
               autocast) -> dict[str, float]:
-    """One step of the Face GAN on both frames of each pair; the body generator is frozen (paper, sec. 3.3).
+    """One step of the Face GAN on each pair's second frame; the body generator is frozen (paper, sec. 3.3). Only
+    the second: it is generated from the first, as every frame is in use, and the two are nearly alike, so a step
+    on one takes about half the time for nearly the same lesson (the face stage fits more steps in its minutes).
     `body` holds the bare body generator; `refine` is the face generator in a `FaceRefine`, and FD the face
     discriminator, or their DDP wrappers when several processes train."""
-    label, real = batch["label"], batch["image"]
-    labels = torch.cat([label[:, 0], label[:, 1]])
-    reals = torch.cat([real[:, 0], real[:, 1]])
-    centres = torch.cat([batch["face"][:, 0], batch["face"][:, 1]]).cpu()
+    labels, reals = batch["label"][:, 1], batch["image"][:, 1]
+    centres = batch["face"][:, 1].cpu()
     # Frames without a face still run, at weight 0, so that every process takes the same optimizer steps.
     weight = (centres[:, 0] >= 0).float().mean().item()
     size, (h, w) = cfg.face_size, labels.shape[-2:]
@@ -171,11 +166,11 @@ def face_step(body: FrozenBody, refine, FD, opt_g, opt_d, batch, cfg: ModelConfi
 
 def hand_step(body: FrozenBody, HG, HD, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg,
               autocast) -> dict[str, float]:
-    """One step of the hand refiner on every hand of both frames of each pair, the body frozen, as the Face GAN's.
+    """One step of the hand refiner on the hands of each pair's second frame (as `face_step`), the body frozen.
     HG and HD are the hand refiner and its discriminator, or their DDP wrappers when several processes train."""
-    label, real, matte, plate = (batch[f"hand_{k}"].flatten(0, 2) for k in ("label", "real", "matte", "plate"))
-    crops = body.hand_crops(batch, label.shape[-1], autocast).flatten(0, 2)  # (pairs * 2 frames * 2 hands, ...)
-    found = batch["hand_box"].flatten(0, 2)[:, 2].cpu() > 0
+    label, real, matte, plate = (batch[f"hand_{k}"].flatten(0, 1) for k in ("label", "real", "matte", "plate"))
+    crops = body.hand_crops(batch, label.shape[-1], autocast).flatten(0, 1)  # (pairs * 2 hands, 4, S, S)
+    found = batch["hand_box"].flatten(0, 1)[:, 2].cpu() > 0
     # Only the hands with a box train; a batch with none still runs, at weight 0, so every process steps alike.
     keep = found.nonzero()[:, 0] if found.any() else torch.arange(len(found))
     weight = 1.0 if found.any() else 0.0
