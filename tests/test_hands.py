@@ -121,7 +121,7 @@ def test_the_hand_step_trains_on_the_hands_found_and_shares_the_bodys_generation
     G.register_forward_hook(lambda *_: calls.append(1))
     s = 32
     batch = {"label": torch.rand(1, 2, 3, 64, 64) * 2 - 1, "frame": torch.tensor([[3, 4]]),
-             "plate": torch.zeros(1, 2, 3, 64, 64), "window": torch.tensor([[[0.0, 0, 64, 64]] * 2]),
+             "plate": torch.zeros(1, 2, 3, 64, 64), "window": torch.tensor([[[4.0, 2, 64, 64], [0.0, 0, 64, 64]]]),
              "face": torch.tensor([[[20.0, 20.0], [30.0, 30.0]]]),
              "image": torch.rand(1, 2, 3, 64, 64) * 2 - 1,
              "hand_label": torch.rand(1, 2, 3, s, s), "hand_real": torch.rand(1, 2, 3, s, s),
@@ -133,9 +133,10 @@ def test_the_hand_step_trains_on_the_hands_found_and_shares_the_bodys_generation
     crops = body.hand_crops(batch, s, amp)
     assert len(calls) == 2 and crops.shape == (1, 2, 4, s, s)  # one generation of the pair for both
     with torch.no_grad():
-        _, fake1, _, alpha1 = generate_pair(G, batch["label"][:, 0], batch["label"][:, 1], batch, amp)
+        fake0, fake1, _, alpha1 = generate_pair(G, batch["label"][:, 0], batch["label"][:, 1], batch, amp)
     expected = torch.cat([fake1, alpha1], 1)[0, :, 8:40, 16:48]  # the box, at one source pixel a window pixel
     assert torch.allclose(crops[0, 0], expected, atol=1e-2)  # the second frame's, generated from the first
+    assert not torch.allclose(crops[0, 0, :3], fake0[0, :, 8:40, 16:48], atol=1e-2)  # not the first frame's
 
     HG, HD = build_hand_refiner(cfg), build_hand_discriminator(cfg)
     opt_g, opt_d = (torch.optim.Adam(n.parameters(), lr=1e-3) for n in (HG, HD))
@@ -156,3 +157,24 @@ def test_hand_crops_are_kept_only_where_the_window_loses_the_sources_pixels():
     assert crop_size(np.array([233.0, 244.0]), 256) is None  # the demo's renders: the window holds every pixel
     assert crop_size(np.array([1005.0, 1100.0, 1231.0]), 256) == 96  # romp_sample2 at 1080p: boxes of 110 px
     assert crop_size(np.array([640.0]), 256) == 64 and crop_size(np.array([390.0]), 256) == 40  # 720p and less
+
+
+def test_the_face_step_trains_on_each_pairs_second_frame():
+    """A pair whose second frame shows no face is a step at weight 0, whatever its first frame shows."""
+    from edn_engine.models.face import build_face_discriminator, build_face_generator
+    from edn_engine.training.distributed import FaceRefine
+    from edn_engine.training.steps import face_step
+
+    cfg = get_profile("cpu", width=64, height=64, face_size=32, face_ngf=8, face_n_blocks=1, face_ndf=8)
+    torch.manual_seed(0)
+    FG, FD = build_face_generator(cfg), build_face_discriminator(cfg)
+    batch = {"label": torch.rand(1, 2, 3, 64, 64) * 2 - 1, "image": torch.rand(1, 2, 3, 64, 64) * 2 - 1,
+             "frame": torch.tensor([[3, 4]]), "plate": torch.zeros(1, 2, 3, 64, 64),
+             "window": torch.tensor([[[0.0, 0, 64, 64]] * 2])}
+    amp = devices.autocast(torch.device("cpu"), False)
+    for centres, moves in (([[30.0, 30.0], [-1.0, -1.0]], False), ([[-1.0, -1.0], [30.0, 30.0]], True)):
+        opt_g, opt_d = (torch.optim.Adam(n.parameters(), lr=1e-3) for n in (FG, FD))
+        before = [p.clone() for p in FG.parameters()]
+        face_step(FrozenBody(build_generator(cfg)), FaceRefine(FG), FD, opt_g, opt_d,
+                  {**batch, "face": torch.tensor([centres])}, cfg, GANLoss(), None, amp)
+        assert any(not torch.equal(a, b) for a, b in zip(before, FG.parameters())) == moves

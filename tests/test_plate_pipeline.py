@@ -185,6 +185,18 @@ def test_the_hand_refiner_trains_in_the_face_stage_and_redraws_each_hand_in_the_
     assert hands_seen >= 3
 
 
+def test_the_face_stage_reads_the_hands_of_each_pairs_second_frame(dataset):
+    """The hand refiner trains on the frame the body generates from its previous output, as every frame is in use."""
+    from edn_engine.dataset import PairDataset
+
+    data = PairDataset(dataset)
+    first, second = data.pairs[3]
+    batch = data.hand_batch(torch.tensor([[first, second]]))
+    own = data.store.hands(second)
+    assert all(torch.equal(batch[f"hand_{k}"][0], own[k]) for k in own)
+    assert not torch.equal(batch["hand_box"][0], data.store.hands(first)["box"])
+
+
 def test_a_dataset_with_hand_crops_can_be_built_again_in_its_own_folder(dataset):
     """The hand crops are the dataset's own files: rebuilding over it (a changed input, `edn transfer`) goes ahead."""
     from edn_engine.outputs import DATASET, check_output_folder

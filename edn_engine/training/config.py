@@ -19,6 +19,7 @@ class TrainConfig:
     # at 0.3 (347 body, 1270 face steps; benchmarks/demo_fp32_avx2.json) against 0.24 at 0.2 (383, 611;
     # bench_face_stage.json's as_trained); romp_sample2, 20 minutes: 3 of 11 faces found against 1, body error
     # 0.076 against 0.072 (bench_quality_face_stage.json, bench_quality_lambda_alpha_20.json)
+    # (measured when a face step took both frames of a pair; it now takes the second: `steps.face_step`)
     decay_start: float = 0.5  # fraction of each stage's steps at constant lr; then linear decay to 0 (pix2pixHD)
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)

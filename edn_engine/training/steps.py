@@ -4,8 +4,9 @@ Body (`body_step`), the paper's temporal smoothing: I0 = G(x_t, 0), I1 = G(x_t+1
 (x_t, x_t+1, I0, I1) against (x_t, x_t+1, y_t, y_t+1). Generator loss (`models.losses.generator_losses`): LSGAN +
 feature matching + VGG19 perceptual (or L1 with `perceptual none`) + person/limb/hand-weighted L1 + the alpha head's
 loss against the dataset's mattes. Face (`face_step`): the last `face_fraction` of the steps trains the Face GAN
-on the face crops with the body frozen (paper, section 3.3), and the hand refiner (`hand_step`, `models.hand`) on
-each hand's box at the source's resolution; the frozen body's crops of each pair are made once (`FrozenBody`).
+on the face crop of each pair's second frame with the body frozen (paper, section 3.3), and the hand refiner
+(`hand_step`, `models.hand`) on that frame's hand boxes at the source's resolution; the frozen body's crops of each
+pair are made once (`FrozenBody`).
 
 G and D are updated separately, as in pix2pixHD-style GAN code; D's pass inside the generator update (D frozen,
 only the gradient towards G wanted) calls the bare module around its DDP wrapper: that pass needs no gradient
