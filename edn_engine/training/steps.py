@@ -143,8 +143,9 @@ class FrozenBody:
 def face_step(body: FrozenBody, refine, FD, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg,
               autocast) -> dict[str, float]:
     """One step of the Face GAN on each pair's second frame; the body generator is frozen (paper, sec. 3.3). Only
-    the second: it is generated from the first, as every frame is in use, and the two are nearly alike, so a step
-    on one takes about half the time for nearly the same lesson (the face stage fits more steps in its minutes).
+    the second: it is generated from the first, as every frame is in use, and the two are nearly alike, so the
+    stage fits more steps in its minutes for nearly the same lesson (with the hand refiner, romp_sample2's 20
+    minutes gave 1889 face-stage steps instead of 920; bench_quality_face_stage_second_frame.json).
     `body` holds the bare body generator; `refine` is the face generator in a `FaceRefine`, and FD the face
     discriminator, or their DDP wrappers when several processes train."""
     labels, reals = batch["label"][:, 1], batch["image"][:, 1]
