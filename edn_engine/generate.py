@@ -150,7 +150,7 @@ def _hand_patches(synth: Synthesizer, track: PoseTrack, i: int, fr, window: torc
     if not found:
         return ()
     framings = [hand_framing((track.width, track.height), box, size) for _, box in found]
-    labels = torch.stack([to_tensor(hand_figure(body, hands, side, box, size)) for side, box in found])
+    labels = torch.stack([to_tensor(hand_figure(body, hands, side, f)) for (side, _), f in zip(found, framings)])
     plates = torch.stack([to_tensor(plate.image(f)) for f in framings])
     boxes = torch.tensor([box for _, box in found])
     colour, a = synth.refine_hands(window, boxes, labels, plates)

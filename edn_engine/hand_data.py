@@ -92,9 +92,10 @@ class HandCrops:
             if not path.is_file():
                 raise EdnError("dataset hand crop missing", path=path, frame=n)
             bgra = read_image(path, cv2.IMREAD_UNCHANGED)
-            out["label"][side] = to_tensor(hand_figure(self.track.body[i], self.track.hands[i], side, box, s))
+            fr = hand_framing(self.src_size, box, s)
+            out["label"][side] = to_tensor(hand_figure(self.track.body[i], self.track.hands[i], side, fr))
             out["real"][side] = to_tensor(bgra[..., :3])
             out["matte"][side] = torch.from_numpy(bgra[..., 3].astype(np.float32) / 255.0)
-            out["plate"][side] = to_tensor(self.plate.image(hand_framing(self.src_size, box, s)))
+            out["plate"][side] = to_tensor(self.plate.image(fr))
             out["box"][side] = torch.tensor(box, dtype=torch.float32)
         return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .pose.framing import Framing
 from .pose.track import PoseTrack
 from .render import draw_pose
 
@@ -30,23 +31,17 @@ def stick_figure(track: PoseTrack, i: int) -> np.ndarray:
     return draw_pose(track.body[i], track.hands[i], track.face[i], size=(track.width, track.height))
 
 
-def hand_figure(body: np.ndarray, hands: np.ndarray, side: int, box: tuple[float, float, float],
-                size: int) -> np.ndarray:
-    """The stick figure of hand `side` (0 left, 1 right) and its forearm, drawn into `box` (x0, y0, side in the
-    keypoints' pixels) at `size` x `size`: what the hand refiner is conditioned on (BGR uint8)."""
+def hand_figure(body: np.ndarray, hands: np.ndarray, side: int, box: Framing) -> np.ndarray:
+    """The stick figure of hand `side` (0 left, 1 right) and its forearm, drawn through `box` (the hand box's
+    framing, `hand_data.hand_framing`) at its size: what the hand refiner is conditioned on (BGR uint8)."""
     from .pose.skeleton import B
 
-    x0, y0, side_px = box
-    s = size / side_px
     arm = np.zeros_like(body)
     for name in (("LWrist", "LElbow") if side == 0 else ("RWrist", "RElbow")):
         arm[B[name]] = body[B[name]]
     hand = np.zeros_like(hands)
     hand[side] = hands[side]
-    for pts in (arm, hand.reshape(-1, 3)):
-        pts[:, 0] = (pts[:, 0] - x0) * s
-        pts[:, 1] = (pts[:, 1] - y0) * s
-    return draw_pose(arm, hand, np.zeros((70, 3), np.float32), size=(size, size))
+    return draw_pose(box.points(arm), box.points(hand), np.zeros((70, 3), np.float32), size=box.dst_size)
 
 
 def composite(rgb: torch.Tensor, alpha: torch.Tensor, plate: torch.Tensor) -> torch.Tensor:

@@ -91,10 +91,11 @@ def test_a_hand_figure_draws_only_that_hand_and_its_forearm_in_the_box():
     body[B["RWrist"]] = [45.0, 50.0, 0.9]  # the other arm: left out
     hands[0, :, :] = [50.0, 50.0, 0.9]
     hands[0, 5:9] = [[52.0, 50.0, 0.9], [54.0, 50.0, 0.9], [56.0, 50.0, 0.9], [58.0, 50.0, 0.9]]  # a finger
-    img = hand_figure(body, hands, 0, (20.0, 30.0, 40.0), 96)  # box 20..60 x 30..70 at 96 px
+    box = hand_framing((100, 100), (20.0, 30.0, 40.0), 96)  # box 20..60 x 30..70 at 96 px
+    img = hand_figure(body, hands, 0, box)
     assert img.shape == (96, 96, 3) and img[48, 48].any()  # the wrist at the centre
     assert img[48, 84].any() and not img[10].any()  # the finger, 2.4x as long as in the frame; nothing else
-    ys, xs = np.nonzero(hand_figure(body, hands, 1, (20.0, 30.0, 40.0), 96).any(axis=2))
+    ys, xs = np.nonzero(hand_figure(body, hands, 1, box).any(axis=2))
     assert abs(ys - 48).max() <= 4 and abs(xs - 60).max() <= 4  # the right side: its wrist alone, no left hand
 
 
