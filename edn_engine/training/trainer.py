@@ -155,10 +155,11 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
             face_stage = plan.face_stage(step)
             # the learning rate of the stage (logged: the Face GAN's in the face stage, else the hand refiner's); the
             # hand refiner keeps the body's, as it was measured (not the Face GAN's face_lr)
-            lr = plan.lr(step, tcfg) * (mcfg.face_lr if face_stage and use_face else 1.0)
+            base_lr = plan.lr(step, tcfg)
+            lr = base_lr * (mcfg.face_lr if face_stage and use_face else 1.0)
             for name, o in nets.opt.items():
                 for group in o.param_groups:
-                    group["lr"] = plan.lr(step, tcfg) if name in ("HG", "HD") else lr
+                    group["lr"] = base_lr if name in ("HG", "HD") else lr
             amp = devices.autocast(dev, tcfg.amp)
             if face_stage:
                 losses = {}
