@@ -28,7 +28,7 @@ def engine_env(device: str = "AUTO") -> dict[str, str]:
     env["PYTHONIOENCODING"] = "utf-8"
     env["PYTHONNOUSERSITE"] = "1"
     env["EDN_DEVICE"] = device.lower()
-    env.update(engine_module("threads").policy_env(env))  # OpenMP threads that sleep, not spin, beside Blender
+    env.update(engine_module("threads").policy_env(env))  # OpenMP threads that soon sleep beside Blender
     return env
 
 

@@ -1,16 +1,23 @@
 """The CPU threading policy, chosen before torch starts: the engine must stay usable when it shares the CPU.
 
 PyTorch's CPU kernels run on an OpenMP pool whose threads, by default, spin while they wait for the next
-parallel region. On a quiet machine that saves a few microseconds per region; on a shared one (a compile or a
-Blender render keeping every core busy) each spinning thread steals a whole time slice from the thread it waits
-for. Measured on a 2-core Sapphire Rapids VM with one busy process per core: the `cpu` generator took 1,678 ms
-a frame instead of 146, a 4-minute `edn transfer` trained 13 steps instead of ~240; with OMP_WAIT_POLICY=PASSIVE
-the same frame took 179 ms, with one thread 186 ms (issue 12). `benchmarks/bench_generate.json` and
-`bench_train.json` ("loaded" cases) repeat that comparison with and without this policy.
+parallel region (libgomp, the Linux wheels' runtime: 300,000 turns of a pause loop, several milliseconds). On a
+shared machine (a compile or a Blender render keeping every core busy) each spinning thread steals a whole time
+slice from the thread it waits for. Measured on a 2-core Sapphire Rapids VM with one busy process per core: the
+`cpu` generator took 1,678 ms a frame instead of 146, a 4-minute `edn transfer` trained 13 steps instead of ~240
+(issue 12). Sleeping at once (OMP_WAIT_POLICY=PASSIVE) cured that, but cost the quiet machine dearly: the face
+stage's small kernels wake the pool thousands of times a step. A short spin then sleep is faster than either,
+quiet and loaded (`benchmarks/bench_train_threads.json`, 5 rounds, fp32 held to AVX2, step seconds):
+
+  policy                      body quiet / loaded   Face GAN quiet / loaded   hand refiner quiet / loaded
+  spinning (torch's default)  0.71 / 2.46           0.050 / 0.147             0.101 / 0.371
+  PASSIVE (the policy before) 0.87 / 2.13           0.093 / 0.205             0.176 / 0.383
+  GOMP_SPINCOUNT=100000       0.71 / 1.94           0.049 / 0.127             0.106 / 0.225
 
 The policy (each variable only where the user has not set it; what they set always wins):
-  OMP_WAIT_POLICY=PASSIVE  OpenMP threads sleep when idle (libgomp on Linux, LLVM libomp on macOS, Intel's too);
-  KMP_BLOCKTIME=0          the same for Intel/LLVM OpenMP, which read this one first;
+  GOMP_SPINCOUNT=100000    libgomp threads spin that many turns, then sleep (not set when the user chose an
+                           OMP_WAIT_POLICY, which it would override);
+  KMP_BLOCKTIME=0          Intel/LLVM OpenMP (macOS builds) sleep at once: not measured there, so kept safe;
   OMP_NUM_THREADS=N        N = physical cores this process may use (SMT siblings share one core's units),
                            divided among the processes torchrun started on this machine.
 The variables are read once, when torch loads its OpenMP library, so `apply_policy` must run before
@@ -29,7 +36,8 @@ from pathlib import Path
 from typing import Mapping, MutableMapping
 
 # What the policy sets, in a fixed order (tests and benchmarks strip these to measure "without the policy").
-POLICY_VARS = ("OMP_WAIT_POLICY", "KMP_BLOCKTIME", "OMP_NUM_THREADS")
+POLICY_VARS = ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_NUM_THREADS")
+SPIN_COUNT = "100000"  # libgomp's turns of spinning before a thread sleeps (see above)
 
 
 def physical_cores(sys_root: Path = Path("/sys")) -> int | None:
@@ -78,11 +86,11 @@ def policy_env(environ: Mapping[str, str] | None = None, cores: int | None = Non
 
     `cores` defaults to `physical_cores()`; under torchrun (LOCAL_WORLD_SIZE > 1) each process gets its share.
     A variable already set, even to a value we would not choose, is left alone (torchrun sets OMP_NUM_THREADS=1
-    for several processes; a user may want ACTIVE on a machine they own)."""
+    for several processes; a user may want OMP_WAIT_POLICY=ACTIVE on a machine they own)."""
     env = os.environ if environ is None else environ
     out = {}
-    if "OMP_WAIT_POLICY" not in env:
-        out["OMP_WAIT_POLICY"] = "PASSIVE"
+    if "GOMP_SPINCOUNT" not in env and "OMP_WAIT_POLICY" not in env:
+        out["GOMP_SPINCOUNT"] = SPIN_COUNT
     if "KMP_BLOCKTIME" not in env:
         out["KMP_BLOCKTIME"] = "0"
     if "OMP_NUM_THREADS" not in env:

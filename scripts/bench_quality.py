@@ -36,6 +36,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from edn_engine import threads  # noqa: E402  (stdlib only: it does not load torch)
+
+threads.apply_policy()  # before torch loads, as `edn` does: the training runs at the speed users get
+
 from edn_engine.atomic import write_json  # noqa: E402
 
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "video" / "romp_sample2.mp4"  # static camera, a clean plate

@@ -35,7 +35,7 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16",
 # It is this CPU's clock, caches and memory with an AVX2 laptop's instructions: closer than AVX-512 fp32, not equal.
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 PRECISIONS = ("bf16", "fp32", "fp32-avx2")
-# Threading variants: "none" = torch's defaults (spinning OpenMP threads, one per core), "engine" = what
+# Threading variants: "none" = torch's defaults (long-spinning OpenMP threads, one per core), "engine" = what
 # `edn_engine.threads.apply_policy` sets, "one-thread" = OMP_NUM_THREADS=1 alone (the issue's other workaround).
 POLICIES = ("none", "engine", "one-thread")
 VARIANTS = {  # what the JSON says the variants' names mean
@@ -76,7 +76,7 @@ def load_average() -> list[float]:
 def case_env(policy: str, precision: str) -> dict[str, str]:
     """The environment of one variant's process: ours without any threading or ISA setting, then the variant's."""
     env = {k: v for k, v in os.environ.items() if k not in threads.POLICY_VARS and k not in AVX2_ENV}
-    for k in ("MKL_NUM_THREADS", "GOMP_SPINCOUNT"):
+    for k in ("MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
         env.pop(k, None)
     if policy == "engine":
         env.update(threads.policy_env(env))
@@ -124,7 +124,7 @@ def serve(setup: Callable[[dict], tuple[Units, dict]], case: dict) -> int:
             t = time.perf_counter()
             fn()
             warmup[name].append(round(time.perf_counter() - t, 3))
-    env = {k: os.environ[k] for k in (*threads.POLICY_VARS, "GOMP_SPINCOUNT", *AVX2_ENV) if k in os.environ}
+    env = {k: os.environ[k] for k in (*threads.POLICY_VARS, "OMP_WAIT_POLICY", *AVX2_ENV) if k in os.environ}
     print(json.dumps({"ready": True, "setup_s": round(time.perf_counter() - t0, 2), "warmup_s": warmup,
                       "units": list(units), "env": env, **info}), flush=True)
     for line in sys.stdin:

@@ -17,11 +17,12 @@ from edn_engine import threads
 
 
 def test_policy_fills_in_what_is_unset_and_never_overrides_the_user():
-    assert threads.policy_env({}, cores=4) == {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0",
+    assert threads.policy_env({}, cores=4) == {"GOMP_SPINCOUNT": "100000", "KMP_BLOCKTIME": "0",
                                                "OMP_NUM_THREADS": "4"}
-    mine = {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "3"}
+    mine = {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "3"}  # a spin count would override the user's policy
     assert threads.policy_env(mine, cores=4) == {"KMP_BLOCKTIME": "0"}
     assert threads.policy_env({**mine, "KMP_BLOCKTIME": "200"}, cores=4) == {}
+    assert threads.policy_env({"GOMP_SPINCOUNT": "0"}, cores=4) == {"KMP_BLOCKTIME": "0", "OMP_NUM_THREADS": "4"}
 
 
 def test_torchrun_processes_share_the_cores():
@@ -32,7 +33,7 @@ def test_torchrun_processes_share_the_cores():
 
 def test_unknown_core_count_leaves_the_thread_count_to_torch(monkeypatch):
     monkeypatch.setattr(threads, "physical_cores", lambda: None)
-    assert threads.policy_env({}) == {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+    assert threads.policy_env({}) == {"GOMP_SPINCOUNT": "100000", "KMP_BLOCKTIME": "0"}
 
 
 def _fake_sys(root: Path, siblings: dict[int, tuple[int, int]], cpu_max: str | None = None) -> Path:
@@ -63,8 +64,8 @@ def test_physical_cores_counts_smt_siblings_once_within_affinity_and_quota(tmp_p
 
 def test_apply_policy_writes_the_environment_it_is_given():
     env = {"OMP_NUM_THREADS": "1"}
-    assert threads.apply_policy(env) == {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
-    assert env == {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+    assert threads.apply_policy(env) == {"GOMP_SPINCOUNT": "100000", "KMP_BLOCKTIME": "0"}
+    assert env == {"OMP_NUM_THREADS": "1", "GOMP_SPINCOUNT": "100000", "KMP_BLOCKTIME": "0"}
 
 
 # What the environment held at the moment torch was first imported, recorded by an import hook, then the
@@ -75,7 +76,7 @@ seen = {}
 class Probe(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "torch" and not seen:
-            seen.update({k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME", "OMP_NUM_THREADS")})
+            seen.update({k: os.environ.get(k) for k in ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_NUM_THREADS")})
         return None
 sys.meta_path.insert(0, Probe())
 sys.argv = ["edn", "info", "--device", "cpu", "--json"]
@@ -92,26 +93,26 @@ print(json.dumps({"seen": seen, "threads": torch.get_num_threads()}))
 @pytest.mark.parametrize("start", ["runpy.run_module('edn_engine', run_name='__main__')",  # python -m edn_engine
                                    "from edn_engine.cli import main; main()"])  # the `edn` entry point
 def test_every_entry_point_sets_the_policy_before_torch_loads(start):
-    env = {k: v for k, v in os.environ.items() if k not in threads.POLICY_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in (*threads.POLICY_VARS, "OMP_WAIT_POLICY")}
     env["PYTHONPATH"] = str(REPO)
     out = subprocess.run([ENGINE_PYTHON, "-c", _PROBE.replace("{start}", start)], capture_output=True, text=True,
                          env=env, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     cores = threads.physical_cores()
-    assert probe["seen"] == {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0",
+    assert probe["seen"] == {"GOMP_SPINCOUNT": "100000", "KMP_BLOCKTIME": "0",
                              "OMP_NUM_THREADS": str(cores) if cores else None}
     if cores:
         assert probe["threads"] == cores
 
 
 def test_the_addon_starts_engine_processes_with_the_policy(monkeypatch):
-    for k in threads.POLICY_VARS:
+    for k in (*threads.POLICY_VARS, "OMP_WAIT_POLICY"):
         monkeypatch.delenv(k, raising=False)
     env = addon_module("engine").engine_env("CPU")
-    assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["KMP_BLOCKTIME"] == "0"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # Blender's own environment, set by the user, wins
-    assert addon_module("engine").engine_env("CPU")["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert env["GOMP_SPINCOUNT"] == "100000" and env["KMP_BLOCKTIME"] == "0"
+    monkeypatch.setenv("GOMP_SPINCOUNT", "0")  # Blender's own environment, set by the user, wins
+    assert addon_module("engine").engine_env("CPU")["GOMP_SPINCOUNT"] == "0"
 
 
 def test_an_isa_held_to_avx2_computes_in_fp32(monkeypatch):
