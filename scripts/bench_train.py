@@ -107,12 +107,12 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
 
     units = {"body": synced(lambda: body_step(G, D, opt["G"], opt["D"], batch, cfg, gan, vgg,
                                               devices.autocast(dev, bf16)))}
+    body = FrozenBody(G)  # one for both refiners, as in the trainer; the warm-up steps make the pair's crops
     if case["face"] and cfg.face:
-        body = FrozenBody(G)  # the warm-up step makes the pair's crops
         units["face"] = synced(lambda: face_step(body, refine, FD, opt["FG"], opt["FD"], batch, cfg, gan, vgg,
                                                  devices.autocast(dev, bf16)))
     if case["face"] and cfg.hands:  # a person-over-plate run's face stage also trains the hand refiner
-        units["hands"] = synced(_hand_unit(cfg, batch, FrozenBody(G), dev, bf16, cl, gan, vgg))
+        units["hands"] = synced(_hand_unit(cfg, batch, body, dev, bf16, cl, gan, vgg))
     units["generator"] = synced(generator_frame, training=False)  # as `edn generate` runs it
     return units, {"threads": torch.get_num_threads(), "channels_last_used": cl, "params_m": params,
                    "model": cfg.to_dict(), "device_info": devices.describe(dev)}
