@@ -17,8 +17,9 @@ Part 1, "profiles": each profile at its own size (the cpu profile at 256x256), b
 with the engine's threading policy (`edn_engine.threads`). Part 2, "cpu_matrix": the `cpu` profile at 256x256 in
 every variant at once, taking turns (scripts/benchkit.py), quiet and then with one busy process per CPU:
 precision bf16 / fp32 / fp32-avx2 (fp32 held to AVX2, the no-bf16 laptop's instructions) x threading none /
-engine / one-thread, and for fp32 channels_last flipped and torch.compile (--compile). The JSON keeps every time
-and the load average per phase: the machine may be shared, so compare ratios within one run.
+engine / one-thread, and for fp32 channels_last flipped, plain PyTorch layers ("plain-layers": see
+`models.blocks`) and torch.compile (--compile). The JSON keeps every time and the load average per phase: the
+machine may be shared, so compare ratios within one run.
 
 Part 3, "real_run" (with --run and --track): `edn generate` as a user runs it, on a trained run and a driving
 track at the footage's resolution (person over plate: a full-resolution RGBA and a composite PNG per frame), for
@@ -135,6 +136,8 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
     from edn_engine.runs import save_checkpoint
     from edn_engine.tensors import stick_figure, to_tensor
 
+    if case["plain_layers"]:
+        benchkit.plain_layers()
     dev = devices.choose_device(case["device"])
     w, h = case["width"], case["height"]
     cfg = get_profile(case["profile"], width=w, height=h)
@@ -180,13 +183,14 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
 # ------------------------------------------------------------------------------------------------------------
 def case(args, profile: str, size: tuple[int, int], precision: str, **kw) -> dict:
     c = {"profile": profile, "width": size[0], "height": size[1], "precision": precision, "policy": "engine",
-         "channels_last": None, "compile": False, "warmup": args.warmup, "device": args.device,
-         "pipeline_frames": 0}
+         "channels_last": None, "compile": False, "plain_layers": False, "warmup": args.warmup,
+         "device": args.device, "pipeline_frames": 0}
     c.update(kw)
     c["label"] = " ".join(str(x) for x in (profile, f"{size[0]}x{size[1]}", c["precision"], c["policy"],
                                            *(["channels_last" if c["channels_last"] else "contiguous"]
                                              if c["channels_last"] is not None else []),
-                                           *(["compile"] if c["compile"] else [])))
+                                           *(["compile"] if c["compile"] else []),
+                                           *(["plain-layers"] if c["plain_layers"] else [])))
     return c
 
 
@@ -268,6 +272,7 @@ def main() -> int:
         for p in (p for p in precisions if p != "bf16"):
             cases.append(case(args, "cpu", (256, 256), p,
                               channels_last=not devices.use_channels_last(torch.device("cpu"), False, bf16=False)))
+            cases.append(case(args, "cpu", (256, 256), p, plain_layers=True))
             if args.compile:
                 cases.append(case(args, "cpu", (256, 256), p, compile=True))
         matrix = benchkit.in_turns(script, cases, {"frame": args.per_round, "pipeline": 1},

@@ -22,8 +22,10 @@ paper-global's).
 Part 2, "cpu_matrix": the `cpu` profile at 256x256 in every variant at once, taking turns (scripts/benchkit.py),
 first quiet, then with one busy process per CPU: precision bf16 / fp32 / fp32-avx2 (fp32 with ATen, oneDNN and
 MKL held to AVX2, the no-bf16 laptop's instructions) x threading none / engine / one-thread, and for fp32 the
-formulations the engine could choose: channels_last flipped, torch.compile (with --compile; its compile time is
-the warm-up step's excess). The JSON keeps every time and the load average per phase; compare ratios within a run.
+formulations the engine could choose: channels_last flipped, plain PyTorch layers ("plain-layers": the resize
+upsampling unfolded, the output convolution in the default layout; see `models.blocks`), torch.compile (with
+--compile; its compile time is the warm-up step's excess). The JSON keeps every time and the load average per
+phase; compare ratios within a run.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
     from edn_engine.training.distributed import FaceRefine, deterministic
     from edn_engine.training.steps import FrozenBody, body_step, face_step
 
+    if case["plain_layers"]:
+        benchkit.plain_layers()
     torch.manual_seed(0)
     dev = devices.choose_device(case["device"])
     w, h = case["width"], case["height"]
@@ -146,13 +150,14 @@ def _hand_unit(cfg, batch: dict, body, dev, bf16: bool, channels_last: bool, gan
 # ------------------------------------------------------------------------------------------------------------
 def base_case(args, profile: str, w: int, h: int, precision: str, **kw) -> dict:
     case = {"profile": profile, "width": w, "height": h, "precision": precision, "policy": "engine",
-            "channels_last": None, "compile": False, "batch": args.batch, "warmup": args.warmup,
+            "channels_last": None, "compile": False, "plain_layers": False, "batch": args.batch, "warmup": args.warmup,
             "device": args.device, "perceptual": args.perceptual, "face": not args.no_face}
     case.update(kw)
     case["label"] = " ".join(str(x) for x in (profile, f"{w}x{h}", case["precision"], case["policy"],
                                               *(["channels_last" if case["channels_last"] else "contiguous"]
                                                 if case["channels_last"] is not None else []),
-                                              *(["compile"] if case["compile"] else [])))
+                                              *(["compile"] if case["compile"] else []),
+                                              *(["plain-layers"] if case["plain_layers"] else [])))
     return case
 
 
@@ -180,6 +185,7 @@ def matrix_cases(args, precisions: list[str]) -> list[dict]:
     for p in (p for p in precisions if p != "bf16"):
         default_cl = devices.use_channels_last(torch.device("cpu"), training=True, bf16=False)
         out.append(base_case(args, "cpu", 256, 256, p, channels_last=not default_cl))
+        out.append(base_case(args, "cpu", 256, 256, p, plain_layers=True))
         if args.compile:
             out.append(base_case(args, "cpu", 256, 256, p, compile=True))
     return out

@@ -207,7 +207,8 @@ def in_turns(script: Path, cases: list[dict], units: dict[str, int], rounds: int
             with busy_load() if phase == "loaded" else contextlib.nullcontext():
                 load[phase] = {"before": load_average(), "waited_for_quiet_s": waited}
                 for r in range(rounds):
-                    for w in workers:
+                    k = r % max(1, len(workers))  # each round starts with the next case: no case always goes first
+                    for w in workers[k:] + workers[:k]:
                         for unit, n in units.items():
                             if unit in w.info["units"]:
                                 times[(id(w), phase, unit)] += w.ask(unit, n)
@@ -243,3 +244,18 @@ def cold_compile_cache() -> None:
     import tempfile
 
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="edn-inductor-")
+
+
+
+def plain_layers() -> None:
+    """Give the generators' own layers (`models.blocks`) plain PyTorch's formulation in this worker: the resize
+    upsampling computed on the upsampled map (nn.Upsample + nn.Conv2d, not folded into 2x2 kernels), the output
+    convolution in the default layout (not channels-last). The same weights and results, so the two time the
+    same network."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from edn_engine.models.blocks import ChannelsLastConv2d, UpsampleConv
+
+    UpsampleConv.forward = lambda self, x: nn.Conv2d.forward(self, F.interpolate(x, scale_factor=2, mode="nearest"))
+    ChannelsLastConv2d.forward = nn.Conv2d.forward

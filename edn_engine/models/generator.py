@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ResnetBlock, down, stem, up
+from .blocks import ChannelsLastConv2d, ResnetBlock, down, stem, up
 from .config import ModelConfig
 
 
@@ -24,7 +24,7 @@ def init_weights(module: nn.Module) -> None:
 
 def _head(in_ch: int, out_ch: int) -> nn.Sequential:
     """7x7 output convolution (no activation: the generator splits it into tanh RGB and sigmoid matte)."""
-    return nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_ch, out_ch, 7))
+    return nn.Sequential(nn.ReflectionPad2d(3), ChannelsLastConv2d(in_ch, out_ch, 7))
 
 
 class GlobalGenerator(nn.Module):
