@@ -52,17 +52,17 @@ class UpsampleConv(nn.Conv2d):
     Each of the four output pixels of a 2x2 block sees only two input rows and two input columns, so the 3x3
     kernel folds into four 2x2 kernels (one per phase), run as one convolution at the input's resolution and
     interleaved: 2.25x fewer multiplications. In fp32 on a 2-core CPU that made the `cpu` profile's generator
-    frame 11% faster with AVX2 and 14% with AVX-512, its training step 2-4% (scripts/bench_train.py,
-    bench_generate.py: "plain-layers" is the unfolded way). Under bf16 autocast it was slower (oneDNN's 2x2
-    kernels), so there the map is upsampled as before."""
+    frame 10% faster with AVX2 and 13% with AVX-512, its training step 0% and 5% (timed in one process, taking
+    turns; scripts/bench_train.py and bench_generate.py time "plain-layers", this and `ChannelsLastConv2d` undone). Under bf16 autocast it was slower (oneDNN's 2x2
+    kernels), and it is unmeasured on GPUs, so there the map is upsampled as before."""
 
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__(in_ch, out_ch, 3, padding=1)
         self.register_buffer("taps", _phase_taps(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype != torch.float32 or torch.is_autocast_enabled(x.device.type):
-            return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
+        if x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
+            return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))  # measured on CPUs only
         n, _, h, w = x.shape
         o = self.out_channels
         # kernels[a, b]: the 2x2 kernel of output phase (a, b), the pixels at row 2i + a, column 2j + b
