@@ -53,8 +53,9 @@ class UpsampleConv(nn.Conv2d):
     kernel folds into four 2x2 kernels (one per phase), run as one convolution at the input's resolution and
     interleaved: 2.25x fewer multiplications. In fp32 on a 2-core CPU that made the `cpu` profile's generator
     frame 10% faster with AVX2 and 13% with AVX-512, its training step 0% and 5% (timed in one process, taking
-    turns; scripts/bench_train.py and bench_generate.py time "plain-layers", this and `ChannelsLastConv2d` undone). Under bf16 autocast it was slower (oneDNN's 2x2
-    kernels), and it is unmeasured on GPUs, so there the map is upsampled as before."""
+    turns; scripts/bench_train.py and bench_generate.py time "plain-layers": this and `ChannelsLastConv2d`
+    undone). Under bf16 autocast it was slower (oneDNN's 2x2 kernels), and it is unmeasured on GPUs, so there
+    the map is upsampled as before."""
 
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__(in_ch, out_ch, 3, padding=1)
