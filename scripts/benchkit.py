@@ -246,7 +246,6 @@ def cold_compile_cache() -> None:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="edn-inductor-")
 
 
-
 def plain_layers() -> None:
     """Give the generators' own layers (`models.blocks`) plain PyTorch's formulation in this worker: the resize
     upsampling computed on the upsampled map (nn.Upsample + nn.Conv2d, not folded into 2x2 kernels), the output

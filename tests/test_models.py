@@ -15,7 +15,6 @@ from edn_engine.models.discriminator import build_discriminator, disc_input_chan
 from edn_engine.models.face import (build_face_discriminator, build_face_generator, crop_faces, face_origins,
                                     paste_faces)
 from edn_engine.models.generator import build_generator
-from edn_engine.models.blocks import ChannelsLastConv2d, up
 from edn_engine.models.losses import (GANLoss, VGGLoss, discriminator_losses, face_generator_losses,
                                       feature_matching_loss, generator_losses, limb_mask, masked_l1)
 from edn_engine.models.vgg import VGG19, VGG19_FILE, find_vgg19, load_vgg19
@@ -148,47 +147,6 @@ def test_local_enhancer_runs_at_1024x512():
     assert rgb.shape == (1, 3, 512, 1024) and alpha.shape == (1, 1, 512, 1024)
     # the nested global generator sees the half-resolution input and its output layer is dropped
     assert g.net.global_net.head is None
-
-
-def test_resize_upsampling_paints_no_checkerboard():
-    """A flat feature map must stay flat after upsampling (away from the border): resize-convolution does;
-    a stride-2 transposed convolution gives a periodic 2x2 pattern, the checkerboard seen in the cpu tests."""
-    torch.manual_seed(0)
-    flat = torch.ones(1, 8, 16, 16)
-    for mode, expect_flat in (("resize", True), ("transpose", False)):
-        conv = up(8, 4, mode)[:-2]  # without norm/ReLU: the upsampling itself
-        nn.init.normal_(conv[-1].weight)
-        inner = conv(flat)[..., 2:-2, 2:-2]
-        spread = (inner.amax(dim=(2, 3)) - inner.amin(dim=(2, 3))).max().item()
-        assert (spread < 1e-4) == expect_flat, (mode, spread)
-
-
-def test_folded_upsampling_matches_upsample_then_convolution():
-    """fp32 resize upsampling runs folded (four 2x2 kernels at the input's resolution): the values and gradients
-    of nn.Upsample + the 3x3 convolution, on odd sizes too, under the checkpoint keys of that pair."""
-    torch.manual_seed(0)
-    layer = up(6, 5, "resize")
-    assert set(layer.state_dict()) == {"1.weight", "1.bias"}  # as when nn.Upsample came first: old runs load
-    conv = layer[0]
-    x = torch.randn(2, 6, 5, 7, requires_grad=True)
-    folded = conv(x)
-    reference = nn.Conv2d.forward(conv, torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
-    assert folded.shape == reference.shape == (2, 5, 10, 14)
-    assert torch.allclose(folded, reference, atol=1e-5)
-    g = torch.randn_like(folded)
-    grads = [torch.autograd.grad((out * g).sum(), (x, conv.weight, conv.bias)) for out in (folded, reference)]
-    for a, b in zip(*grads):
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
-
-
-def test_output_convolution_runs_channels_last_and_returns_the_default_layout():
-    torch.manual_seed(0)
-    conv = ChannelsLastConv2d(6, 4, 7)
-    x = torch.randn(1, 6, 20, 24)
-    y = conv(x)
-    assert y.is_contiguous() and torch.allclose(y, nn.Conv2d.forward(conv, x), atol=1e-5)
-    x_cl = x.contiguous(memory_format=torch.channels_last)  # a channels-last network (GPUs) keeps its layout
-    assert conv(x_cl).is_contiguous(memory_format=torch.channels_last)
 
 
 # ----------------------------------------------------------------------------------------------------------

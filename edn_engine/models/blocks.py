@@ -46,24 +46,23 @@ def _phase_taps() -> torch.Tensor:
 
 
 class UpsampleConv(nn.Conv2d):
-    """Nearest 2x upsampling then a 3x3 convolution (zero padding 1): the same weights and result as nn.Upsample +
-    nn.Conv2d, computed in fp32 without the upsampled map.
+    """Nearest 2x upsampling then a 3x3 convolution (zero padding 1): nn.Upsample + nn.Conv2d's weights and
+    result (up to rounding), computed where it pays without the upsampled map.
 
     Each of the four output pixels of a 2x2 block sees only two input rows and two input columns, so the 3x3
     kernel folds into four 2x2 kernels (one per phase), run as one convolution at the input's resolution and
-    interleaved: 2.25x fewer multiplications. In fp32 on a 2-core CPU that made the `cpu` profile's generator
-    frame 10% faster with AVX2 and 13% with AVX-512, its training step 0% and 5% (timed in one process, taking
-    turns; scripts/bench_train.py and bench_generate.py time "plain-layers": this and `ChannelsLastConv2d`
-    undone). Under bf16 autocast it was slower (oneDNN's 2x2 kernels), and it is unmeasured on GPUs, so there
-    the map is upsampled as before."""
+    interleaved: 2.25x fewer multiplications. With `ChannelsLastConv2d`, in fp32 on the 2-core dev machine
+    (benchmarks/bench_{generate,train}_layers.json; "plain-layers" undoes both): the `cpu` generator's frame 16%
+    faster with AVX2 (76.7 against 90.9 ms, Face GAN included) and 3% with AVX-512, its training step 9% faster
+    with AVX2 (0.666 against 0.734 s) and the same with AVX-512; the face and hand steps unchanged."""
 
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__(in_ch, out_ch, 3, padding=1)
         self.register_buffer("taps", _phase_taps(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
-            return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))  # measured on CPUs only
+        if not self._folds(x):
+            return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
         n, _, h, w = x.shape
         o = self.out_channels
         # kernels[a, b]: the 2x2 kernel of output phase (a, b), the pixels at row 2i + a, column 2j + b
@@ -76,15 +75,23 @@ class UpsampleConv(nn.Conv2d):
                 out[:, :, :, a, :, b] = y[:, a, b, :, a:a + h, b:b + w]
         return out.view(n, o, 2 * h, 2 * w)
 
+    @staticmethod
+    def _folds(x: torch.Tensor) -> bool:
+        """Where the fold was measured faster: fp32 on a CPU, in the default layout, on maps of 32x32 or more.
+        Under bf16 autocast it was slower (oneDNN's 2x2 kernels); on the face-sized networks' small maps its fixed
+        costs ate the gain; GPUs are unmeasured."""
+        return (x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous()
+                and x.shape[-2] * x.shape[-1] >= 32 * 32 and not torch.is_autocast_enabled("cpu"))
+
 
 class ChannelsLastConv2d(nn.Conv2d):
-    """A convolution computed channels-last: for the generators' 7x7 output layer, whose few output channels
-    (RGB and matte) oneDNN computes slowly in the default layout. In fp32 it made the `cpu` profile's generator
-    frame 7% faster with AVX2 (4% with AVX-512) and its training step 3.5% (2%); in bf16 it changed nothing.
-    Returns the default layout unless the input was channels-last already (as on a GPU)."""
+    """A convolution computed channels-last on a CPU, for the generators' 7x7 output layer: oneDNN computes its
+    few output channels (RGB and matte) slowly in the default layout (figures in `UpsampleConv`). Returns the
+    default layout."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_contiguous(memory_format=torch.channels_last):
+        if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last) \
+                or x.shape[-2] * x.shape[-1] < 128 * 128:  # GPUs: channels-last networks already; small maps: no gain
             return super().forward(x)
         return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
