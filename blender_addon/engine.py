@@ -12,8 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-from .bundled import engine_module
-
 ADDON_DIR = Path(__file__).resolve().parent
 VENDOR_DIR = ADDON_DIR / "vendor"  # holds edn_engine/
 REQUIREMENTS_DIR = ADDON_DIR / "requirements"
@@ -28,7 +26,7 @@ def engine_env(device: str = "AUTO") -> dict[str, str]:
     env["PYTHONIOENCODING"] = "utf-8"
     env["PYTHONNOUSERSITE"] = "1"
     env["EDN_DEVICE"] = device.lower()
-    env.update(engine_module("threads").policy_env(env))  # OpenMP threads that soon sleep beside Blender
+    # no threading policy here: the engine sets its own per command (edn_engine.threads), the user's still wins
     return env
 
 

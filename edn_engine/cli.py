@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    threads.apply_policy()  # first, before a command imports torch: OpenMP reads it once (see threads.py)
     argv = sys.argv[1:] if argv is None else list(argv)
+    threads.apply_policy(command=argv[0] if argv else None)  # before torch loads: OpenMP reads it once
     try:
         args = build_parser().parse_args(argv)
     except ArgumentProblem as exc:

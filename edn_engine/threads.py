@@ -10,16 +10,21 @@ stage's small kernels wake the pool thousands of times a step. A short spin, the
 either, quiet and loaded (`benchmarks/bench_train_threads.json`: in fp32 held to AVX2, the Face GAN's step took
 0.049 s quiet against PASSIVE's 0.093, the body's 1.94 s loaded against 2.13 and torch's default 2.46).
 
+`edn generate` spins ten times less: beside its frame-writing process (`frame_writer`) the long spin left the
+writer and a loaded machine's other programs without time. 60 frames of romp_sample2 at 1080p, one busy process
+per core: 48 s against 25 (fp32 AVX2) and 42 against 24 (bf16); quiet, the same 11-12 s (PASSIVE: 12.7 s in
+fp32 AVX2, 9.6 in bf16, 23 and 19 loaded). Training keeps the longer spin: with 10,000 turns its loaded Face GAN
+and hand steps took 1.3-1.5x longer.
+
 The policy (each variable only where the user has not set it; what they set always wins):
-  GOMP_SPINCOUNT=100000    libgomp threads spin that many turns (about a millisecond), then sleep;
+  GOMP_SPINCOUNT=100000    libgomp threads spin that many turns (about a millisecond), then sleep (generate: 10000);
   KMP_BLOCKTIME=0          Intel/LLVM OpenMP (macOS and Windows builds) sleep at once: not measured there;
                            neither is set when the user chose an OMP_WAIT_POLICY, which each would override;
   OMP_NUM_THREADS=N        N = physical cores this process may use (SMT siblings share one core's units),
                            divided among the processes torchrun started on this machine.
 The variables are read once, when torch loads its OpenMP library, so `apply_policy` must run before
 `import torch`: `edn_engine.cli.main` calls it first (`python -m edn_engine`, the `edn` entry point, torchrun),
-and the add-on puts `policy_env` into the environment of every engine process. Stdlib only: the add-on imports
-it inside Blender.
+which the add-on's jobs run (`python -m edn_engine`); it leaves the policy to the engine, which knows the command.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Mapping, MutableMapping
 # What the policy sets, in a fixed order (tests and benchmarks strip these to measure "without the policy").
 POLICY_VARS = ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_NUM_THREADS")
 SPIN_COUNT = "100000"  # libgomp's turns of spinning before a thread sleeps (see above)
+SPIN_COUNTS = {"generate": "10000"}  # the commands that spin less
 
 
 def physical_cores(sys_root: Path = Path("/sys")) -> int | None:
@@ -77,8 +83,10 @@ def cgroup_cpu_limit(sys_root: Path = Path("/sys")) -> int | None:
         return None
 
 
-def policy_env(environ: Mapping[str, str] | None = None, cores: int | None = None) -> dict[str, str]:
-    """The policy's variables that `environ` (default: os.environ) does not set yet: what to add to it.
+def policy_env(environ: Mapping[str, str] | None = None, cores: int | None = None,
+               command: str | None = None) -> dict[str, str]:
+    """The policy's variables that `environ` (default: os.environ) does not set yet, for the `edn` command
+    `command` (None: training's): what to add to it.
 
     `cores` defaults to `physical_cores()`; under torchrun (LOCAL_WORLD_SIZE > 1) each process gets its share.
     A variable already set, even to a value we would not choose, is left alone (torchrun sets OMP_NUM_THREADS=1
@@ -86,7 +94,7 @@ def policy_env(environ: Mapping[str, str] | None = None, cores: int | None = Non
     env = os.environ if environ is None else environ
     out = {}
     if "GOMP_SPINCOUNT" not in env and "OMP_WAIT_POLICY" not in env:
-        out["GOMP_SPINCOUNT"] = SPIN_COUNT
+        out["GOMP_SPINCOUNT"] = SPIN_COUNTS.get(command or "", SPIN_COUNT)
     if "KMP_BLOCKTIME" not in env and "OMP_WAIT_POLICY" not in env:
         out["KMP_BLOCKTIME"] = "0"
     if "OMP_NUM_THREADS" not in env:
@@ -100,13 +108,13 @@ def policy_env(environ: Mapping[str, str] | None = None, cores: int | None = Non
     return out
 
 
-def apply_policy(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
-    """Put the policy into this process's environment before torch loads; returns what was added.
+def apply_policy(environ: MutableMapping[str, str] | None = None, command: str | None = None) -> dict[str, str]:
+    """Put the policy for `command` into this process's environment before torch loads; returns what was added.
 
     If torch is already imported its OpenMP pool has read the environment: the thread count can still be set,
     the wait policy cannot (the caller imported torch too early; the benchmarks' "loaded" cases catch that)."""
     env = os.environ if environ is None else environ
-    added = policy_env(env)
+    added = policy_env(env, command=command)
     env.update(added)
     torch = sys.modules.get("torch")
     if torch is not None and "OMP_NUM_THREADS" in added:

@@ -94,8 +94,9 @@ def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[
         for phase in ("quiet", "loaded") if loaded else ("quiet",):
             with benchkit.busy_load() if phase == "loaded" else contextlib.nullcontext():
                 for prec in precisions:
-                    env = benchkit.case_env("engine", prec)
-                    row = {"precision": prec, "phase": phase, "load_average": benchkit.load_average(), "runs": []}
+                    env = benchkit.case_env("engine", prec, "generate")
+                    row = {"precision": prec, "phase": phase, "load_average": benchkit.load_average(), "runs": [],
+                           "threading": {k: env[k] for k in ("GOMP_SPINCOUNT", "OMP_NUM_THREADS") if k in env}}
                     for n in lengths:
                         out = Path(tmp) / f"out_{prec}_{phase}_{n}"
                         cmd = [sys.executable, "-m", "edn_engine", "generate", str(run), str(tracks[n]), "-o",
@@ -184,7 +185,7 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
 def case(args, profile: str, size: tuple[int, int], precision: str, **kw) -> dict:
     c = {"profile": profile, "width": size[0], "height": size[1], "precision": precision, "policy": "engine",
          "channels_last": None, "compile": False, "plain_layers": False, "warmup": args.warmup,
-         "device": args.device, "pipeline_frames": 0}
+         "device": args.device, "pipeline_frames": 0, "command": "generate"}  # "engine": edn generate's policy
     c.update(kw)
     c["label"] = " ".join(str(x) for x in (profile, f"{size[0]}x{size[1]}", c["precision"], c["policy"],
                                            *(["channels_last" if c["channels_last"] else "contiguous"]

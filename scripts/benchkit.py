@@ -73,13 +73,14 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def case_env(policy: str, precision: str) -> dict[str, str]:
-    """The environment of one variant's process: ours without any threading or ISA setting, then the variant's."""
+def case_env(policy: str, precision: str, command: str | None = None) -> dict[str, str]:
+    """The environment of one variant's process: ours without any threading or ISA setting, then the variant's
+    (`command`: the `edn` command whose policy "engine" means; None: training's)."""
     env = {k: v for k, v in os.environ.items() if k not in threads.POLICY_VARS and k not in AVX2_ENV}
     for k in ("MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
         env.pop(k, None)
     if policy == "engine":
-        env.update(threads.policy_env(env))
+        env.update(threads.policy_env(env, command=command))
     elif policy == "one-thread":
         env["OMP_NUM_THREADS"] = "1"
     elif policy.startswith("spin:"):  # libgomp spins this many times before it sleeps (its default: 300000)
@@ -195,7 +196,7 @@ def in_turns(script: Path, cases: list[dict], units: dict[str, int], rounds: int
     for case in cases:
         log(f"starting {case['label']} ...")
         try:
-            workers.append(Worker(script, case, case_env(case["policy"], case["precision"])))
+            workers.append(Worker(script, case, case_env(case["policy"], case["precision"], case.get("command"))))
         except (RuntimeError, json.JSONDecodeError) as exc:
             results.append({**case, "error": str(exc)})
     phases = ["quiet"] + (["loaded"] if loaded else [])

@@ -79,7 +79,7 @@ class Probe(importlib.abc.MetaPathFinder):
             seen.update({k: os.environ.get(k) for k in ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_NUM_THREADS")})
         return None
 sys.meta_path.insert(0, Probe())
-sys.argv = ["edn", "info", "--device", "cpu", "--json"]
+sys.argv = ["edn", "{command}", "--device", "cpu", "--json"]
 import runpy
 try:
     {start}
@@ -92,31 +92,39 @@ print(json.dumps({"seen": seen, "threads": torch.get_num_threads()}))
 
 @pytest.mark.parametrize("start", ["runpy.run_module('edn_engine', run_name='__main__')",  # python -m edn_engine
                                    "from edn_engine.cli import main; main()"])  # the `edn` entry point
-def test_every_entry_point_sets_the_policy_before_torch_loads(start):
+@pytest.mark.parametrize("command, spin", [("info", "100000"), ("generate", "10000")])
+def test_every_entry_point_sets_the_policy_before_torch_loads(start, command, spin):
+    """`edn generate` (here refusing its missing arguments, after the policy is set) gets its own spin count."""
     env = {k: v for k, v in os.environ.items() if k not in (*threads.POLICY_VARS, "OMP_WAIT_POLICY")}
     env["PYTHONPATH"] = str(REPO)
-    out = subprocess.run([ENGINE_PYTHON, "-c", _PROBE.replace("{start}", start)], capture_output=True, text=True,
-                         env=env, cwd=REPO, timeout=120)
+    code = _PROBE.replace("{start}", start).replace("{command}", command)
+    out = subprocess.run([ENGINE_PYTHON, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     cores = threads.physical_cores()
-    assert probe["seen"] == {"GOMP_SPINCOUNT": "100000", "KMP_BLOCKTIME": "0",
+    assert probe["seen"] == {"GOMP_SPINCOUNT": spin, "KMP_BLOCKTIME": "0",
                              "OMP_NUM_THREADS": str(cores) if cores else None}
     if cores:
         assert probe["threads"] == cores
 
 
-def test_the_addon_starts_engine_processes_with_the_policy(monkeypatch):
+def test_generate_spins_less_than_training():
+    """`edn generate` shares the cores with its frame writer: a tenth of training's spin (see threads.py)."""
+    assert threads.policy_env({}, cores=2, command="generate")["GOMP_SPINCOUNT"] == "10000"
+    for command in ("train", "transfer", None):
+        assert threads.policy_env({}, cores=2, command=command)["GOMP_SPINCOUNT"] == "100000"
+    assert "GOMP_SPINCOUNT" not in threads.policy_env({"OMP_WAIT_POLICY": "PASSIVE"}, cores=2, command="generate")
+
+
+def test_the_addon_leaves_the_policy_to_the_engine_and_passes_the_users_on(monkeypatch):
+    """The engine picks the policy per command (`edn_engine.cli`); what the user set in Blender's environment
+    reaches it, and so wins there."""
     for k in (*threads.POLICY_VARS, "OMP_WAIT_POLICY"):
         monkeypatch.delenv(k, raising=False)
     env = addon_module("engine").engine_env("CPU")
-    assert env["GOMP_SPINCOUNT"] == "100000" and env["KMP_BLOCKTIME"] == "0"
-    monkeypatch.setenv("GOMP_SPINCOUNT", "0")  # Blender's own environment, set by the user, wins
-    assert addon_module("engine").engine_env("CPU")["GOMP_SPINCOUNT"] == "0"
-    monkeypatch.delenv("GOMP_SPINCOUNT")
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # and no spin count or block time overrides the user's policy
-    env = addon_module("engine").engine_env("CPU")
-    assert env["OMP_WAIT_POLICY"] == "ACTIVE" and "GOMP_SPINCOUNT" not in env and "KMP_BLOCKTIME" not in env
+    assert not any(k in env for k in threads.POLICY_VARS)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert addon_module("engine").engine_env("CPU")["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 def test_an_isa_held_to_avx2_computes_in_fp32(monkeypatch):
