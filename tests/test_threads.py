@@ -110,8 +110,9 @@ def test_every_entry_point_sets_the_policy_before_torch_loads(start, command, sp
 
 def test_generate_spins_less_than_training():
     """`edn generate` shares the cores with its frame writer: a tenth of training's spin (see threads.py)."""
-    assert threads.policy_env({}, cores=2, command="generate")["GOMP_SPINCOUNT"] == "10000"
-    for command in ("train", "transfer", None):
+    for command in ("generate", "eval"):
+        assert threads.policy_env({}, cores=2, command=command)["GOMP_SPINCOUNT"] == "10000"
+    for command in ("train", "transfer", "demo", None):
         assert threads.policy_env({}, cores=2, command=command)["GOMP_SPINCOUNT"] == "100000"
     assert "GOMP_SPINCOUNT" not in threads.policy_env({"OMP_WAIT_POLICY": "PASSIVE"}, cores=2, command="generate")
 
