@@ -17,7 +17,8 @@ fp32 AVX2, 9.6 in bf16, 23 and 19 loaded). Training keeps the longer spin: with 
 and hand steps took 1.3-1.5x longer.
 
 The policy (each variable only where the user has not set it; what they set always wins):
-  GOMP_SPINCOUNT=100000    libgomp threads spin that many turns (about a millisecond), then sleep (generate, eval: 10000);
+  GOMP_SPINCOUNT=100000    libgomp threads spin that many turns (about a millisecond), then sleep;
+                           `edn generate` and `edn eval` 10000;
   KMP_BLOCKTIME=0          Intel/LLVM OpenMP (macOS and Windows builds) sleep at once: not measured there;
                            neither is set when the user chose an OMP_WAIT_POLICY, which each would override;
   OMP_NUM_THREADS=N        N = physical cores this process may use (SMT siblings share one core's units),
