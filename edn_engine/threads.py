@@ -110,6 +110,11 @@ def policy_env(environ: Mapping[str, str] | None = None, cores: int | None = Non
     return out
 
 
+def settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """The threading variables `environ` holds (the policy's and OMP_WAIT_POLICY): what a benchmark records."""
+    return {k: environ[k] for k in (*POLICY_VARS, "OMP_WAIT_POLICY") if k in environ}
+
+
 def apply_policy(environ: MutableMapping[str, str] | None = None, command: str | None = None) -> dict[str, str]:
     """Put the policy for `command` into this process's environment before torch loads; returns what was added.
 

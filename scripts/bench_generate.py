@@ -82,6 +82,7 @@ def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[
     import os
     import subprocess
 
+    from edn_engine import threads
     from edn_engine.pose.track import PoseTrack
 
     src = PoseTrack.load(track)
@@ -96,7 +97,7 @@ def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[
                 for prec in precisions:
                     env = benchkit.case_env("engine", prec, "generate")
                     row = {"precision": prec, "phase": phase, "load_average": benchkit.load_average(), "runs": [],
-                           "threading": {k: env[k] for k in ("GOMP_SPINCOUNT", "OMP_NUM_THREADS") if k in env}}
+                           "threading": threads.settings(env)}
                     for n in lengths:
                         out = Path(tmp) / f"out_{prec}_{phase}_{n}"
                         cmd = [sys.executable, "-m", "edn_engine", "generate", str(run), str(tracks[n]), "-o",

@@ -173,7 +173,7 @@ def main() -> int:
         "benchmark": "quality at equal wall-clock budget (issue 12: person over plate)",
         "video": str(args.video.name), "size": args.size, "minutes_per_setup": args.minutes,
         "amp": not args.no_amp, "avx2_only": args.avx2, "perceptual": perceptual, "settings": settings,
-        "threading": {k: os.environ[k] for k in (*threads.POLICY_VARS, "OMP_WAIT_POLICY") if k in os.environ},
+        "threading": threads.settings(os.environ),
         "face_fraction": args.face_fraction,
         "setups": runs,
         "goals": {first: goals(runs[first])},

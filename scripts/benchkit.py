@@ -125,7 +125,7 @@ def serve(setup: Callable[[dict], tuple[Units, dict]], case: dict) -> int:
             t = time.perf_counter()
             fn()
             warmup[name].append(round(time.perf_counter() - t, 3))
-    env = {k: os.environ[k] for k in (*threads.POLICY_VARS, "OMP_WAIT_POLICY", *AVX2_ENV) if k in os.environ}
+    env = {**threads.settings(os.environ), **{k: os.environ[k] for k in AVX2_ENV if k in os.environ}}
     print(json.dumps({"ready": True, "setup_s": round(time.perf_counter() - t0, 2), "warmup_s": warmup,
                       "units": list(units), "env": env, **info}), flush=True)
     for line in sys.stdin:
@@ -252,10 +252,9 @@ def plain_layers() -> None:
     upsampling computed on the upsampled map (nn.Upsample + nn.Conv2d, not folded into 2x2 kernels), the output
     convolution in the default layout (not channels-last). The same weights and results, so the two time the
     same network."""
-    import torch.nn.functional as F
     from torch import nn
 
     from edn_engine.models.blocks import ChannelsLastConv2d, UpsampleConv
 
-    UpsampleConv.forward = lambda self, x: nn.Conv2d.forward(self, F.interpolate(x, scale_factor=2, mode="nearest"))
+    UpsampleConv.forward = UpsampleConv.upsampled
     ChannelsLastConv2d.forward = nn.Conv2d.forward

@@ -25,11 +25,6 @@ def test_resize_upsampling_paints_no_checkerboard():
         assert (spread < 1e-4) == expect_flat, (mode, spread)
 
 
-def _upsampled(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """The reference: nearest 2x upsampling, then the convolution (what nn.Upsample + nn.Conv2d computed)."""
-    return nn.Conv2d.forward(conv, F.interpolate(x, scale_factor=2, mode="nearest"))
-
-
 @pytest.mark.parametrize("shape", [(2, 6, 33, 35), (1, 6, 32, 32), (1, 6, 17, 64)])
 def test_folded_upsampling_matches_upsample_then_convolution(shape, monkeypatch):
     """fp32 resize upsampling on a CPU runs folded (four 2x2 kernels at the input's resolution, never the
@@ -42,7 +37,7 @@ def test_folded_upsampling_matches_upsample_then_convolution(shape, monkeypatch)
     with monkeypatch.context() as m:
         m.setattr(blocks.F, "interpolate", lambda *a, **k: pytest.fail("upsampled the map instead of folding"))
         folded = conv(x)
-    reference = _upsampled(conv, x)
+    reference = conv.upsampled(x)  # nn.Upsample + nn.Conv2d's way
     assert folded.shape == reference.shape == (shape[0], 5, 2 * shape[2], 2 * shape[3])
     assert torch.allclose(folded, reference, atol=1e-5)
     g = torch.randn_like(folded)
