@@ -35,14 +35,12 @@ def up(in_ch: int, out_ch: int, mode: str) -> nn.Sequential:
                                       ("3", nn.ReLU(True))]))
 
 
-def _phase_taps() -> torch.Tensor:
-    """(2, 2, 3): which of a 3x3 kernel's rows fall on each of the two input rows that output row 2i + a reads
-    after nearest 2x upsampling. Row 2i reads input rows i - 1 (kernel row 0) and i (rows 1, 2); row 2i + 1 reads
-    row i (kernel rows 0, 1) and i + 1 (row 2). Columns alike."""
-    taps = torch.zeros(2, 2, 3)
-    taps[0, 0, 0] = taps[0, 1, 1] = taps[0, 1, 2] = 1
-    taps[1, 0, 0] = taps[1, 0, 1] = taps[1, 1, 2] = 1
-    return taps
+def _fold(w: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 3-tap axis of a kernel folded onto the two input rows (or columns) that output row 2i + a reads after
+    nearest 2x upsampling, for a = 0 and a = 1. Row 2i reads input rows i - 1 (tap 0) and i (taps 1, 2); row
+    2i + 1 reads rows i (taps 0, 1) and i + 1 (tap 2). Plain additions: the same sums on every call."""
+    t0, t1, t2 = w.unbind(dim)
+    return torch.stack([t0, t1 + t2], dim), torch.stack([t0 + t1, t2], dim)
 
 
 class UpsampleConv(nn.Conv2d):
@@ -58,7 +56,6 @@ class UpsampleConv(nn.Conv2d):
 
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__(in_ch, out_ch, 3, padding=1)
-        self.register_buffer("taps", _phase_taps(), persistent=False)
 
     def upsampled(self, x: torch.Tensor) -> torch.Tensor:
         """The plain way, on the upsampled map: where the fold does not pay, and the reference it is held to."""
@@ -70,7 +67,8 @@ class UpsampleConv(nn.Conv2d):
         n, _, h, w = x.shape
         o = self.out_channels
         # kernels[a, b]: the 2x2 kernel of output phase (a, b), the pixels at row 2i + a, column 2j + b
-        kernels = torch.einsum("aur,bvc,oirc->aboiuv", self.taps, self.taps, self.weight).reshape(4 * o, -1, 2, 2)
+        kernels = torch.stack([torch.stack(_fold(rows, -1)) for rows in _fold(self.weight, -2)])
+        kernels = kernels.reshape(4 * o, -1, 2, 2)
         y = F.conv2d(F.pad(x, (1, 1, 1, 1)), kernels, self.bias.repeat(4))  # phase (a, b) starts at row a, column b
         y = y.view(n, 2, 2, o, h + 1, w + 1)
         out = x.new_empty(n, o, h, 2, w, 2)
