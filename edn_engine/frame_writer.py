@@ -74,7 +74,13 @@ class FrameWriter:
         return self
 
     def submit(self, job: FrameJob) -> None:
-        self.pending.append((job.path, self.pool.submit(_run, job)))
+        try:
+            future = self.pool.submit(_run, job)
+        except BrokenProcessPool:  # a worker died since the last frame: the frames before it say which was lost
+            while self.pending:
+                self._finish_one()
+            raise _lost(job.path) from None
+        self.pending.append((job.path, future))
         while len(self.pending) > self.depth:
             self._finish_one()
 
@@ -83,8 +89,7 @@ class FrameWriter:
         try:
             picture = future.result()
         except BrokenProcessPool:  # killed (out of memory?) or could not start: say which frame was lost
-            raise EdnError("a frame-writing process ended abruptly; nothing after this frame was written",
-                           path=path) from None
+            raise _lost(path) from None
         if self.preview is not None:
             self.preview(picture)
 
@@ -96,6 +101,10 @@ class FrameWriter:
                 self._finish_one()
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _lost(path: Path) -> EdnError:
+    return EdnError("a frame-writing process ended abruptly; nothing after this frame was written", path=path)
 
 
 # --- in the worker processes ---

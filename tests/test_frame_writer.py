@@ -91,13 +91,19 @@ def test_an_error_in_the_caller_stops_the_workers_without_waiting_for_the_queue(
     assert workers and not any(p.is_alive() for p in workers)
 
 
-def test_a_worker_that_dies_is_a_clear_error_naming_the_frame(tmp_path):
+@pytest.mark.parametrize("noticed", [False, True])
+def test_a_worker_that_dies_is_a_clear_error_naming_the_frame(tmp_path, noticed):
+    """Whether the pool has noticed the death before the next frame is submitted (then its submit refuses) or
+    only when a frame's result is taken (CI once hit the first)."""
     fr = window_framing((W, H), (32, 32), (0.0, 0.0, 64.0, 64.0))
     with pytest.raises(EdnError, match="frame_00000[0-9].png: a frame-writing process ended abruptly"):
         with FrameWriter(np.zeros((H, W, 3), np.uint8), (W, H), workers=1, depth=1) as writer:
             writer.submit(FrameJob(tmp_path / "frame_000000.png", fr, _window(4)))
             writer.pending[0][1].result()
             os.kill(next(iter(writer.pool._processes)), signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while noticed and not writer.pool._broken and time.monotonic() < deadline:
+                time.sleep(0.01)
             for k in range(1, 4):
                 writer.submit(FrameJob(tmp_path / f"frame_{k:06d}.png", fr, _window(4)))
 
