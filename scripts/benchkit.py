@@ -37,6 +37,7 @@ AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_EN
 PRECISIONS = ("bf16", "fp32", "fp32-avx2")
 # Threading variants: "none" = torch's defaults (long-spinning OpenMP threads, one per core), "engine" = what
 # `edn_engine.threads.apply_policy` sets, "one-thread" = OMP_NUM_THREADS=1 alone (the issue's other workaround).
+# Any of them prefixed "intel:" runs on Intel's OpenMP instead of libgomp (see `intel_openmp`).
 POLICIES = ("none", "engine", "one-thread")
 VARIANTS = {  # what the JSON says the variants' names mean
     "precisions": {"bf16": "bf16 autocast (AMX on this CPU)", "fp32": "fp32 with this CPU's AVX-512 (not AVX2)",
@@ -44,7 +45,11 @@ VARIANTS = {  # what the JSON says the variants' names mean
                                 + ", ".join(f"{k}={v}" for k, v in AVX2_ENV.items())},
     "policies": {"none": "torch's defaults (OpenMP threads spin while they wait)",
                  "engine": "edn_engine.threads.policy_env", "one-thread": "OMP_NUM_THREADS=1",
-                 "spin:N": "GOMP_SPINCOUNT=N: libgomp spins N times, then sleeps"},
+                 "spin:N": "GOMP_SPINCOUNT=N: libgomp spins N times, then sleeps",
+                 "blocktime:T": "KMP_BLOCKTIME=T: Intel/LLVM OpenMP threads wait T ms (or with a unit: 100us), "
+                                "then sleep",
+                 "intel:P": "policy P on Intel's OpenMP (libiomp5 from PyPI's intel-openmp, preloaded in place of "
+                            "libgomp): the runtime of torch's Windows wheels; macOS's libomp is LLVM's, the same code"},
     "phases": {"quiet": "no load of ours (others' programs may run: see load_average)",
                "loaded": "one busy Python process per CPU beside the benchmark"},
 }
@@ -73,18 +78,43 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def intel_openmp() -> Path:
+    """Intel's OpenMP runtime from PyPI's `intel-openmp` (`pip install intel-openmp` into this environment: a
+    benchmark's tool, not the engine's dependency). Preloaded, it serves torch's OpenMP calls in place of the
+    Linux wheels' libgomp: how this Linux machine measures the runtime that Windows and macOS users get."""
+    lib = Path(sys.prefix) / "lib" / "libiomp5.so"
+    if not lib.is_file():
+        raise SystemExit(f"the intel: policies need Intel's OpenMP: {sys.executable} -m pip install intel-openmp")
+    return lib
+
+
+def openmp_runtime() -> str:
+    """The OpenMP library this process has loaded (call after torch's import): libgomp, libiomp5 or libomp."""
+    with contextlib.suppress(OSError):
+        maps = Path("/proc/self/maps").read_text(errors="replace")
+        for name in ("libiomp5", "libomp", "libgomp"):  # a preloaded runtime first: libgomp may sit there unused
+            if name in maps:
+                return name
+    return "unknown"
+
+
 def case_env(policy: str, precision: str, command: str | None = None) -> dict[str, str]:
     """The environment of one variant's process: ours without any threading or ISA setting, then the variant's
     (`command`: the `edn` command whose policy "engine" means; None: training's)."""
     env = {k: v for k, v in os.environ.items() if k not in threads.POLICY_VARS and k not in AVX2_ENV}
-    for k in ("MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
+    for k in ("MKL_NUM_THREADS", "OMP_WAIT_POLICY", "LD_PRELOAD"):
         env.pop(k, None)
+    if policy.startswith("intel:"):
+        policy = policy.removeprefix("intel:")
+        env["LD_PRELOAD"] = str(intel_openmp())
     if policy == "engine":
         env.update(threads.policy_env(env, command=command))
     elif policy == "one-thread":
         env["OMP_NUM_THREADS"] = "1"
     elif policy.startswith("spin:"):  # libgomp spins this many times before it sleeps (its default: 300000)
         env["GOMP_SPINCOUNT"] = policy.split(":")[1]
+    elif policy.startswith("blocktime:"):  # Intel/LLVM OpenMP waits this long before it sleeps (its default: 200)
+        env["KMP_BLOCKTIME"] = policy.split(":")[1]
     elif policy != "none":
         raise ValueError(f"unknown threading policy {policy!r}")
     if precision == "fp32-avx2":
@@ -126,6 +156,7 @@ def serve(setup: Callable[[dict], tuple[Units, dict]], case: dict) -> int:
             fn()
             warmup[name].append(round(time.perf_counter() - t, 3))
     env = {**threads.settings(os.environ), **{k: os.environ[k] for k in AVX2_ENV if k in os.environ}}
+    info = {**info, "openmp": openmp_runtime()}
     print(json.dumps({"ready": True, "setup_s": round(time.perf_counter() - t0, 2), "warmup_s": warmup,
                       "units": list(units), "env": env, **info}), flush=True)
     for line in sys.stdin:
