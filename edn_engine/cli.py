@@ -48,12 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    threads.apply_policy(command=argv[0] if argv else None)  # before torch loads: OpenMP reads it once
     try:
-        args = build_parser().parse_args(argv)
+        args, problem = build_parser().parse_args(argv), None
     except ArgumentProblem as exc:
-        exc.parser.print_usage(sys.stderr)
-        Reporter(json_mode="--json" in argv).error(f"{exc.parser.prog}: {exc.message}")
+        args, problem = None, exc
+    threads.apply_policy(command=_threading_command(args, argv))  # before torch loads (parsing does not load it)
+    if problem is not None:
+        problem.parser.print_usage(sys.stderr)
+        Reporter(json_mode="--json" in argv).error(f"{problem.parser.prog}: {problem.message}")
         return 2
     reporter = Reporter(json_mode=getattr(args, "json", False))
     previous = _stop_on_sigterm()
@@ -73,6 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _threading_command(args: argparse.Namespace | None, argv: list[str]) -> str | None:
+    """The command whose threading policy this call gets (`threads.SPIN_COUNTS`; `args` None: unparsable, the
+    verb as written). `edn transfer --run RUN`, the add-on's Transfer, trains nothing: it generates."""
+    if args is None:
+        return argv[0] if argv else None
+    if args.command == "transfer" and args.run is not None:
+        return "generate"
+    return args.command
 
 
 def _interrupt(signum, frame) -> None:

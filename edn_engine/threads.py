@@ -18,7 +18,7 @@ and hand steps took 1.3-1.5x longer.
 
 The policy (each variable only where the user has not set it; what they set always wins):
   GOMP_SPINCOUNT=100000    libgomp threads spin that many turns (about a millisecond), then sleep;
-                           `edn generate` and `edn eval` 10000;
+                           `edn generate`, `edn eval` and `edn transfer --run` 10000;
   KMP_BLOCKTIME=0          Intel/LLVM OpenMP (the Windows and macOS builds) sleep at once; neither is set
                            when the user chose an OMP_WAIT_POLICY, which each would override;
   OMP_NUM_THREADS=N        N = physical cores this process may use (SMT siblings share one core's units),
@@ -45,7 +45,8 @@ from typing import Mapping, MutableMapping
 # What the policy sets, in a fixed order (tests and benchmarks strip these to measure "without the policy").
 POLICY_VARS = ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_NUM_THREADS")
 SPIN_COUNT = "100000"  # libgomp's turns of spinning before a thread sleeps (see above)
-# the commands that spin less: generate, and eval, whose torch work is generate's (transfer and demo train first)
+# the commands that spin less: generate, and eval, whose torch work is generate's (transfer and demo train first;
+# `edn transfer --run` does not, and `cli` gives it generate's)
 SPIN_COUNTS = {"generate": "10000", "eval": "10000"}
 
 

@@ -79,7 +79,7 @@ class Probe(importlib.abc.MetaPathFinder):
             seen.update({k: os.environ.get(k) for k in ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_NUM_THREADS")})
         return None
 sys.meta_path.insert(0, Probe())
-sys.argv = ["edn", "{command}", "--device", "cpu", "--json"]
+sys.argv = ["edn", *{argv}]
 import runpy
 try:
     {start}
@@ -92,12 +92,18 @@ print(json.dumps({"seen": seen, "threads": torch.get_num_threads()}))
 
 @pytest.mark.parametrize("start", ["runpy.run_module('edn_engine', run_name='__main__')",  # python -m edn_engine
                                    "from edn_engine.cli import main; main()"])  # the `edn` entry point
-@pytest.mark.parametrize("command, spin", [("info", "100000"), ("generate", "10000")])
-def test_every_entry_point_sets_the_policy_before_torch_loads(start, command, spin):
-    """`edn generate` (here refusing its missing arguments, after the policy is set) gets its own spin count."""
+@pytest.mark.parametrize("argv, spin", [
+    (["info", "--device", "cpu"], "100000"),
+    (["generate", "--device", "cpu"], "10000"),  # refusing its missing arguments, after the policy is set
+    (["transfer", "--source", "no such clip.mp4", "-o", "out"], "100000"),  # trains: training's policy
+    (["transfer", "--source", "no such clip.mp4", "--run", "no run", "-o", "out"], "10000"),  # only generates
+], ids=["info", "generate", "transfer", "transfer-run"])
+def test_every_entry_point_sets_the_policy_before_torch_loads(start, argv, spin, tmp_path):
+    """Each command gets its own spin count, set before torch loads (the failing ones fail on a missing file)."""
     env = {k: v for k, v in os.environ.items() if k not in (*threads.POLICY_VARS, "OMP_WAIT_POLICY")}
     env["PYTHONPATH"] = str(REPO)
-    code = _PROBE.replace("{start}", start).replace("{command}", command)
+    argv = [str(tmp_path / a) if a in ("out", "no run") else a for a in argv] + ["--json"]
+    code = _PROBE.replace("{start}", start).replace("{argv}", json.dumps(argv))
     out = subprocess.run([ENGINE_PYTHON, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     probe = json.loads(out.stdout.strip().splitlines()[-1])
