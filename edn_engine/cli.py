@@ -48,14 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    threads.apply_policy(command=_threading_command(argv))  # before torch and numpy load: each reads it once
     try:
-        args, problem = build_parser().parse_args(argv), None
+        args = build_parser().parse_args(argv)
     except ArgumentProblem as exc:
-        args, problem = None, exc
-    threads.apply_policy(command=_threading_command(args, argv))  # before torch loads (parsing does not load it)
-    if problem is not None:
-        problem.parser.print_usage(sys.stderr)
-        Reporter(json_mode="--json" in argv).error(f"{problem.parser.prog}: {problem.message}")
+        exc.parser.print_usage(sys.stderr)
+        Reporter(json_mode="--json" in argv).error(f"{exc.parser.prog}: {exc.message}")
         return 2
     reporter = Reporter(json_mode=getattr(args, "json", False))
     previous = _stop_on_sigterm()
@@ -77,14 +75,13 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _threading_command(args: argparse.Namespace | None, argv: list[str]) -> str | None:
-    """The command whose threading policy this call gets (`threads.SPIN_COUNTS`; `args` None: unparsable, the
-    verb as written). `edn transfer --run RUN`, the add-on's Transfer, trains nothing: it generates."""
-    if args is None:
-        return argv[0] if argv else None
-    if args.command == "transfer" and args.run is not None:
+def _threading_command(argv: list[str]) -> str | None:
+    """The command whose threading policy this call gets (`threads.SPIN_COUNTS`), read from the words as given:
+    parsing imports the verbs' modules, and numpy's OpenBLAS reads the thread count when it loads. `edn transfer
+    --run RUN`, the add-on's Transfer, trains nothing: it generates (an abbreviated `--ru` gets training's)."""
+    if argv[:1] == ["transfer"] and any(a == "--run" or a.startswith("--run=") for a in argv[1:]):
         return "generate"
-    return args.command
+    return argv[0] if argv else None
 
 
 def _interrupt(signum, frame) -> None:

@@ -23,11 +23,13 @@ The policy (each variable only where the user has not set it; what they set alwa
                            when the user chose an OMP_WAIT_POLICY, which each would override;
   OMP_NUM_THREADS=N        N = physical cores this process may use (SMT siblings share one core's units),
                            divided among the processes torchrun started on this machine.
+
 Why Intel/LLVM OpenMP sleeps at once: any wait there made a loaded machine erratic. Measured on Linux with PyPI's
 intel-openmp (the runtime torch's Windows wheel bundles) in place of libgomp (`benchmarks/bench_train_intel_openmp*`):
-waiting 1 ms, quiet steps were 1.3-2x faster (fp32 AVX2: the Face GAN's 0.065 s against 0.125, the body's 0.78 s
-against 1.0), but loaded single body steps took 1.3-8.6 s against 1.1-2.6 s (100 us no better; the default 200 ms, up to 15 s). A user with
-a quiet machine can set KMP_BLOCKTIME=1 themselves.
+waiting 1 ms (or 100 us), quiet steps were 1.2-2.2x faster (fp32 AVX2: the Face GAN's 0.065 s against 0.125, the
+body's 0.78 s against 1.0), but loaded single body steps took 1.3-8.6 s against 1.1-2.6 s (torch's default wait,
+200 ms: up to 15 s). A user with a quiet machine can set KMP_BLOCKTIME=1 themselves.
+
 The variables are read once, when torch loads its OpenMP library, so `apply_policy` must run before
 `import torch`: `edn_engine.cli.main` calls it first (`python -m edn_engine`, the `edn` entry point, torchrun),
 which the add-on's jobs run (`python -m edn_engine`); it leaves the policy to the engine, which knows the command.

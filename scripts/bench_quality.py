@@ -159,8 +159,8 @@ def main() -> int:
         report = pipe.evaluate(run_dir, work / f"eval_{name}", args.eval_frames, name=f"eval_{name}")
         runs[name] = {
             "profile": profile, "framing": manifest["framing"]["mode"],
-            "train": {k: trained.get(k) for k in ("step", "seconds", "sec_per_step", "face_stage", "device",
-                                                  "bf16_autocast")},
+            "train": {k: trained.get(k) for k in ("step", "body_steps", "seconds", "sec_per_step", "face_stage",
+                                                  "device", "bf16_autocast")},
             "train_wall_seconds": pipe.stages.seconds.get(f"train_{name}"),
             "eval_wall_seconds": pipe.stages.seconds.get(f"eval_{name}"),
             "frames": report["frames"], "model": report["model"], "retrieval": report["retrieval"],

@@ -102,18 +102,18 @@ def case_env(policy: str, precision: str, command: str | None = None) -> dict[st
     """The environment of one variant's process: ours without any threading or ISA setting, then the variant's
     (`command`: the `edn` command whose policy "engine" means; None: training's)."""
     env = {k: v for k, v in os.environ.items() if k not in threads.POLICY_VARS and k not in AVX2_ENV}
-    for k in ("MKL_NUM_THREADS", "OMP_WAIT_POLICY", "LD_PRELOAD"):
+    for k in ("MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
         env.pop(k, None)
-    if policy.startswith("intel:"):
+    if policy.startswith("intel:"):  # in front of what the user preloads (an allocator, say)
         policy = policy.removeprefix("intel:")
-        env["LD_PRELOAD"] = str(intel_openmp())
+        env["LD_PRELOAD"] = " ".join([str(intel_openmp()), *env.get("LD_PRELOAD", "").split()])
     if policy == "engine":
         env.update(threads.policy_env(env, command=command))
     elif policy == "one-thread":
         env["OMP_NUM_THREADS"] = "1"
     elif policy.startswith("spin:"):  # libgomp spins this many times before it sleeps (its default: 300000)
         env["GOMP_SPINCOUNT"] = policy.split(":")[1]
-    elif policy.startswith("blocktime:"):  # Intel/LLVM OpenMP waits this long before it sleeps (its default: 200)
+    elif policy.startswith("blocktime:") and policy.split(":")[1]:  # Intel/LLVM OpenMP's wait (default 200 ms)
         env["KMP_BLOCKTIME"] = policy.split(":")[1]
     elif policy != "none":
         raise ValueError(f"unknown threading policy {policy!r}")
@@ -155,7 +155,7 @@ def serve(setup: Callable[[dict], tuple[Units, dict]], case: dict) -> int:
             t = time.perf_counter()
             fn()
             warmup[name].append(round(time.perf_counter() - t, 3))
-    env = {**threads.settings(os.environ), **{k: os.environ[k] for k in AVX2_ENV if k in os.environ}}
+    env = {**threads.settings(os.environ), **{k: os.environ[k] for k in (*AVX2_ENV, "LD_PRELOAD") if k in os.environ}}
     info = {**info, "openmp": openmp_runtime()}
     print(json.dumps({"ready": True, "setup_s": round(time.perf_counter() - t0, 2), "warmup_s": warmup,
                       "units": list(units), "env": env, **info}), flush=True)

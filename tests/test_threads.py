@@ -99,7 +99,8 @@ print(json.dumps({"seen": seen, "threads": torch.get_num_threads()}))
     (["transfer", "--source", "no such clip.mp4", "--run", "no run", "-o", "out"], "10000"),  # only generates
 ], ids=["info", "generate", "transfer", "transfer-run"])
 def test_every_entry_point_sets_the_policy_before_torch_loads(start, argv, spin, tmp_path):
-    """Each command gets its own spin count, set before torch loads (the failing ones fail on a missing file)."""
+    """Each command gets its own spin count, set before torch loads (each call here fails: `generate` on its
+    missing arguments, `transfer` on a missing clip or run)."""
     env = {k: v for k, v in os.environ.items() if k not in (*threads.POLICY_VARS, "OMP_WAIT_POLICY")}
     env["PYTHONPATH"] = str(REPO)
     argv = [str(tmp_path / a) if a in ("out", "no run") else a for a in argv] + ["--json"]

@@ -235,6 +235,7 @@ def test_two_processes_with_gloo_hold_identical_weights(dataset, tmp_path):
     digests = done["generator_sha256"]
     assert len(digests) == 2 and digests[0] == digests[1]
     state = read_checkpoint(out / "checkpoints" / "step_00000004.pt")
+    assert done["body_steps"] == state["plan"]["body_steps"] < 4  # where the face stage began
     # the processes trained every network, they did not just agree on the weights they started from
     for net in ("G", "D", "FG", "FD"):
         assert any(not torch.equal(v, state["nets"][net][k]) for k, v in first["nets"][net].items()), net

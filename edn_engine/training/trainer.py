@@ -218,7 +218,7 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
     digests = gather_digests(nets.G, world)
     checkpoints = list_checkpoints(run_dir) if main else []
     summary = {
-        "run": str(run_dir), "step": step, "steps": plan.steps, "stopped": stopped,
+        "run": str(run_dir), "step": step, "steps": plan.steps, "body_steps": plan.body_steps, "stopped": stopped,
         "checkpoint": str(checkpoints[-1]) if checkpoints else None,
         "seconds": round(time.monotonic() - t_start, 2),
         "sec_per_step": round(sum(times) / len(times), 4) if times else None,
