@@ -73,3 +73,5 @@ def test_output_convolution_runs_channels_last_on_a_cpu_and_returns_the_default_
     y = conv(x)
     assert seen[0].is_contiguous(memory_format=torch.channels_last) and not seen[0].is_contiguous()
     assert y.is_contiguous() and torch.allclose(y, nn.Conv2d.forward(conv, x), atol=1e-5)
+    x_cl = x.contiguous(memory_format=torch.channels_last)  # a channels-last network (GPUs) keeps its layout
+    assert conv(x_cl).is_contiguous(memory_format=torch.channels_last)

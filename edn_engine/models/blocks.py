@@ -89,7 +89,7 @@ class UpsampleConv(nn.Conv2d):
 class ChannelsLastConv2d(nn.Conv2d):
     """A convolution computed channels-last on a CPU, for the generators' 7x7 output layer: oneDNN computes its
     few output channels (RGB and matte) slowly in the default layout (figures in `UpsampleConv`). Returns the
-    default layout."""
+    input's layout: the default one, or channels-last for a network already in it (as on a GPU)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last) \
