@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from .pose.skeleton import B
+from .pose.skeleton import B, BODY_25_MIRROR
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), pixels
 
@@ -125,7 +125,7 @@ MAIN_NAMES = ("Nose", "Neck", "RShoulder", "LShoulder", "RElbow", "LElbow", "RWr
 MAIN_BODY = tuple(B[name] for name in MAIN_NAMES)
 # The same joints with each left one and its right twin swapped: the pose as read by a detector that takes a
 # person facing the camera for one seen from behind.
-MIRRORED_BODY = tuple(B[{"R": "L", "L": "R"}.get(name[0], name[0]) + name[1:]] for name in MAIN_NAMES)
+MIRRORED_BODY = tuple(BODY_25_MIRROR[i] for i in MAIN_BODY)
 
 
 def flat_pose(body: np.ndarray, hands: np.ndarray, face: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from conftest import OPENPOSE_FRAMES
 from edn_engine.cli import main
 from edn_engine.errors import EdnError
 from edn_engine.pose.openpose_json import import_openpose
-from edn_engine.pose.skeleton import B, FACE_SPARSE_8
+from edn_engine.pose.skeleton import B, FACE_SPARSE_8, mirror_pose
 from edn_engine.render import BODY_25_COLORS, COCO_18_COLORS, HAND_COLORS, draw_pose, render_frame, render_track
 from synthetic_pose import person, track_from_frames
 
@@ -164,3 +164,30 @@ def test_cli_render_unwritable_output(real_track, tmp_path, capsys):
     blocker.write_text("x")
     assert main(["render", str(path), "-o", str(blocker)]) == 2
     assert "folder" in capsys.readouterr().err
+
+
+def test_a_mirrored_pose_is_the_mirror_image_with_each_side_in_its_own_colour(standing):
+    body, hands, face = standing
+    body = body.copy()
+    body[B["RElbow"], 0] -= 40  # the right arm bent out: the pose is no longer its own mirror image
+    m_body, m_hands, m_face = mirror_pose(body, hands, face, 512)
+    # the right elbow is where the left one's mirror image lies, and drawn in the right elbow's colour
+    assert m_body[B["RElbow"], 0] == pytest.approx(512 - body[B["LElbow"], 0])
+    assert m_body[B["LElbow"], 0] == pytest.approx(512 - body[B["RElbow"], 0])
+    np.testing.assert_array_equal(m_hands[0, :, 1], hands[1, :, 1])  # the hands exchange sides too
+    assert m_face[45, 0] == pytest.approx(512 - face[36, 0])  # an eye's outer corner is the other's
+    img = draw_pose(m_body, m_hands, m_face, (512, 512))
+    for a, b in (("RShoulder", "RElbow"), ("LKnee", "LAnkle")):
+        assert tuple(img[mid(m_body, a, b)]) == bgr(BODY_25_COLORS[B[b]]), (a, b)
+    # the same pixels lit as the flipped figure (the colours differ: each side keeps its own), one pixel to the
+    # right: OpenCV puts a pixel's centre at its index, the keypoints at index + 0.5, so every figure is drawn half
+    # a pixel left of its frame's picture, and the flipped one half a pixel right of the flipped picture
+    lit = draw_pose(body, hands, face, (512, 512)).max(axis=2) > 0
+    assert (lit[:, ::-1][:, :-1] ^ (img.max(axis=2) > 0)[:, 1:]).sum() <= 0.001 * lit.sum()
+    # twice is the pose itself; missing points stay missing where they were
+    again = mirror_pose(*mirror_pose(body, hands, face, 512), 512)
+    for part, back in zip((body, hands, face), again):
+        np.testing.assert_allclose(back, part, atol=1e-3)
+    gone = body.copy()
+    gone[B["LWrist"]] = 0
+    assert (mirror_pose(gone, hands, face, 512)[0][B["RWrist"]] == 0).all()

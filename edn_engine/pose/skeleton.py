@@ -5,6 +5,8 @@ These orders are a file-format contract (OpenPose JSON, `.npz` tracks, the add-o
 
 from __future__ import annotations
 
+import numpy as np
+
 BODY_25 = (
     "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist",
     "MidHip", "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle",
@@ -49,3 +51,34 @@ COCO_18 = (
 COCO_18_TO_BODY_25 = tuple(B[name] for name in COCO_18)
 
 PARTS = ("body", "hands", "face")
+
+
+def _mirror_of(names: tuple[str, ...]) -> tuple[int, ...]:
+    """Each point's mirror image (R and L exchanged): the index of its counterpart, or its own."""
+    swap = {"R": "L", "L": "R"}
+    where = {name: i for i, name in enumerate(names)}
+    return tuple(where.get(swap[n[0]] + n[1:], i) if n[0] in swap else i for i, n in enumerate(names))
+
+
+# Where each point goes when the picture is mirrored left to right: the right elbow becomes the left one.
+BODY_25_MIRROR = _mirror_of(BODY_25)
+FACE_70_MIRROR = (
+    *range(16, -1, -1), *range(26, 21, -1), *range(21, 16, -1), 27, 28, 29, 30, *range(35, 30, -1),
+    45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,  # eyes: corner to corner, upper lid to upper lid
+    54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55,  # outer lip
+    64, 63, 62, 61, 60, 67, 66, 65,  # inner lip
+    69, 68,  # pupils
+)
+
+
+def mirror_pose(body: np.ndarray, hands: np.ndarray, face: np.ndarray,
+                width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One frame's keypoints (x, y, confidence) as the picture mirrored left to right shows them: x -> width - x
+    (pixel centres at index + 0.5) and each point's right and left exchanged, the hands' too."""
+    def flip(points: np.ndarray, order) -> np.ndarray:
+        out = points[..., order, :].copy()
+        found = out[..., 2] > 0
+        out[..., 0] = np.where(found, width - out[..., 0], out[..., 0])
+        return out
+
+    return flip(body, list(BODY_25_MIRROR)), flip(hands[::-1], slice(None)), flip(face, list(FACE_70_MIRROR))
