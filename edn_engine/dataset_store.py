@@ -13,8 +13,10 @@ from .atomic import read_json
 from .errors import EdnError
 from .pose.framing import Framing, Mipmap
 from .pose.hands import hand_mask
+from .pose.skeleton import mirror_pose
 from .pose.track import PoseTrack
 from .pose.window import FramePlan, window_framing
+from .render import draw_pose
 from .tensors import stick_figure, to_tensor
 
 SCHEMA_VERSION = 1
@@ -111,13 +113,13 @@ class FrameStore:
         """The background plate as seen through frame `n`'s window, (3, H, W) in [-1, 1]."""
         return to_tensor(self.plate_mipmap().image(self.framing(n)))
 
-    def hands(self, n: int) -> dict[str, torch.Tensor]:
-        """Frame `n`'s two hands for the hand refiner (see `hand_data.HandCrops.frame`)."""
+    def hands(self, n: int, mirror: bool = False) -> dict[str, torch.Tensor]:
+        """Frame `n`'s two hands for the hand refiner, mirrored or not (see `hand_data.HandCrops.frame`)."""
         if self._hands is None:
             from .hand_data import HandCrops
 
             self._hands = HandCrops(self.dir, self.manifest, self.plate_mipmap())
-        return self._hands.frame(n)
+        return self._hands.frame(n, mirror)
 
     def window(self, n: int) -> torch.Tensor:
         """Frame `n`'s window (x0, y0, width, height) in source pixels."""
@@ -126,8 +128,15 @@ class FrameStore:
     def frames(self, split: str) -> list[int]:
         return [e["frame"] for e in self.manifest["frames"] if e["split"] == split]
 
-    def label(self, n: int) -> torch.Tensor:
-        return to_tensor(stick_figure(self.track, n - self.track.frame_start))
+    def label(self, n: int, mirror: bool = False) -> torch.Tensor:
+        """Frame `n`'s stick figure, (3, H, W) in [-1, 1]; `mirror`: the pose mirrored left to right, its right and
+        left exchanged (as the mirrored frame shows it), drawn anew: the limbs keep their side's colours."""
+        i = n - self.track.frame_start
+        if not mirror:
+            return to_tensor(stick_figure(self.track, i))
+        t = self.track
+        body, hands, face = mirror_pose(t.body[i], t.hands[i], t.face[i], t.width)
+        return to_tensor(draw_pose(body, hands, face, size=(t.width, t.height)))
 
     def image(self, n: int) -> torch.Tensor:
         from .video import read_image
@@ -185,9 +194,33 @@ class PairDataset(torch.utils.data.Dataset):
                if s.has_plate else {}),
         }
 
-    def hand_batch(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    def mirrored(self, batch: dict[str, torch.Tensor], which: list[bool]) -> dict[str, torch.Tensor]:
+        """`batch` with the pairs `which` marks mirrored left to right: the frames, mattes, hand masks and plate
+        crops flipped, the stick figures drawn from the mirrored poses, the face centres and the windows (in the
+        mirrored source frame) moved with them. pix2pixHD flips its training pictures too; here a pose's sides
+        must follow, or a mirrored front view would be drawn as a back view. It shows the generator each view
+        from the other side: a clip where the person turns only one way still teaches the other."""
+        if not any(which):
+            return batch
+        out = {k: v.clone() for k, v in batch.items()}
+        w, src_w = self.store.size[0], self.store.plan.src_size[0]
+        for b in (b for b, m in enumerate(which) if m):
+            for key in ("image", "matte", "hands", "plate"):
+                if key in out:
+                    out[key][b] = out[key][b].flip(-1)
+            out["label"][b] = torch.stack([self.store.label(n, mirror=True) for n in out["frame"][b].tolist()])
+            x = out["face"][b, :, 0]
+            out["face"][b, :, 0] = torch.where(x >= 0, w - x, x)
+            if "window" in out:  # x0 in the mirrored source frame
+                out["window"][b, :, 0] = src_w - out["window"][b, :, 0] - out["window"][b, :, 2]
+        return out
+
+    def hand_batch(self, frames: torch.Tensor, which: list[bool] | None = None) -> dict[str, torch.Tensor]:
         """The hand refiner's data for a batch's pairs (`frames`: (B, 2) source numbers), loaded only when the face
         stage wants it (a body step would read and drop them), of each pair's second frame (see `hand_step`):
-        hand_label, hand_real, hand_matte, hand_plate (B, 2 hands, C, S, S) and hand_box (B, 2, 3)."""
-        hands = [self.store.hands(pair[1]) for pair in frames.tolist()]
-        return {f"hand_{k}": torch.stack([h[k] for h in hands]) for k in hands[0]}
+        hand_label, hand_real, hand_matte, hand_plate (B, 2 hands, C, S, S), hand_box (B, 2, 3) and hand_mirrored
+        (B,): the pairs `which` marks, mirrored (`HandCrops.frame`)."""
+        which = which or [False] * len(frames)
+        hands = [self.store.hands(pair[1], m) for pair, m in zip(frames.tolist(), which)]
+        return {**{f"hand_{k}": torch.stack([h[k] for h in hands]) for k in hands[0]},
+                "hand_mirrored": torch.tensor(which)}

@@ -24,6 +24,7 @@ import torch
 from .errors import EdnError
 from .pose.framing import Framing, Mipmap
 from .pose.hands import HAND_BOX, hand_box
+from .pose.skeleton import mirror_pose
 from .pose.track import PoseTrack
 from .pose.window import window_framing
 from .tensors import hand_figure, to_tensor
@@ -78,11 +79,18 @@ class HandCrops:
         self.track = PoseTrack.load(self.dir / "track_source.npz")  # the boxes' pixels
         self.src_size = (self.track.width, self.track.height)
 
-    def frame(self, n: int) -> dict[str, torch.Tensor]:
-        """Frame `n`'s two hands: label and real (2, 3, S, S), matte (2, 1, S, S), plate (2, 3, S, S), box (2, 3)."""
+    def frame(self, n: int, mirror: bool = False) -> dict[str, torch.Tensor]:
+        """Frame `n`'s two hands: label and real (2, 3, S, S), matte (2, 1, S, S), plate (2, 3, S, S), box (2, 3).
+
+        `mirror`: each crop mirrored left to right, so the left hand shows as a right one, and its stick figure
+        drawn so (in the right hand's colours); the boxes stay where the frame has them (the frozen body's crops are
+        cut there, then mirrored by `hand_step`)."""
         from .video import read_image
 
         s, i = self.size, n - self.track.frame_start
+        body, hands = self.track.body[i], self.track.hands[i]
+        if mirror:
+            body, hands, _ = mirror_pose(body, hands, self.track.face[i], self.src_size[0])
         out = {"label": torch.zeros(2, 3, s, s), "real": torch.zeros(2, 3, s, s), "matte": torch.zeros(2, 1, s, s),
                "plate": torch.zeros(2, 3, s, s), "box": torch.zeros(2, 3)}
         for side, box in enumerate(self.boxes[n]):
@@ -93,9 +101,14 @@ class HandCrops:
                 raise EdnError("dataset hand crop missing", path=path, frame=n)
             bgra = read_image(path, cv2.IMREAD_UNCHANGED)
             fr = hand_framing(self.src_size, box, s)
-            out["label"][side] = to_tensor(hand_figure(self.track.body[i], self.track.hands[i], side, fr))
             out["real"][side] = to_tensor(bgra[..., :3])
             out["matte"][side] = torch.from_numpy(bgra[..., 3].astype(np.float32) / 255.0)
             out["plate"][side] = to_tensor(self.plate.image(fr))
             out["box"][side] = torch.tensor(box, dtype=torch.float32)
+            if mirror:  # the same box in the mirrored frame holds the other hand
+                x0, y0, side_px = box
+                fr = hand_framing(self.src_size, (self.src_size[0] - x0 - side_px, y0, side_px), s)
+                for key in ("real", "matte", "plate"):
+                    out[key][side] = out[key][side].flip(-1)
+            out["label"][side] = to_tensor(hand_figure(body, hands, 1 - side if mirror else side, fr))
         return out

@@ -40,6 +40,7 @@ class TrainOptions:
     steps: int | None = None  # a step budget, or
     minutes: float | None = None  # a wall-clock budget (neither: the trainer's default steps)
     face_fraction: float = TrainConfig.face_fraction
+    mirror: float = TrainConfig.mirror
     perceptual: str | None = None  # "vgg19" or "none"; None: the profile's own
     settings: dict = dataclasses.field(default_factory=dict)  # model settings over the profile's (`edn train --set`)
     save_every: int = 500
@@ -163,7 +164,7 @@ def train_config(options: TrainOptions):
     """The trainer's config for these options; checks them, so a chain can refuse bad ones before its first
     stage."""
     budget = {"steps": options.steps} if options.steps is not None else {}  # else the trainer's default
-    return TrainConfig(**budget, minutes=options.minutes, face_fraction=options.face_fraction,
+    return TrainConfig(**budget, minutes=options.minutes, face_fraction=options.face_fraction, mirror=options.mirror,
                        save_every=options.save_every, preview_every=options.preview_every, amp=options.amp)
 
 

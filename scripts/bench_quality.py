@@ -103,6 +103,9 @@ def main() -> int:
                     help="a model setting over the profile's, as `edn train --set` (repeatable); named in the runs")
     ap.add_argument("--face-fraction", type=float, default=None,
                     help="share of the time for the face stage (Face GAN and hand refiner; default: the trainer's)")
+    ap.add_argument("--mirror", type=float, default=None,
+                    help="chance that a training pair is mirrored (`edn train --mirror`; default: the trainer's); "
+                         "named in the runs")
     ap.add_argument("--eval-frames", type=int, default=None, help="score only the first N held-out frames")
     ap.add_argument("--work", type=Path, default=None,
                     help="keep the datasets, runs and reports here; a rerun reuses each finished stage")
@@ -132,6 +135,7 @@ def main() -> int:
     suffix = "_avx2" if args.avx2 else ""  # a run made with other kernels is another run: never reused for this one
     settings = parse_overrides(args.set)
     face_fraction = {} if args.face_fraction is None else {"face_fraction": args.face_fraction}
+    mirror = {} if args.mirror is None else {"mirror": args.mirror}
     if "perceptual" in settings:
         ap.error("give the perceptual loss with --perceptual, not --set")
     try:  # a typo is refused now, not after detecting poses and building datasets
@@ -139,7 +143,7 @@ def main() -> int:
             check_setting(key, value)
     except EdnError as exc:
         ap.error(str(exc))
-    suffix += "".join(f"_{k}={v}" for k, v in sorted(settings.items()))  # so are runs with other settings
+    suffix += "".join(f"_{k}={v}" for k, v in sorted({**settings, **mirror}.items()))  # so are other settings' runs
     for profile, framing in setups:
         name = f"{profile}_{framing}{suffix}"
         if framing not in datasets:
@@ -152,7 +156,7 @@ def main() -> int:
         print(f"training {name} for {args.minutes:g} min", file=sys.stderr)
         run_dir = pipe.train(dataset, TrainOptions(profile=profile, minutes=args.minutes, perceptual=perceptual,
                                                    amp=not args.no_amp, settings=settings,
-                                                   **face_fraction),
+                                                   **face_fraction, **mirror),
                              work / f"run_{name}", name=f"train_{name}")
         trained = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
         print(f"evaluating {name}", file=sys.stderr)
@@ -175,6 +179,7 @@ def main() -> int:
         "amp": not args.no_amp, "avx2_only": args.avx2, "perceptual": perceptual, "settings": settings,
         "threading": threads.settings(os.environ),
         "face_fraction": args.face_fraction,
+        "mirror": args.mirror,  # None: the trainer's
         "setups": runs,
         "goals": {first: goals(runs[first])},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_model(),

@@ -100,7 +100,7 @@ def test_resume_refuses_a_different_profile_or_model_setting(run, dataset, tmp_p
     assert summary["step"] == tiny_run.TRAIN_STEPS + 1
     said = [json.loads(line)["message"] for line in log.getvalue().splitlines() if '"log"' in line]
     assert "resuming from step_00000090.pt (step 90) with the run's own settings: profile cpu, its model settings, " \
-           "seed 0, face fraction 0.1 (this command's seed 7 and face fraction 0.3 not used)" in said
+           "seed 0, face fraction 0.1, mirror 0.0 (this command's seed 7 and face fraction 0.3 not used)" in said
     assert read_checkpoint(list_checkpoints(run_dir)[-1])["train"]["seed"] == 0
 
 

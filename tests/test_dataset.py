@@ -18,8 +18,10 @@ from edn_engine.sizes import parse_size
 from edn_engine.errors import EdnError
 from edn_engine.events import Reporter
 from edn_engine.pose.framing import Framing
-from edn_engine.pose.skeleton import B
+from edn_engine.pose.skeleton import B, mirror_pose
 from edn_engine.pose.track import PoseTrack
+from edn_engine.render import draw_pose
+from edn_engine.tensors import to_tensor
 
 
 @pytest.fixture(scope="session")
@@ -149,3 +151,24 @@ def test_bad_input(tmp_path, shared):
     res = tiny_run.edn("dataset", "build", tiny_run.CLIP, "-o", tmp_path / "x", "--size", "32x32", "--holdout",
                        "1.5", "--json")
     assert res.returncode == 2 and json.loads(res.stdout.splitlines()[-1])["event"] == "error"
+
+
+def test_a_mirrored_pair_is_flipped_with_its_poses_faces_and_windows(shared):
+    data = PairDataset(shared)
+    item = data[3]
+    batch = {k: torch.stack([v, v]) for k, v in item.items()}  # two pairs: the first mirrored, the second kept
+    batch["window"] = torch.tensor([[[10.0, 0.0, 100.0, 100.0], [12.0, 0.0, 96.0, 96.0]]] * 2)
+    out = data.mirrored(batch, [True, False])
+    for key in ("image", "matte", "hands", "window", "face", "label"):
+        assert torch.equal(out[key][1], batch[key][1]), key
+    for key in ("image", "matte", "hands"):
+        assert torch.equal(out[key][0], batch[key][0].flip(-1)), key
+    assert out["window"][0].tolist() == [[414 - 110, 0, 100, 100], [414 - 108, 0, 96, 96]]  # in the source's pixels
+    x = batch["face"][0, :, 0]
+    assert (x > 0).all() and torch.allclose(out["face"][0, :, 0], 64 - x)
+    track = PoseTrack.load(shared / "track.npz")
+    for k, n in enumerate(batch["frame"][0].tolist()):
+        i = n - track.frame_start
+        drawn = draw_pose(*mirror_pose(track.body[i], track.hands[i], track.face[i], 64), size=(64, 64))
+        assert torch.equal(out["label"][0, k], to_tensor(drawn))
+    assert data.mirrored(batch, [False, False]) is batch

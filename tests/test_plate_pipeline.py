@@ -185,6 +185,31 @@ def test_the_hand_refiner_trains_in_the_face_stage_and_redraws_each_hand_in_the_
     assert hands_seen >= 3
 
 
+def test_body_and_hand_steps_train_on_mirrored_pairs_the_face_gan_on_the_pairs_as_they_are(
+        dataset, tmp_path, monkeypatch):
+    from edn_engine.dataset import PairDataset
+
+    seen, mirrored, hand_batch = [], PairDataset.mirrored, PairDataset.hand_batch
+
+    def spy(self, batch, which):
+        seen.append(("body", list(which)))
+        return mirrored(self, batch, which)
+
+    def hand_spy(self, frames, which=None):
+        seen.append(("hands", list(which)))
+        return hand_batch(self, frames, which)
+
+    monkeypatch.setattr(PairDataset, "mirrored", spy)
+    monkeypatch.setattr(PairDataset, "hand_batch", hand_spy)
+    tcfg = TrainConfig(steps=4, save_every=4, preview_every=4, face_fraction=0.5, mirror=1.0, device="cpu")
+    with tiny_run.one_thread():
+        train(dataset, tmp_path / "run", tcfg, profile="cpu", overrides=dict(tiny_run.TINY))
+    # two body steps, then two face-stage steps: the hands mirrored, the body's frames as they are (its crops are
+    # kept per pair, and the Face GAN's crops are cut from them)
+    assert seen == [("body", [True]), ("body", [True]), ("hands", [True]), ("hands", [True])]
+    assert TrainConfig().mirror == 0.0  # unless asked for
+
+
 def test_the_face_stage_reads_the_hands_of_each_pairs_second_frame(dataset):
     """The hand refiner trains on the frame the body generates from its previous output, as every frame is in use."""
     from edn_engine.dataset import PairDataset
@@ -195,6 +220,25 @@ def test_the_face_stage_reads_the_hands_of_each_pairs_second_frame(dataset):
     own = data.store.hands(second)
     assert all(torch.equal(batch[f"hand_{k}"][0], own[k]) for k in own)
     assert not torch.equal(batch["hand_box"][0], data.store.hands(first)["box"])
+
+
+def test_a_mirrored_pairs_hands_are_flipped_and_drawn_as_the_other_hand(dataset):
+    from edn_engine.dataset import PairDataset
+
+    data = PairDataset(dataset)
+    pairs = torch.tensor([data.pairs[3]])
+    plain, mirrored = data.hand_batch(pairs), data.hand_batch(pairs, [True])
+    assert not plain["hand_mirrored"].any() and mirrored["hand_mirrored"].all()
+    assert torch.equal(mirrored["hand_box"], plain["hand_box"])  # where the frozen body's crops are cut
+    for key in ("real", "matte", "plate"):
+        assert torch.equal(mirrored[f"hand_{key}"], plain[f"hand_{key}"].flip(-1)), key
+    for side in (0, 1):
+        if plain["hand_box"][0, side, 2] > 0:
+            before, after = plain["hand_label"][0, side], mirrored["hand_label"][0, side]
+            lit = lambda t: (t > -1).any(0)  # noqa: E731
+            # the same lines, one pixel over (see test_render's mirrored pose), in the other hand's colours
+            assert (lit(before).flip(-1)[:, :-1] ^ lit(after)[:, 1:]).float().mean() < 0.01
+            assert not torch.equal(before.flip(-1)[:, :, :-1], after[:, :, 1:])
 
 
 def test_a_dataset_with_hand_crops_can_be_built_again_in_its_own_folder(dataset):

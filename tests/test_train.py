@@ -372,3 +372,17 @@ def test_the_face_stage_generates_each_pairs_body_crops_once():
     assert torch.equal(full.face_crops(batch, origins, 32, amp), first)
     full.face_crops(later, origins[[1]], 32, amp)
     assert len(calls) == 8 and not full.crops
+
+
+def test_which_pairs_are_mirrored_is_a_function_of_their_place_in_the_stream():
+    from edn_engine.training.distributed import StepSampler
+
+    one = StepSampler(50, 4, 0, 1, seed=3)
+    assert StepSampler(50, 4, 0, 1, seed=-1).mirrored(0, 0.5) == StepSampler(50, 4, 0, 1, seed=-1).mirrored(0, 0.5)
+    flags = [m for step in range(100) for m in one.mirrored(step, 0.5)]
+    assert 0.4 < sum(flags) / len(flags) < 0.6 and flags == [m for s in range(100) for m in one.mirrored(s, 0.5)]
+    # two processes at batch 2 mirror what one process at batch 4 does (a checkpoint moves between them)
+    ranks = [StepSampler(50, 2, r, 2, seed=3) for r in (0, 1)]
+    assert flags == [m for s in range(100) for r in ranks for m in r.mirrored(s, 0.5)]
+    assert not any(one.mirrored(7, 0.0)) and all(one.mirrored(7, 1.0))
+    assert flags != [m for s in range(100) for m in StepSampler(50, 4, 0, 1, seed=4).mirrored(s, 0.5)]

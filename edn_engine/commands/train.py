@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     p.add_argument("--face-fraction", type=float, default=TrainConfig.face_fraction,
                    help="last fraction of the steps spent on the Face GAN and the hand refiner, body frozen "
                         "(0: no face stage; default %(default)s)")
+    p.add_argument("--mirror", type=float, default=TrainConfig.mirror,
+                   help="chance that a training pair is mirrored left to right, the pose's sides exchanged (a person "
+                        "over plate: a whole frame's room would be learned mirrored too; default %(default)s)")
     p.add_argument("--batch-size", type=int, default=1, help="frame pairs per step per process (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
@@ -45,7 +48,8 @@ def register(subparsers) -> None:
                    help="override one model setting of the profile, e.g. --set ngf=32 (repeatable)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the run's newest good checkpoint; the run's own profile, model settings, "
-                        "seed and face fraction win (a --profile, --set or --perceptual that differs is refused)")
+                        "seed, face fraction and mirror win (a --profile, --set or --perceptual that differs is "
+                        "refused)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     # --minutes: no step count, the run plans its length from its measured speed
     steps = args.steps if args.steps is not None else (None if args.minutes is not None else TrainConfig.steps)
     tcfg = TrainConfig(steps=steps, minutes=args.minutes, save_every=args.save_every,
-                       preview_every=args.preview_every, face_fraction=args.face_fraction,
+                       preview_every=args.preview_every, face_fraction=args.face_fraction, mirror=args.mirror,
                        batch_size=args.batch_size, seed=args.seed, device=args.device, amp=not args.no_amp,
                        num_workers=args.workers, vgg_weights=args.vgg_weights)
     summary = train(args.dataset, args.output, tcfg, profile=args.profile, overrides=overrides,

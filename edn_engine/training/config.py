@@ -20,6 +20,9 @@ class TrainConfig:
     # bench_face_stage.json's as_trained); romp_sample2, 20 minutes: 3 of 11 faces found against 1, body error
     # 0.076 against 0.072 (bench_quality_face_stage.json, bench_quality_lambda_alpha_20.json)
     # (measured when a face step took both frames of a pair; it now takes the second: `steps.face_step`)
+    mirror: float = 0.0  # the chance that a pair is mirrored left to right in body and hand-refiner steps
+    # (`PairDataset.mirrored`); off: on romp_sample2, 20 minutes fp32 AVX2, it found no more hands and trained a
+    # worse body (benchmarks/bench_quality_mirror*.json, face_stage_hand_mirror.json)
     decay_start: float = 0.5  # fraction of each stage's steps at constant lr; then linear decay to 0 (pix2pixHD)
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -53,6 +56,8 @@ class TrainConfig:
             raise EdnError(f"--batch-size must be at least 1, not {self.batch_size}")
         if not 0.0 <= self.face_fraction < 1.0:
             raise EdnError(f"--face-fraction must be in [0, 1), not {self.face_fraction}")
+        if not 0.0 <= self.mirror <= 1.0:
+            raise EdnError(f"--mirror must be in [0, 1], not {self.mirror}")
         if not 0.0 <= self.decay_start <= 1.0:
             raise EdnError(f"decay_start must be in [0, 1], not {self.decay_start}")
         if self.keep_checkpoints < 1:

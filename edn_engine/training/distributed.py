@@ -26,6 +26,7 @@ import itertools
 import os
 import signal
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -55,9 +56,21 @@ class StepSampler:
             self._perm = (epoch, torch.randperm(self.n, generator=g).tolist())
         return self._perm[1][k]
 
-    def indices(self, step: int) -> list[int]:
+    def _places(self, step: int) -> range:
+        """This rank's places in the stream at step `step`."""
         first = step * self.batch * self.world + self.rank * self.batch
-        return [self._at(p) for p in range(first, first + self.batch)]
+        return range(first, first + self.batch)
+
+    def indices(self, step: int) -> list[int]:
+        return [self._at(p) for p in self._places(step)]
+
+    def mirrored(self, step: int, chance: float) -> list[bool]:
+        """Which of this rank's samples of step `step` are mirrored (`PairDataset.mirrored`), each with probability
+        `chance`: a pure function of the sample's place in the stream, like the samples themselves."""
+        if chance <= 0:
+            return [False] * self.batch
+        seed = self.seed % 2**64  # numpy's seeds are not negative; torch's may be
+        return [bool(np.random.default_rng([seed, p]).random() < chance) for p in self._places(step)]
 
     def batches(self, start: int):
         """The batches of steps start, start + 1, ... without end: the loop decides when to stop (a --minutes

@@ -87,8 +87,9 @@ class FrozenBody:
     pair's face at 64 px, 144 KB its hands at 96 px) and reused each time the pair comes round. Its two generator
     passes were two thirds of a face step (237 of 343 ms on the demo's `cpu` run, fp32 AVX2); with them gone the
     stage takes several times the steps in its minutes, once each pair has come round (a clip with more pairs than
-    the stage has steps gains little). Kept by pair: the dataset has no augmentation, so a pair's boxes never
-    change. Keeps at most `max_bytes` of crops (past that, pairs not yet kept are generated every time)."""
+    the stage has steps gains little). Kept by pair as the frame has them: the face stage never mirrors the body's
+    frames (`trainer`), so a pair's boxes never change (`hand_step` mirrors a mirrored pair's hand crops). Keeps at
+    most `max_bytes` of crops (past that, pairs not yet kept are generated every time)."""
 
     def __init__(self, G, max_bytes: int = 512 * 2**20):
         self.G, self.max_bytes, self.nbytes = G, max_bytes, 0
@@ -171,7 +172,10 @@ def hand_step(body: FrozenBody, HG, HD, opt_g, opt_d, batch, cfg: ModelConfig, g
     """One step of the hand refiner on the hands of each pair's second frame (as `face_step`), the body frozen.
     HG and HD are the hand refiner and its discriminator, or their DDP wrappers when several processes train."""
     label, real, matte, plate = (batch[f"hand_{k}"].flatten(0, 1) for k in ("label", "real", "matte", "plate"))
-    crops = body.hand_crops(batch, label.shape[-1], autocast).flatten(0, 1)  # (pairs * 2 hands, 4, S, S)
+    crops = body.hand_crops(batch, label.shape[-1], autocast)  # (pairs, 2 hands, 4, S, S), as the frame has them
+    if "hand_mirrored" in batch:  # mirrored with the pair's hands (`PairDataset.hand_batch`)
+        crops = torch.where(batch["hand_mirrored"].view(-1, 1, 1, 1, 1), crops.flip(-1), crops)
+    crops = crops.flatten(0, 1)  # (pairs * 2 hands, 4, S, S)
     found = batch["hand_box"].flatten(0, 1)[:, 2].cpu() > 0
     # Only the hands with a box train; a batch with none still runs, at weight 0, so every process steps alike.
     keep = found.nonzero()[:, 0] if found.any() else torch.arange(len(found))

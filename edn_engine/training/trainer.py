@@ -88,6 +88,9 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
     if use_hands and not data.store.has_hands:
         raise EdnError("this run trains the hand refiner but the dataset holds no hand crops: resume it on the dataset "
                        "it was trained on, or start a new run", path=dataset_dir)
+    if tcfg.mirror and not data.store.has_plate:
+        reporter.log("warning: mirroring a whole-frame dataset: the generator paints the room too, and learns it "
+                     "mirrored as often")
     if mcfg.hands and data.store.has_plate and "hand_size" not in manifest:
         reporter.log("this dataset was built before the hand refiner: rebuild it with `edn dataset build` to train one")
     detail = use_face or use_hands  # a face stage: the Face GAN, the hand refiner, or both
@@ -151,8 +154,10 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
 
             # one step: the body GAN, or the Face GAN once the body steps are done
             t0 = time.monotonic()
-            batch = {k: v.to(dev) for k, v in next(batches).items()}
-            face_stage = plan.face_stage(step)
+            batch, face_stage = next(batches), plan.face_stage(step)
+            if not face_stage:  # the face stage keeps each pair's body crops as they are (`FrozenBody`)
+                batch = data.mirrored(batch, sampler.mirrored(step, tcfg.mirror))
+            batch = {k: v.to(dev) for k, v in batch.items()}
             # the learning rate of the stage (logged: the Face GAN's in the face stage, else the hand refiner's); the
             # hand refiner keeps the body's, as it was measured (not the Face GAN's face_lr)
             base_lr = plan.lr(step, tcfg)
@@ -167,7 +172,8 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
                     losses.update(face_step(frozen_body, trained["FG"], trained["FD"], nets.opt["FG"], nets.opt["FD"],
                                             batch, mcfg, gan, vgg, amp))
                 if use_hands:
-                    batch.update({k: v.to(dev) for k, v in data.hand_batch(batch["frame"].cpu()).items()})
+                    hands = data.hand_batch(batch["frame"].cpu(), sampler.mirrored(step, tcfg.mirror))
+                    batch.update({k: v.to(dev) for k, v in hands.items()})
                     losses.update(hand_step(frozen_body, trained["HG"], trained["HD"], nets.opt["HG"], nets.opt["HD"],
                                             batch, mcfg, gan, vgg, amp))
             else:
@@ -315,13 +321,15 @@ def _resumed_settings(state: dict, ckpt_path: Path, run_dir: Path, dataset_dir: 
             raise EdnError(f"the run was trained with {key}={_shown(old)}; {flag} differs: drop it or start a new "
                            "run", path=run_dir)
     seed, face_fraction = int(state["train"]["seed"]), float(state["train"]["face_fraction"])
+    mirror = float(state["train"].get("mirror", 0.0))  # a run from before mirroring: none
     unused = [f"{name} {mine}" for name, mine, run in (("seed", tcfg.seed, seed),
-                                                        ("face fraction", tcfg.face_fraction, face_fraction))
+                                                        ("face fraction", tcfg.face_fraction, face_fraction),
+                                                        ("mirror", tcfg.mirror, mirror))
               if mine != run]
     reporter.log(f"resuming from {ckpt_path.name} (step {state['step']}) with the run's own settings: profile "
-                 f"{trained_profile}, its model settings, seed {seed}, face fraction {face_fraction}"
+                 f"{trained_profile}, its model settings, seed {seed}, face fraction {face_fraction}, mirror {mirror}"
                  + (f" (this command's {' and '.join(unused)} not used)" if unused else ""))
-    return mcfg, trained_profile, dataclasses.replace(tcfg, seed=seed, face_fraction=face_fraction)
+    return mcfg, trained_profile, dataclasses.replace(tcfg, seed=seed, face_fraction=face_fraction, mirror=mirror)
 
 
 def _shown(value) -> str:
