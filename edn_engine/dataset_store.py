@@ -13,10 +13,8 @@ from .atomic import read_json
 from .errors import EdnError
 from .pose.framing import Framing, Mipmap
 from .pose.hands import hand_mask
-from .pose.skeleton import mirror_pose
 from .pose.track import PoseTrack
 from .pose.window import FramePlan, window_framing
-from .render import draw_pose
 from .tensors import stick_figure, to_tensor
 
 SCHEMA_VERSION = 1
@@ -129,14 +127,8 @@ class FrameStore:
         return [e["frame"] for e in self.manifest["frames"] if e["split"] == split]
 
     def label(self, n: int, mirror: bool = False) -> torch.Tensor:
-        """Frame `n`'s stick figure, (3, H, W) in [-1, 1]; `mirror`: the pose mirrored left to right, its right and
-        left exchanged (as the mirrored frame shows it), drawn anew: the limbs keep their side's colours."""
-        i = n - self.track.frame_start
-        if not mirror:
-            return to_tensor(stick_figure(self.track, i))
-        t = self.track
-        body, hands, face = mirror_pose(t.body[i], t.hands[i], t.face[i], t.width)
-        return to_tensor(draw_pose(body, hands, face, size=(t.width, t.height)))
+        """Frame `n`'s stick figure, (3, H, W) in [-1, 1]; `mirror`: as the mirrored frame shows it."""
+        return to_tensor(stick_figure(self.track, n - self.track.frame_start, mirror))
 
     def image(self, n: int) -> torch.Tensor:
         from .video import read_image

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .pose.framing import Framing
+from .pose.skeleton import mirror_pose
 from .pose.track import PoseTrack
 from .render import draw_pose
 
@@ -26,9 +27,13 @@ def to_image(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(rgb[..., ::-1])
 
 
-def stick_figure(track: PoseTrack, i: int) -> np.ndarray:
-    """The stick figure of row `i`, drawn in the track's own pixel frame (BGR uint8)."""
-    return draw_pose(track.body[i], track.hands[i], track.face[i], size=(track.width, track.height))
+def stick_figure(track: PoseTrack, i: int, mirror: bool = False) -> np.ndarray:
+    """The stick figure of row `i`, drawn in the track's own pixel frame (BGR uint8). `mirror`: the pose as the
+    frame mirrored left to right shows it (`pose.skeleton.mirror_pose`), drawn anew, so each side keeps its colours."""
+    pose = track.body[i], track.hands[i], track.face[i]
+    if mirror:
+        pose = mirror_pose(*pose, track.width)
+    return draw_pose(*pose, size=(track.width, track.height))
 
 
 def hand_figure(body: np.ndarray, hands: np.ndarray, side: int, box: Framing) -> np.ndarray:
