@@ -26,19 +26,15 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from .child import run_module
 from .errors import EdnError
-from .events import Reporter, parse_event
+from .events import Reporter
 from .models.config import check_trainable_size
 from .pipeline import Pipeline, TrainOptions
-
-REPO_ROOT = Path(__file__).resolve().parents[1]  # holds edn_engine/ and edn_demo/ (a checkout or site-packages)
 
 
 @dataclasses.dataclass
@@ -68,7 +64,7 @@ def run_demo(out_dir: str | Path, options: DemoOptions | None = None, reporter: 
     if importlib.util.find_spec("bpy") is None:
         raise EdnError("the demo renders with Blender as a Python module, which this Python lacks: run "
                        "`bash scripts/setup_env.sh` (it installs bpy into .venv) and use .venv/bin/edn")
-    out = Path(out_dir)
+    out = Path(out_dir).absolute()  # the children (Blender, generate) run elsewhere
     pipe = Pipeline(out, reporter)
     st = pipe.stages
     t_start = time.monotonic()
@@ -78,14 +74,18 @@ def run_demo(out_dir: str | Path, options: DemoOptions | None = None, reporter: 
     scene_args = ["--size", str(size), "--samples", str(opts.samples)]
     render_info: dict[str, dict] = {}
 
+    def blender(module: str, args: list[str], stage: str, log_path: Path) -> dict:
+        """Blender as a Python module, in a child process (it must not share one with torch)."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        return run_module(module, args, reporter, stage=stage, log_path=log_path, what=f"Blender ({module})")
+
     def render(motion: str, folder: Path, frames: int, blend: bool) -> None:
         if folder.exists():
             shutil.rmtree(folder)
         args = ["--out", str(folder), "--motion", motion, "--frames", str(frames), *scene_args]
         if blend:
             args += ["--blend", str(folder / "scene.blend")]
-        render_info[motion] = run_blender("edn_demo.scene", args, reporter, f"render {motion}",
-                                          out / "logs" / f"render_{motion}.log")
+        render_info[motion] = blender("edn_demo.scene", args, f"render {motion}", out / "logs" / f"render_{motion}.log")
 
     scene_opts = {"size": size, "samples": opts.samples, "scene": _source_stamp()}
     st.run("render_train", {**scene_opts, "frames": opts.frames}, [dance / "track.npz"],
@@ -113,11 +113,10 @@ def run_demo(out_dir: str | Path, options: DemoOptions | None = None, reporter: 
         strips.append(f"EDN over plate={generated / 'composite'}")
     strips.append(f"EDN person={generated}:alpha")
     st.run("blend", {"scene": test / "scene.blend", "generated": generated, "sticks": out / "stick_figures"},
-           [blend], lambda: run_blender(
-               "edn_demo.blend",
-               ["--scene", str(test / "scene.blend"), "--out", str(blend),
-                *(a for strip in strips for a in ("--strip", strip))],
-               reporter, "blend", out / "logs" / "blend.log"))
+           [blend], lambda: blender("edn_demo.blend",
+                                    ["--scene", str(test / "scene.blend"), "--out", str(blend),
+                                     *(a for strip in strips for a in ("--strip", strip))],
+                                    "blend", out / "logs" / "blend.log"))
 
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     summary = {
@@ -128,48 +127,6 @@ def run_demo(out_dir: str | Path, options: DemoOptions | None = None, reporter: 
         "render": render_info, **report,
     }
     return summary
-
-
-# -- Blender in a subprocess ----------------------------------------------------------------------------
-
-def run_blender(module: str, args: list[str], reporter: Reporter, stage: str, log_path: Path) -> dict:
-    """Run `python -m module args` with bpy; relay its JSON progress lines; return its `done` event."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    done, error = None, None
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8", errors="replace")
-        try:
-            for line in proc.stdout:
-                log.write(line)
-                event = parse_event(line)
-                if event is None:
-                    continue
-                kind = event["event"]
-                if kind == "progress":
-                    reporter.progress(event["done"], event["total"], stage=stage)
-                elif kind == "done":
-                    done = event
-                elif kind == "error":
-                    error = event.get("message")
-            rc = proc.wait()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-    if rc != 0 or done is None:
-        tail = error or _tail(log_path)
-        raise EdnError(f"Blender ({module}) failed with exit code {rc}: {tail}", path=log_path)
-    return done
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        return " | ".join(path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _source_stamp() -> dict:

@@ -22,7 +22,9 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+from . import threads
 from .atomic import ensure_dir, read_json
+from .child import run_module
 from .errors import EdnError
 from .events import Reporter
 from .layout import ProjectLayout
@@ -106,11 +108,9 @@ class Pipeline:
         return out
 
     def generate(self, run_dir: Path, driving: Path, out: Path | None = None) -> Path:
-        from .generate import generate
-
         out = out or self.paths.frames
         self.stages.run("generate", {"run": run_dir / "checkpoints", "driving": driving}, [out],
-                        lambda: generate(run_dir, driving, out, reporter=self.reporter))
+                        lambda: generate_frames(run_dir, driving, out, self.reporter))
         return out
 
     def evaluate(self, run_dir: Path, out: Path, max_frames: int | None = None, name: str = "evaluate") -> dict:
@@ -138,6 +138,18 @@ def extract_track(clip: Path, track_path: Path, mattes: Path | None, reporter: R
         if summary.get("frames_without_person") == track.frames:
             raise EdnError("nobody was detected in any frame", path=clip)
         track.save(track_path)
+
+
+def generate_frames(run_dir: Path, driving: Path, out: Path, reporter: Reporter) -> dict:
+    """`edn generate`, in this process, or in a child under generate's own threading policy where this process
+    has another (`edn transfer` and `edn demo` train under training's; `threads.needs_own_process`)."""
+    if threads.needs_own_process("generate"):
+        args = ["generate", str(Path(run_dir).absolute()), str(Path(driving).absolute()),
+                "-o", str(Path(out).absolute()), "--json"]
+        return run_module("edn_engine", args, reporter, env=threads.child_environ())
+    from .generate import generate
+
+    return generate(run_dir, driving, out, reporter=reporter)
 
 
 def train_run(dataset: Path, run_dir: Path, options: TrainOptions, reporter: Reporter, resume: bool = False) -> dict:

@@ -14,7 +14,9 @@ either, quiet and loaded (`benchmarks/bench_train_threads.json`: in fp32 held to
 writer and a loaded machine's other programs without time. 60 frames of romp_sample2 at 1080p, one busy process
 per core: 48 s against 25 (fp32 AVX2) and 42 against 24 (bf16); quiet, the same 11-12 s (PASSIVE: 12.7 s in
 fp32 AVX2, 9.6 in bf16, 23 and 19 loaded). Training keeps the longer spin: with 10,000 turns its loaded Face GAN
-and hand steps took 1.3-1.5x longer.
+and hand steps took 1.3-1.5x longer. So `edn transfer` and `edn demo`, which train, generate in a child process
+under generate's policy (`needs_own_process`, `child`): loaded, their 60 frames took 20-21 s against 35-40 in the
+training process; quiet, 10 s either way (`benchmarks/bench_transfer_generate.json`).
 
 The policy (each variable only where the user has not set it; what they set always wins):
   GOMP_SPINCOUNT=100000    libgomp threads spin that many turns (about a millisecond), then sleep;
@@ -47,9 +49,10 @@ from typing import Mapping, MutableMapping
 # What the policy sets, in a fixed order (tests and benchmarks strip these to measure "without the policy").
 POLICY_VARS = ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_NUM_THREADS")
 SPIN_COUNT = "100000"  # libgomp's turns of spinning before a thread sleeps (see above)
-# the commands that spin less: generate, and eval, whose torch work is generate's (transfer and demo train first;
-# `edn transfer --run` does not, and `cli` gives it generate's)
+# the commands that spin less: generate, and eval, whose torch work is generate's (transfer and demo train first,
+# and generate in a child; `edn transfer --run` does not train, and `cli` gives it generate's)
 SPIN_COUNTS = {"generate": "10000", "eval": "10000"}
+_CHOSEN: dict[str, str] = {}  # what `apply_policy` put into this process's own environment
 
 
 def physical_cores(sys_root: Path = Path("/sys")) -> int | None:
@@ -131,7 +134,22 @@ def apply_policy(environ: MutableMapping[str, str] | None = None, command: str |
     env = os.environ if environ is None else environ
     added = policy_env(env, command=command)
     env.update(added)
+    if env is os.environ:
+        _CHOSEN.update(added)
     torch = sys.modules.get("torch")
     if torch is not None and "OMP_NUM_THREADS" in added:
         torch.set_num_threads(int(added["OMP_NUM_THREADS"]))
     return added
+
+
+def child_environ() -> dict[str, str]:
+    """This process's environment for a child that runs `edn command`: without the policy this process chose for
+    its own command, so the child's `cli.main` chooses the child's. What the user set is passed on as it is."""
+    return {k: v for k, v in os.environ.items() if _CHOSEN.get(k) != v}
+
+
+def needs_own_process(command: str) -> bool:
+    """Whether `edn command` would run under another policy than this process's: `edn transfer` and `edn demo`
+    train with training's long spin, and generating under it took twice as long on a loaded machine (see above),
+    so they generate in a child process. False where this process chose no policy (tests, scripts)."""
+    return bool(_CHOSEN) and policy_env(child_environ(), command=command) != _CHOSEN

@@ -109,9 +109,10 @@ def test_whole_demo_at_a_tiny_size_puts_the_person_over_a_plate(odd_dir):
     """`edn demo` end to end, tiny: the static render is learnt over its plate, scored on the composites against
     ground truth beside both retrievals, and the .blend shows the result over the plate and alone (RGBA)."""
     out = odd_dir / "demo"
-    proc = subprocess.run([sys.executable, "-m", "edn_engine", "demo", "-o", str(out), "--minutes", "0.2",
+    # -o relative to the caller's folder: the Blender and generate children run elsewhere and must write there too
+    proc = subprocess.run([sys.executable, "-m", "edn_engine", "demo", "-o", "demo", "--minutes", "0.2",
                            "--frames", "16", "--test-frames", "4", "--size", "128", "--samples", "1", "--json"],
-                          cwd=tempfile.gettempdir(), env=_env(), capture_output=True, text=True, timeout=900)
+                          cwd=odd_dir, env=_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
     assert done["event"] == "done", done
