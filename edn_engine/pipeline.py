@@ -189,7 +189,8 @@ def drive_track(source: Path, target: Path, out: Path, params: Path | None = Non
     from .pose.normalize import NormalizeConfig, normalize_track
 
     src, tgt = PoseTrack.load(source), PoseTrack.load(target)
-    driven, norm = normalize_track(clean_track(src) if clean else src, tgt, NormalizeConfig(interpolation=interpolation),
+    driven, norm = normalize_track(clean_track(src) if clean else src, tgt,
+                                   NormalizeConfig(interpolation=interpolation),
                                    source_name=str(source), target_name=str(target))
     driven.save(out)
     if params is not None:

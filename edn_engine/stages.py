@@ -5,8 +5,8 @@ with the same output folder must reuse every finished stage. A stage's stamp (`O
 the fingerprint of its inputs: option values as they are, and for files and folders their paths, sizes and
 modification times. A stage is reused when its stamp matches and its outputs exist; the stamp is written only
 after the stage finished, so an interrupted stage is redone (`resumable` tells its work whether the
-interrupted attempt had the same inputs, so training can continue from its checkpoint). A redone stage rewrites its outputs, which changes
-the fingerprint seen by the stages after it, so they are redone too.
+interrupted attempt had the same inputs, so training can continue from its checkpoint). A redone stage rewrites
+its outputs, which changes the fingerprint seen by the stages after it, so they are redone too.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from ..events import Reporter
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo", help="the whole pipeline on a synthetic mannequin rendered by Blender (minutes: the training budget plus Blender's renders)",
+        "demo", help="the whole pipeline on a synthetic mannequin rendered by Blender (minutes: the training "
+                     "budget plus Blender's renders)",
         description="Render a procedural mannequin dancing (Blender/Cycles, ground-truth pose from its armature), "
                     "train the cpu profile on it, make it perform a second motion, compare with that motion's "
                     "ground-truth render, and save a .blend with the result in the Sequencer. Re-running with the "
