@@ -9,15 +9,17 @@ machine (`threads.needs_own_process`).
 Stopping: when this process is interrupted (Ctrl-C, or the add-on's SIGTERM, which `cli` turns into
 KeyboardInterrupt) the child is asked to stop (SIGTERM: an engine verb keeps what it wrote, as its own Ctrl-C
 does) and killed if it does not within `grace` seconds. If this process is killed outright, the child's next
-event (generation reports progress ten times a second) finds its stdout closed and ends it, with the frames it
-wrote kept for --resume: no child outlives the job.
+event (generation reports progress ten times a second) finds no reader, and the child stops as on Ctrl-C
+(`events.ReaderGone`), its frames kept for --resume: no child outlives the job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .errors import EdnError
@@ -39,14 +41,17 @@ def run_module(module: str, args: list[str], reporter: Reporter, *, stage: str |
     log = open(log_path, "w", encoding="utf-8") if log_path is not None else None
     done, error = None, None
     try:
+        # its own session: a terminal's Ctrl-C reaches this process only, which then stops the child (below)
         with subprocess.Popen([sys.executable, "-m", module, *args], cwd=ENGINE_ROOT, env=env,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True,
-                              encoding="utf-8", errors="replace") as proc:
+                              encoding="utf-8", errors="replace", start_new_session=os.name == "posix") as proc:
             try:
                 for line in proc.stdout:
-                    if log is not None:
-                        log.write(line)
                     event = parse_event(line)
+                    if log is not None:
+                        log.write(line)  # the events too: the log tells the whole story
+                    elif event is None:
+                        sys.stderr.write(line)  # its stray output, beside its stderr
                     if event is not None:
                         done, error = _relay(event, reporter, stage, done, error)
                 rc = proc.wait()
@@ -57,9 +62,9 @@ def run_module(module: str, args: list[str], reporter: Reporter, *, stage: str |
         if log is not None:
             log.close()
     if rc != 0 or done is None:
-        message = error or (_tail(log_path) if log_path is not None else f"`python -m {module}` ended without a "
-                                                                            "result (its messages are above)")
-        raise EdnError(f"{what} failed with exit code {rc}: {message}" if what else message, path=log_path)
+        message = error or (_tail(log_path) if log_path is not None else "see its messages above")
+        message = f"{what or f'`python -m {module}`'} ended with exit code {rc}: {message}"
+        raise EdnError(error if error and not what else message, path=log_path)
     return done
 
 
@@ -82,18 +87,23 @@ def _relay(event: dict, reporter: Reporter, stage: str | None, done: dict | None
 
 
 def _stop(proc: subprocess.Popen, grace: float) -> None:
-    """Ask the child to stop, then make sure it has."""
-    try:
-        proc.terminate()  # SIGTERM; on Windows TerminateProcess
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    except OSError:
-        pass
+    """Ask the child to stop (SIGTERM), kill it after `grace` seconds, and reap it: a second Ctrl-C or cancel
+    while it stops must not leave it running."""
+    with contextlib.suppress(OSError):
+        proc.terminate()  # on Windows TerminateProcess
+    deadline, killed = time.monotonic() + grace, False
+    while proc.poll() is None:
+        try:
+            proc.wait(timeout=None if killed else max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            killed = True
+        except KeyboardInterrupt:
+            pass  # asked again: it is stopping already
 
 
 def _tail(path: Path, lines: int = 5) -> str:
+    """The log's last lines, on one line: what a failed child said last."""
     try:
         return " | ".join(path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:])
     except OSError:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import signal
 import sys
 import threading
@@ -66,9 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         reporter.error("interrupted")
-        return 130
-    except BrokenPipeError:  # whoever read the events is gone (a killed parent, `| head`): stop, quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or exit's flush fails once more
         return 130
     except Exception as exc:  # an engine bug: keep the traceback, but still speak the event protocol
         traceback.print_exc(file=sys.stderr)

@@ -10,10 +10,18 @@ Events (the contract with `blender_addon.jobs`):
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import sys
 import time
 from typing import Any, TextIO
+
+
+class ReaderGone(KeyboardInterrupt):
+    """The events' reader is gone (a parent that was killed, `| head`): the verb stops as on Ctrl-C, keeping what
+    it wrote (a trainer saves its checkpoint), and says nothing more."""
 
 
 class Reporter:
@@ -26,11 +34,22 @@ class Reporter:
         self._last = 0.0
         self._bar = None  # the terminal's tqdm bar of the current stage
         self._bar_stage = ""
+        self.gone = False  # the reader of the events is gone: nothing more is written
 
     def emit(self, event: str, **fields: Any) -> None:
-        if self.json_mode:
+        if not self.json_mode or self.gone:
+            return
+        try:
             self.stream.write(json.dumps({"event": event, **fields}, default=_jsonable) + "\n")
             self.stream.flush()
+        except OSError as exc:
+            if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EINVAL:  # Windows: EINVAL
+                raise
+            self.gone = True
+            if self.stream is sys.stdout:  # else Python's exit flushes it again, and complains
+                with contextlib.suppress(OSError, ValueError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise ReaderGone from None
 
     def progress(self, done: int, total: int | None, stage: str = "", **extra: Any) -> None:
         """`done` of `total` items of `stage`; in JSON mode at most one event per `min_interval` (and the last)."""

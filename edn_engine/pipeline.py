@@ -142,8 +142,11 @@ def extract_track(clip: Path, track_path: Path, mattes: Path | None, reporter: R
 
 def generate_frames(run_dir: Path, driving: Path, out: Path, reporter: Reporter) -> dict:
     """`edn generate`, in this process, or in a child under generate's own threading policy where this process
-    has another (`edn transfer` and `edn demo` train under training's; `threads.needs_own_process`)."""
-    if threads.needs_own_process("generate"):
+    has another (`edn transfer` and `edn demo` train under training's; `threads.needs_own_process`) and the
+    frames are made on the CPU (a GPU's context and memory are not worth a second process)."""
+    from .device import choose_device
+
+    if threads.needs_own_process("generate") and choose_device("auto").type == "cpu":
         args = ["generate", str(Path(run_dir).absolute()), str(Path(driving).absolute()),
                 "-o", str(Path(out).absolute()), "--json"]
         return run_module("edn_engine", args, reporter, env=threads.child_environ())

@@ -15,7 +15,7 @@ writer and a loaded machine's other programs without time. 60 frames of romp_sam
 per core: 48 s against 25 (fp32 AVX2) and 42 against 24 (bf16); quiet, the same 11-12 s (PASSIVE: 12.7 s in
 fp32 AVX2, 9.6 in bf16, 23 and 19 loaded). Training keeps the longer spin: with 10,000 turns its loaded Face GAN
 and hand steps took 1.3-1.5x longer. So `edn transfer` and `edn demo`, which train, generate in a child process
-under generate's policy (`needs_own_process`, `child`): loaded, their 60 frames took 20-21 s against 35-40 in the
+under generate's policy (`needs_own_process`, `child`): loaded, their 60 frames took 22-23 s against 35-38 in the
 training process; quiet, 10 s either way (`benchmarks/bench_transfer_generate.json`).
 
 The policy (each variable only where the user has not set it; what they set always wins):
@@ -135,6 +135,7 @@ def apply_policy(environ: MutableMapping[str, str] | None = None, command: str |
     added = policy_env(env, command=command)
     env.update(added)
     if env is os.environ:
+        _CHOSEN.clear()
         _CHOSEN.update(added)
     torch = sys.modules.get("torch")
     if torch is not None and "OMP_NUM_THREADS" in added:
@@ -143,13 +144,16 @@ def apply_policy(environ: MutableMapping[str, str] | None = None, command: str |
 
 
 def child_environ() -> dict[str, str]:
-    """This process's environment for a child that runs `edn command`: without the policy this process chose for
+    """This process's environment for a child that runs an `edn` verb: without the policy this process chose for
     its own command, so the child's `cli.main` chooses the child's. What the user set is passed on as it is."""
     return {k: v for k, v in os.environ.items() if _CHOSEN.get(k) != v}
 
 
 def needs_own_process(command: str) -> bool:
-    """Whether `edn command` would run under another policy than this process's: `edn transfer` and `edn demo`
+    """Whether `edn command` would run under another spin count than this process's: `edn transfer` and `edn demo`
     train with training's long spin, and generating under it took twice as long on a loaded machine (see above),
-    so they generate in a child process. False where this process chose no policy (tests, scripts)."""
-    return bool(_CHOSEN) and policy_env(child_environ(), command=command) != _CHOSEN
+    so they generate in a child process. Only libgomp reads the spin count (Linux; Intel/LLVM OpenMP elsewhere
+    sleeps at once for every command), and nothing differs where this process chose no policy (tests, scripts)."""
+    if not sys.platform.startswith("linux") or "GOMP_SPINCOUNT" not in _CHOSEN:
+        return False
+    return policy_env(child_environ(), command=command).get("GOMP_SPINCOUNT") != _CHOSEN["GOMP_SPINCOUNT"]

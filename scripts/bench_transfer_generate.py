@@ -43,7 +43,10 @@ def worker(mode: str, run: str, track: str, out: str) -> None:
     start = time.monotonic()
     with open(Path(out).parent / "events.jsonl", "w", encoding="utf-8") as events:
         pipeline.generate_frames(Path(run), Path(track), Path(out), Reporter(True, events))
-    print(json.dumps({"seconds": round(time.monotonic() - start, 2)}))
+    import torch
+
+    print(json.dumps({"seconds": round(time.monotonic() - start, 2),
+                      "aten_cpu_capability": torch.backends.cpu.get_cpu_capability()}))
 
 
 def main() -> int:
@@ -68,6 +71,7 @@ def main() -> int:
     frames = PoseTrack.load(args.track).frames
     seconds: dict[str, list[float]] = {}
     load: dict[str, list[float]] = {}
+    isa: set[str] = set()  # the kernels the timed processes ran (held to AVX2 or not), not this process's
     with tempfile.TemporaryDirectory() as tmp:
         for phase in ("quiet", "loaded"):
             load[phase] = benchkit.load_average()
@@ -82,8 +86,10 @@ def main() -> int:
                             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
                     else:
                         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-                    s = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+                    case = json.loads(done.stdout.strip().splitlines()[-1])
+                    s = case["seconds"]
                     seconds.setdefault(f"{phase}/{mode}", []).append(s)
+                    isa.add(case["aten_cpu_capability"])
                     print(f"{phase:6} {mode:10} {s:6.2f} s", flush=True)
     result = {
         "benchmark": "the generate stage of a command that trains: in its process or in a child",
@@ -92,7 +98,7 @@ def main() -> int:
         "frames_per_second": {k: round(frames / min(v), 2) for k, v in seconds.items()},
         "speedup_child": {phase: round(min(seconds[f"{phase}/in-process"]) / min(seconds[f"{phase}/child"]), 2)
                           for phase in ("quiet", "loaded")},
-        "cpu": benchkit.cpu_info(),
+        "cpu": {**benchkit.cpu_info(), "aten_cpu_capability": sorted(isa)},
     }
     args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result["speedup_child"]))

@@ -21,7 +21,7 @@ from conftest import REPO
 from edn_engine import threads
 from edn_engine.child import run_module
 from edn_engine.errors import EdnError
-from edn_engine.events import Reporter
+from edn_engine.events import ReaderGone, Reporter
 from edn_engine.outputs import partial_path
 from edn_engine.pose.track import PoseTrack
 
@@ -31,35 +31,50 @@ def run(root):
     return tiny_run.trained_run(root)[0]
 
 
-def _policy_free(monkeypatch) -> None:
-    for k in (*threads.POLICY_VARS, "OMP_WAIT_POLICY"):
-        monkeypatch.delenv(k, raising=False)
+@pytest.fixture
+def own_environ(monkeypatch):
+    """os.environ as a copy without any threading variable, and no policy chosen yet: what `apply_policy` writes
+    stays in this test."""
+    env = {k: v for k, v in os.environ.items() if k not in (*threads.POLICY_VARS, "OMP_WAIT_POLICY")}
+    monkeypatch.setattr(os, "environ", env)
     monkeypatch.setattr(threads, "_CHOSEN", {})
+    monkeypatch.setattr(sys, "platform", "linux")  # libgomp's platform: the only runtime that reads the spin
+    return env
 
 
-def test_a_training_command_generates_in_a_child_under_generates_policy(monkeypatch):
-    _policy_free(monkeypatch)
+def test_a_training_command_generates_in_a_child_under_generates_policy(own_environ):
     assert not threads.needs_own_process("generate")  # no policy chosen here (tests, scripts): in this process
     threads.apply_policy(command="transfer")
-    assert os.environ["GOMP_SPINCOUNT"] == "100000"
+    assert own_environ["GOMP_SPINCOUNT"] == "100000"
     assert threads.needs_own_process("generate")
     child = threads.child_environ()
     assert not any(k in child for k in threads.POLICY_VARS)  # the child's cli.main chooses generate's
     assert threads.policy_env(child, command="generate")["GOMP_SPINCOUNT"] == "10000"
 
-    monkeypatch.setattr(threads, "_CHOSEN", {})
+
+def test_a_command_that_only_generates_stays_in_its_process(own_environ):
     threads.apply_policy(command="generate")  # `edn transfer --run` chose generate's policy already
+    assert own_environ["GOMP_SPINCOUNT"] == "10000"
     assert not threads.needs_own_process("generate")
 
 
-def test_what_the_user_set_reaches_the_child_and_keeps_it_in_this_process(monkeypatch):
-    _policy_free(monkeypatch)
-    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+def test_what_the_user_set_reaches_the_child(own_environ):
+    own_environ["OMP_NUM_THREADS"] = "1"
+    threads.apply_policy(command="transfer")
+    assert threads.child_environ()["OMP_NUM_THREADS"] == "1"
+    assert threads.needs_own_process("generate")  # the spin is still training's here, generate's there
+
+    own_environ["OMP_WAIT_POLICY"] = "PASSIVE"  # the user's wait policy: the same for every command
+    del own_environ["GOMP_SPINCOUNT"]
     threads.apply_policy(command="transfer")
     assert threads.child_environ()["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert threads.child_environ()["OMP_NUM_THREADS"] == "1"
-    assert not threads.needs_own_process("generate")  # the user's policy is the same for every command
+    assert not threads.needs_own_process("generate")
+
+
+def test_no_child_where_openmp_reads_no_spin_count(own_environ, monkeypatch):
+    monkeypatch.setattr(sys, "platform", "win32")  # Intel/LLVM OpenMP: KMP_BLOCKTIME=0 for every command
+    threads.apply_policy(command="transfer")
+    assert not threads.needs_own_process("generate")
 
 
 def test_a_childs_events_are_relayed_and_its_error_is_raised(run, tmp_path):
@@ -80,42 +95,83 @@ def test_a_childs_events_are_relayed_and_its_error_is_raised(run, tmp_path):
     assert all("frame" in e for e in progress if e["event"] == "progress")  # the child's extra fields too
 
 
-# A parent that generates through `run_module` and relays the child's events on its stdout.
+def test_a_reporter_whose_reader_is_gone_stops_the_verb_as_ctrl_c_does():
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    reporter = Reporter(True, Closed())
+    with pytest.raises(ReaderGone) as stop:
+        reporter.progress(1, 2, stage="generate")
+    assert isinstance(stop.value, KeyboardInterrupt)  # frames and checkpoints are kept as on Ctrl-C
+    reporter.error("interrupted")  # then nothing more is written, and nothing raised
+
+
+# A parent that generates through `run_module` and relays the child's events on its stdout; SIGTERM (the add-on's
+# cancel) interrupts it as `cli.main` arranges for every verb.
 _PARENT = """
 import sys
-from pathlib import Path
+from edn_engine import cli
 from edn_engine.child import run_module
 from edn_engine.events import Reporter
-run_module("edn_engine", sys.argv[1:], Reporter(True))
+cli._stop_on_sigterm()
+try:
+    run_module("edn_engine", sys.argv[1:], Reporter(True))
+except KeyboardInterrupt:
+    sys.exit(130)
 """
 
 
-@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the child through /proc")
-def test_a_child_stops_when_its_parent_is_killed_and_keeps_its_frames(run, tmp_path):
-    """The add-on kills a job that ignores its cancel: the generating child must not live on without it. It
-    stops at its next event, which finds no reader."""
+def _start_parent(run, tmp_path, out):
+    """A parent generating a 600-frame track through a child, once the child has written 20 frames."""
     short = PoseTrack.load(run.parent / "dataset" / "track_source.npz")
     reps = 600 // short.frames + 1
     long = short.replace(body=np.tile(short.body, (reps, 1, 1)), hands=np.tile(short.hands, (reps, 1, 1, 1)),
                          face=np.tile(short.face, (reps, 1, 1)))
     long.save(tmp_path / "long.npz")
-    out = tmp_path / "frames of the killed parent"
     env = {**tiny_run.engine_env(), "PYTHONPATH": str(REPO)}
     parent = subprocess.Popen([sys.executable, "-c", _PARENT, "generate", str(run), str(tmp_path / "long.npz"),
                                "-o", str(out), "--device", "cpu", "--json"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env)
+    reached = False
     for line in parent.stdout:
         if json.loads(line).get("done", 0) >= 20:
+            reached = True
             break
-    parent.send_signal(signal.SIGKILL)
-    parent.wait(timeout=30)
+    assert reached, parent.stderr.read()[-3000:]
+    return parent, long.frames
+
+
+def _wait_gone(out: Path) -> None:
     deadline = time.monotonic() + 60
     while _processes_naming(out) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _processes_naming(out), "the child outlived its parent"
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the child through /proc")
+def test_a_child_stops_when_its_parent_is_killed_and_keeps_its_frames(run, tmp_path):
+    """The add-on kills a job that ignores its cancel: the generating child must not live on without it. It
+    stops at its next event, which finds no reader, as on Ctrl-C."""
+    out = tmp_path / "frames of the killed parent"
+    parent, frames = _start_parent(run, tmp_path, out)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=30)
+    _wait_gone(out)
     assert "Traceback" not in parent.stderr.read()  # the child stopped quietly (the stream is the parent's)
-    kept = len(list(partial_path(out).glob("frame_*.png")))
-    assert 0 < kept < long.frames  # what it wrote is there for --resume
+    assert 20 <= len(list(partial_path(out).glob("frame_*.png"))) < frames  # kept for --resume
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the child through /proc")
+def test_the_addons_cancel_stops_the_child_through_its_parent(run, tmp_path):
+    """The add-on cancels with SIGTERM to the engine it started: that process asks its child to stop and waits."""
+    out = tmp_path / "frames of the cancelled parent"
+    parent, frames = _start_parent(run, tmp_path, out)
+    parent.send_signal(signal.SIGTERM)
+    rest, err = parent.communicate(timeout=60)
+    assert parent.returncode == 130, err[-3000:]
+    assert not _processes_naming(out), "the child outlived its parent"
+    assert 20 <= len(list(partial_path(out).glob("frame_*.png"))) < frames
 
 
 def _processes_naming(path: Path) -> list[int]:

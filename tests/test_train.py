@@ -259,6 +259,21 @@ def test_minutes_budget_stops_and_saves(dataset, tmp_path):
     assert read_checkpoint(list_checkpoints(tmp_path / "run")[-1])["step"] == summary["step"]
 
 
+def test_training_whose_events_have_no_reader_saves_and_stops(dataset, tmp_path):
+    """The events' reader is gone (the process that started `edn train --json` was killed): the trainer stops
+    and saves, as on SIGTERM, rather than dying on the broken pipe with its steps since the last checkpoint."""
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    tcfg = TrainConfig(steps=500, save_every=10**6, preview_every=10**6, device="cpu")
+    with tiny_run.one_thread():
+        summary = train(dataset, tmp_path / "run", tcfg, overrides=dict(tiny_run.TINY),
+                        reporter=Reporter(True, Closed()))
+    assert summary["stopped"] == "signal" and summary["step"] == 1
+    assert read_checkpoint(list_checkpoints(tmp_path / "run")[-1])["step"] == 1
+
+
 def test_device_choice_and_bf16_by_capability():
     assert devices.choose_device("cpu").type == "cpu"
     with pytest.raises(EdnError, match="unknown device"):

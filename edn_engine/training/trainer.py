@@ -22,7 +22,7 @@ from torch import nn
 from .. import device as devices
 from ..dataset import PairDataset, load_manifest
 from ..errors import EdnError
-from ..events import Reporter
+from ..events import ReaderGone, Reporter
 from ..models.config import ModelConfig, check_setting, check_trainable_size, get_profile
 from ..models.discriminator import build_discriminator
 from ..models.face import build_face_discriminator, build_face_generator
@@ -198,21 +198,25 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
                     plan = plan.fill_face_stage(step, times[face_from:], time.monotonic() - t_start, tcfg)
                     plan = Plan(*agree_steps(plan.steps, plan.body_steps, world, dev))
 
-            # rank 0 logs: a CSV row per step, now and then a preview and the loss curve, and the progress
+            # rank 0 logs: a CSV row per step, now and then a preview and the loss curve, and the progress; when
+            # no one reads the events any more (a killed parent), it stops and saves as on SIGTERM
             if main:
                 sec = sum(times[-20:]) / len(times[-20:])
                 append_csv(run_dir / "losses.csv", step, "face" if face_stage else "body", lr, sec, losses)
-                if step % tcfg.preview_every == 0 or plan.done(step):
-                    last_preview = write_preview(run_dir, step, nets.G, nets.FG if face_stage else None,
-                                                 data.store, shown, mcfg, dev)
-                    plot_losses(run_dir / "losses.csv", run_dir / "loss_curve.png")
-                    reporter.preview(str(last_preview))
-                planned = plan.steps is not None
-                reporter.progress(step, plan.steps, stage="face" if face_stage else "train",
-                                  losses={k: round(v, 5) for k, v in losses.items()}, lr=lr,
-                                  sec_per_step=round(sec, 4),
-                                  eta_s=round(sec * (plan.steps - step), 1) if planned else None,
-                                  preview=str(last_preview) if last_preview else None)
+                try:
+                    if step % tcfg.preview_every == 0 or plan.done(step):
+                        last_preview = write_preview(run_dir, step, nets.G, nets.FG if face_stage else None,
+                                                     data.store, shown, mcfg, dev)
+                        plot_losses(run_dir / "losses.csv", run_dir / "loss_curve.png")
+                        reporter.preview(str(last_preview))
+                    planned = plan.steps is not None
+                    reporter.progress(step, plan.steps, stage="face" if face_stage else "train",
+                                      losses={k: round(v, 5) for k, v in losses.items()}, lr=lr,
+                                      sec_per_step=round(sec, 4),
+                                      eta_s=round(sec * (plan.steps - step), 1) if planned else None,
+                                      preview=str(last_preview) if last_preview else None)
+                except ReaderGone:
+                    stop.raised = True
 
             # a checkpoint every save_every steps (the last one is written after the loop)
             if step % tcfg.save_every == 0 and not plan.done(step):
