@@ -8,9 +8,9 @@ machine (`threads.needs_own_process`).
 
 Stopping: when this process is interrupted (Ctrl-C, or the add-on's SIGTERM, which `cli` turns into
 KeyboardInterrupt) the child is asked to stop (SIGTERM: an engine verb keeps what it wrote, as its own Ctrl-C
-does) and killed if it does not within `grace` seconds. If this process is killed outright, the child's next
-event (generation reports progress ten times a second) finds no reader, and the child stops as on Ctrl-C
-(`events.ReaderGone`), its frames kept for --resume: no child outlives the job.
+does) and killed if it does not within `grace` seconds. If this process is killed outright, an engine verb
+notices within half a second (`cli`: its parent changes) or at its next event, which finds no reader
+(`events.ReaderGone`), and stops as on Ctrl-C, its frames kept for --resume: no child outlives the job.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .errors import EdnError
 from .events import Reporter, parse_event
 
 ENGINE_ROOT = Path(__file__).resolve().parents[1]  # holds edn_engine/ (a checkout or site-packages)
+PARENT_PID = "EDN_PARENT_PID"  # tells an engine verb which process started it (`cli` stops when it is gone)
 
 
 def run_module(module: str, args: list[str], reporter: Reporter, *, stage: str | None = None,
@@ -38,6 +39,7 @@ def run_module(module: str, args: list[str], reporter: Reporter, *, stage: str |
     message, already one line that names the file or frame)."""
     env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = os.pathsep.join([str(ENGINE_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env[PARENT_PID] = str(os.getpid())
     log = open(log_path, "w", encoding="utf-8") if log_path is not None else None
     done, error = None, None
     try:
@@ -51,7 +53,8 @@ def run_module(module: str, args: list[str], reporter: Reporter, *, stage: str |
                     if log is not None:
                         log.write(line)  # the events too: the log tells the whole story
                     elif event is None:
-                        sys.stderr.write(line)  # its stray output, beside its stderr
+                        with contextlib.suppress(OSError):  # its stray output, beside its stderr
+                            sys.stderr.write(line)
                     if event is not None:
                         done, error = _relay(event, reporter, stage, done, error)
                 rc = proc.wait()
@@ -61,6 +64,8 @@ def run_module(module: str, args: list[str], reporter: Reporter, *, stage: str |
     finally:
         if log is not None:
             log.close()
+    if rc == 130 and error == "interrupted":  # stopped by someone else: an interruption here too
+        raise KeyboardInterrupt
     if rc != 0 or done is None:
         message = error or (_tail(log_path) if log_path is not None else "see its messages above")
         message = f"{what or f'`python -m {module}`'} ended with exit code {rc}: {message}"

@@ -6,14 +6,18 @@ Errors become one line naming the file and frame (or an `error` event with `--js
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
+import time
 import traceback
 
 from . import threads
+from .child import PARENT_PID
 from .errors import EdnError
 from .events import Reporter
 
@@ -57,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     reporter = Reporter(json_mode=getattr(args, "json", False))
     previous = _stop_on_sigterm()
+    _stop_with_parent()
     try:
         args.func(args, reporter)
         return 0
@@ -96,6 +101,22 @@ def _stop_on_sigterm():
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _stop_with_parent() -> None:
+    """A verb that another engine process runs (`child.run_module`) stops as on Ctrl-C soon after that process
+    ends, even killed outright and while this one is silent: its own events would tell it only at the next one,
+    and until it ends, it and its writers hold the pipe that the add-on waits on."""
+    parent = os.environ.pop(PARENT_PID, "")
+    if not parent.isdigit() or os.name != "posix":  # an orphan is handed to another parent on POSIX only
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(0.5)
+        _thread.interrupt_main()
+
+    threading.Thread(target=watch, daemon=True, name="edn-parent-watch").start()
 
 
 if __name__ == "__main__":

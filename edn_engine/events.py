@@ -21,7 +21,8 @@ from typing import Any, TextIO
 
 class ReaderGone(KeyboardInterrupt):
     """The events' reader is gone (a parent that was killed, `| head`): the verb stops as on Ctrl-C, keeping what
-    it wrote (a trainer saves its checkpoint), and says nothing more."""
+    it wrote (a trainer saves its checkpoint). Every later event raises it again, so no stage after it runs
+    unwatched; the last words (`done`, `error`) are dropped."""
 
 
 class Reporter:
@@ -37,8 +38,10 @@ class Reporter:
         self.gone = False  # the reader of the events is gone: nothing more is written
 
     def emit(self, event: str, **fields: Any) -> None:
-        if not self.json_mode or self.gone:
+        if not self.json_mode:
             return
+        if self.gone:
+            raise ReaderGone
         try:
             self.stream.write(json.dumps({"event": event, **fields}, default=_jsonable) + "\n")
             self.stream.flush()
@@ -90,14 +93,16 @@ class Reporter:
 
     def done(self, **summary: Any) -> None:
         if self.json_mode:
-            self.emit("done", **summary)
+            with contextlib.suppress(ReaderGone):  # the last word: there is nothing left to stop
+                self.emit("done", **summary)
         else:
             self._close_bar()
             print(json.dumps(summary, indent=2, default=_jsonable), file=sys.stdout, flush=True)
 
     def error(self, message: str) -> None:
         if self.json_mode:
-            self.emit("error", message=message)
+            with contextlib.suppress(ReaderGone):  # the last word, often said because the reader went
+                self.emit("error", message=message)
         else:
             self._close_bar()
             print(f"edn: error: {message}", file=sys.stderr, flush=True)

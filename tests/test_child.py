@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import tiny_run
 from conftest import REPO
@@ -38,6 +39,7 @@ def own_environ(monkeypatch):
     env = {k: v for k, v in os.environ.items() if k not in (*threads.POLICY_VARS, "OMP_WAIT_POLICY")}
     monkeypatch.setattr(os, "environ", env)
     monkeypatch.setattr(threads, "_CHOSEN", {})
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # this test session's torch keeps its threads
     monkeypatch.setattr(sys, "platform", "linux")  # libgomp's platform: the only runtime that reads the spin
     return env
 
@@ -104,7 +106,10 @@ def test_a_reporter_whose_reader_is_gone_stops_the_verb_as_ctrl_c_does():
     with pytest.raises(ReaderGone) as stop:
         reporter.progress(1, 2, stage="generate")
     assert isinstance(stop.value, KeyboardInterrupt)  # frames and checkpoints are kept as on Ctrl-C
-    reporter.error("interrupted")  # then nothing more is written, and nothing raised
+    with pytest.raises(ReaderGone):  # again at every event: no later stage runs unwatched
+        reporter.log("the next stage")
+    reporter.error("interrupted")  # the last words are dropped, and raise nothing
+    reporter.done(step=1)
 
 
 # A parent that generates through `run_module` and relays the child's events on its stdout; SIGTERM (the add-on's
@@ -125,7 +130,7 @@ except KeyboardInterrupt:
 def _start_parent(run, tmp_path, out):
     """A parent generating a 600-frame track through a child, once the child has written 20 frames."""
     short = PoseTrack.load(run.parent / "dataset" / "track_source.npz")
-    reps = 600 // short.frames + 1
+    reps = 2000 // short.frames + 1  # far more than it makes before it is stopped, even on a busy machine
     long = short.replace(body=np.tile(short.body, (reps, 1, 1)), hands=np.tile(short.hands, (reps, 1, 1, 1)),
                          face=np.tile(short.face, (reps, 1, 1)))
     long.save(tmp_path / "long.npz")
@@ -172,6 +177,39 @@ def test_the_addons_cancel_stops_the_child_through_its_parent(run, tmp_path):
     assert parent.returncode == 130, err[-3000:]
     assert not _processes_naming(out), "the child outlived its parent"
     assert 20 <= len(list(partial_path(out).glob("frame_*.png"))) < frames
+
+
+# A parent that starts `edn generate` as `run_module` does, its events going to a file: no broken pipe tells the
+# child that the parent is gone.
+_SILENT_PARENT = """
+import os, subprocess, sys, time
+from edn_engine.child import PARENT_PID
+with open(sys.argv[1], "w") as events:
+    subprocess.Popen([sys.executable, "-m", "edn_engine", *sys.argv[2:]], stdout=events,
+                     env={**os.environ, PARENT_PID: str(os.getpid())})
+    time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix" or not Path("/proc/self/cmdline").exists(), reason="POSIX, through /proc")
+def test_a_child_notices_its_parents_death_without_writing(run, tmp_path):
+    short = PoseTrack.load(run.parent / "dataset" / "track_source.npz")
+    reps = 2000 // short.frames + 1
+    short.replace(body=np.tile(short.body, (reps, 1, 1)), hands=np.tile(short.hands, (reps, 1, 1, 1)),
+                  face=np.tile(short.face, (reps, 1, 1))).save(tmp_path / "long.npz")
+    out, events = tmp_path / "frames of the silent child", tmp_path / "events.jsonl"
+    env = {**tiny_run.engine_env(), "PYTHONPATH": str(REPO)}
+    parent = subprocess.Popen([sys.executable, "-c", _SILENT_PARENT, str(events), "generate", str(run),
+                               str(tmp_path / "long.npz"), "-o", str(out), "--device", "cpu", "--json"], env=env)
+    deadline = time.monotonic() + 120
+    while len(list(partial_path(out).glob("frame_*.png"))) < 20 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    parent.kill()
+    parent.wait(timeout=30)
+    _wait_gone(out)
+    last = json.loads(events.read_text().splitlines()[-1])
+    assert last == {"event": "error", "message": "interrupted"}  # stopped as on Ctrl-C, not by a broken pipe
+    assert 20 <= len(list(partial_path(out).glob("frame_*.png"))) < 2000
 
 
 def _processes_naming(path: Path) -> list[int]:
