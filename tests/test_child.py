@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -128,12 +127,9 @@ except KeyboardInterrupt:
 
 
 def _start_parent(run, tmp_path, out):
-    """A parent generating a 600-frame track through a child, once the child has written 20 frames."""
-    short = PoseTrack.load(run.parent / "dataset" / "track_source.npz")
-    reps = 2000 // short.frames + 1  # far more than it makes before it is stopped, even on a busy machine
-    long = short.replace(body=np.tile(short.body, (reps, 1, 1)), hands=np.tile(short.hands, (reps, 1, 1, 1)),
-                         face=np.tile(short.face, (reps, 1, 1)))
-    long.save(tmp_path / "long.npz")
+    """A parent generating a 2000-frame track through a child, once the child has written 20 frames."""
+    # far more frames than it makes before it is stopped, even on a busy machine
+    long = tiny_run.long_track(run.parent / "dataset" / "track_source.npz", 2000, tmp_path / "long.npz")
     env = {**tiny_run.engine_env(), "PYTHONPATH": str(REPO)}
     parent = subprocess.Popen([sys.executable, "-c", _PARENT, "generate", str(run), str(tmp_path / "long.npz"),
                                "-o", str(out), "--device", "cpu", "--json"], stdout=subprocess.PIPE,
@@ -193,10 +189,7 @@ with open(sys.argv[1], "w") as events:
 
 @pytest.mark.skipif(os.name != "posix" or not Path("/proc/self/cmdline").exists(), reason="POSIX, through /proc")
 def test_a_child_notices_its_parents_death_without_writing(run, tmp_path):
-    short = PoseTrack.load(run.parent / "dataset" / "track_source.npz")
-    reps = 2000 // short.frames + 1
-    short.replace(body=np.tile(short.body, (reps, 1, 1)), hands=np.tile(short.hands, (reps, 1, 1, 1)),
-                  face=np.tile(short.face, (reps, 1, 1))).save(tmp_path / "long.npz")
+    long = tiny_run.long_track(run.parent / "dataset" / "track_source.npz", 2000, tmp_path / "long.npz")
     out, events = tmp_path / "frames of the silent child", tmp_path / "events.jsonl"
     env = {**tiny_run.engine_env(), "PYTHONPATH": str(REPO)}
     parent = subprocess.Popen([sys.executable, "-c", _SILENT_PARENT, str(events), "generate", str(run),
@@ -209,7 +202,7 @@ def test_a_child_notices_its_parents_death_without_writing(run, tmp_path):
     _wait_gone(out)
     last = json.loads(events.read_text().splitlines()[-1])
     assert last == {"event": "error", "message": "interrupted"}  # stopped as on Ctrl-C, not by a broken pipe
-    assert 20 <= len(list(partial_path(out).glob("frame_*.png"))) < 2000
+    assert 20 <= len(list(partial_path(out).glob("frame_*.png"))) < long.frames
 
 
 def _processes_naming(path: Path) -> list[int]:

@@ -130,11 +130,7 @@ def test_sigterm_stops_generation_cleanly_and_resume_finishes_it(run, dataset, t
     processes end with it without multiprocessing's leaked-semaphore complaint, and the frames written so far are
     kept for --resume."""
     track_path, _ = _holdout_track(dataset, tmp_path)
-    short = PoseTrack.load(track_path)
-    reps = 400 // short.frames + 1  # long enough to be cancelled while it runs
-    long = short.replace(body=np.tile(short.body, (reps, 1, 1)), hands=np.tile(short.hands, (reps, 1, 1, 1)),
-                         face=np.tile(short.face, (reps, 1, 1)))
-    long.save(tmp_path / "long.npz")
+    long = tiny_run.long_track(track_path, 400, tmp_path / "long.npz")
     out = tmp_path / "frames"
     cmd = [tiny_run.ENGINE_PYTHON, "-m", "edn_engine", "generate", str(run), str(tmp_path / "long.npz"), "-o",
            str(out), "--device", "cpu", "--json"]

@@ -16,9 +16,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from conftest import ENGINE_PYTHON, VIDEO
+from edn_engine.pose.track import PoseTrack
 
 CLIP = VIDEO / "ubc_91BjuE6irxS.mp4"
 FRAMES = 30  # source frames 0..29
@@ -104,6 +106,17 @@ def trained_run(root: Path) -> tuple[Path, dict]:
             summary = train(ds, run, tcfg, profile="cpu", overrides=dict(TINY))
         _cache["run"] = (run, summary)
     return _cache["run"]
+
+
+def long_track(source: Path, at_least: int, path: Path) -> PoseTrack:
+    """`source`'s rows repeated until there are at least `at_least` (a generation long enough to be stopped while
+    it runs), saved to `path`."""
+    short = PoseTrack.load(source)
+    reps = at_least // short.frames + 1
+    long = short.replace(body=np.tile(short.body, (reps, 1, 1)), hands=np.tile(short.hands, (reps, 1, 1, 1)),
+                         face=np.tile(short.face, (reps, 1, 1)))
+    long.save(path)
+    return long
 
 
 def copy_run(run: Path, dest: Path) -> Path:
