@@ -42,6 +42,7 @@ class ModelConfig:
     n_blocks_local: int = 3  # residual blocks in the local enhancer (pix2pixHD: 3)
     upsample: str = "transpose"  # "transpose" (pix2pixHD) or "resize" (nearest upsample + conv: no checkerboard)
     skips: bool = False  # additive encoder->decoder skips below full resolution (U-Net style; not in pix2pixHD)
+    skip_finest: int = 1  # the body generator's finest skip, in halvings of the frame (1: at 1/2 resolution)
     norm: str = "instance"  # normalization layer; pix2pixHD uses non-affine instance norm
     temporal: bool = True  # generator also takes its previous output (3 channels); D judges consecutive pairs
     alpha: bool = True  # generator also predicts the person's matte (sigmoid), so frames come out RGBA
@@ -113,6 +114,8 @@ class ModelConfig:
                 raise EdnError(f"model {name} must be at least 1, not {getattr(self, name)}")
         if not self.face_lr > 0:
             raise EdnError(f"model face_lr must be positive, not {self.face_lr}")
+        if self.skip_finest < 1:
+            raise EdnError(f"model skip_finest must be at least 1 (no skip at full resolution), not {self.skip_finest}")
         for name in ("n_downsample", "n_blocks", "n_blocks_local", "face_n_downsample", "face_n_blocks",
                      "limb_radius", *(f.name for f in dataclasses.fields(self) if f.name.startswith("lambda_"))):
             if getattr(self, name) < 0:

@@ -32,14 +32,15 @@ class GlobalGenerator(nn.Module):
 
     `features(x)` returns the last full-resolution feature map (`ngf` channels), which the LocalEnhancer consumes
     (pix2pixHD drops the global generator's output layer when it is nested).
-    `skips` adds each encoder feature map to the decoder's at the same resolution, except the full one: a
-    full-resolution skip was seen to paint the stick figure's colours onto the person early in training."""
+    `skips` adds each encoder feature map to the decoder's at the same resolution, from `skip_finest` halvings
+    down: never at full resolution, where a skip was seen to paint the stick figure's colours onto the person early
+    in training."""
 
     def __init__(self, in_ch: int, out_ch: int, ngf: int, n_downsample: int, n_blocks: int, max_channels: int,
-                 upsample: str, skips: bool):
+                 upsample: str, skips: bool, skip_finest: int = 1):
         super().__init__()
         chans = [min(ngf * 2**i, max_channels) for i in range(n_downsample + 1)]
-        self.skips = skips
+        self.skips, self.skip_finest = skips, max(1, skip_finest)
         self.stem = stem(in_ch, chans[0])
         self.down = nn.ModuleList(down(chans[i], chans[i + 1]) for i in range(n_downsample))
         self.blocks = nn.Sequential(*(ResnetBlock(chans[-1]) for _ in range(n_blocks)))
@@ -53,7 +54,7 @@ class GlobalGenerator(nn.Module):
         x = self.blocks(enc[-1])
         for i, layer in enumerate(self.up):
             x = layer(x)
-            if self.skips and i < len(self.up) - 1:  # not at full resolution: the stick figure's colours leak
+            if self.skips and len(self.up) - 1 - i >= self.skip_finest:  # x is at 1 / 2**(len(up) - 1 - i)
                 x = x + enc[-2 - i]
         return x
 
@@ -69,7 +70,7 @@ class LocalEnhancer(nn.Module):
         super().__init__()
         ngf_local = max(1, cfg.ngf // 2)
         self.global_net = GlobalGenerator(in_ch, 0, cfg.ngf, cfg.n_downsample, cfg.n_blocks, cfg.max_channels,
-                                          cfg.upsample, cfg.skips)
+                                          cfg.upsample, cfg.skips, cfg.skip_finest)
         g_out = min(cfg.ngf, cfg.max_channels)
         self.local_stem = stem(in_ch, ngf_local)
         self.local_down = down(ngf_local, g_out)
@@ -97,7 +98,7 @@ class Generator(nn.Module):
             self.net: nn.Module = LocalEnhancer(in_ch, out_ch, cfg)
         else:
             self.net = GlobalGenerator(in_ch, out_ch, cfg.ngf, cfg.n_downsample, cfg.n_blocks, cfg.max_channels,
-                                       cfg.upsample, cfg.skips)
+                                       cfg.upsample, cfg.skips, cfg.skip_finest)
         init_weights(self)
 
     def forward(self, label: torch.Tensor, prev: torch.Tensor | None = None):
