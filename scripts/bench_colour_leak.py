@@ -1,0 +1,92 @@
+"""How much of the stick figure's own colour a trained body generator paints onto the person.
+
+    .venv/bin/python scripts/bench_colour_leak.py TRACK RUN [RUN ...] -o benchmarks/bench_colour_leak.json
+
+A generator should read the stick figure's colours as names (which limb is which), not as paint. One that
+passes the colour through paints its lines onto the person: on romp_sample2's dark trousers, thin green streaks
+along the legs, where the legs' lines are green. The probe: for every `--every`-th frame of TRACK (a
+person-over-plate run's own kind of track, in source pixels), generate the frame from a first frame (no temporal
+input), then again with the figure's mostly-green lines redrawn magenta, and take the mean change of the
+composite (0-255, all three channels) on those lines (dilated by 2 pixels). A generator that only reads the
+colours as names changes the limb it draws; one that paints them changes the colour it draws there. Compare runs
+of one clip and track: the figure has no meaning on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import benchkit  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from edn_engine.atomic import write_json  # noqa: E402
+from edn_engine.events import Reporter  # noqa: E402
+from edn_engine.inference import Synthesizer, load_run  # noqa: E402
+from edn_engine.pose.framing import Mipmap  # noqa: E402
+from edn_engine.pose.track import PoseTrack  # noqa: E402
+from edn_engine.pose.window import frame_track  # noqa: E402
+from edn_engine.tensors import stick_figure, to_image, to_tensor  # noqa: E402
+from edn_engine.video import read_image  # noqa: E402
+
+
+def green_lines(figure: np.ndarray) -> np.ndarray:
+    """The pixels of a BGR stick figure whose colour is mostly green (on BODY_25's palette: parts of the legs and
+    the left arm)."""
+    b, g, r = (figure[..., c].astype(int) for c in range(3))
+    return (g > 150) & (g > b + 60) & (g > r + 60)
+
+
+def leak(run_dir: Path, track: PoseTrack, every: int) -> dict:
+    """The mean change of the composite on the recoloured lines, over the frames probed, for one run."""
+    run = load_run(run_dir, "cpu", Reporter(False))
+    if not run.plan.windowed:
+        raise SystemExit(f"{run_dir}: not a person-over-plate run")
+    plate = cv2.resize(read_image(run.plate), (track.width, track.height), interpolation=cv2.INTER_AREA)
+    framings = run.plan.framings(track)
+    framed, mip = frame_track(track, framings), Mipmap(plate)
+    changes = []
+    for i in range(0, track.frames, every):
+        fr, figure = framings[i], stick_figure(framed, i)
+        lines = green_lines(figure)
+        if fr.window is None or not lines.any():
+            continue
+        recoloured = figure.copy()
+        recoloured[lines] = figure[lines][:, [1, 0, 1]]  # green (0, G, 0) -> magenta (G, 0, G)
+        shown = []
+        for f in (figure, recoloured):
+            synth = Synthesizer(run.G, None, run.cfg, run.device, amp=False, alpha=run.mattes)
+            synth.next_frame(to_tensor(f), None, to_tensor(mip.image(fr)), torch.tensor(fr.window))
+            shown.append(to_image(synth.prev[0]).astype(np.int16))
+        band = cv2.dilate(lines.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        changes.append(float(np.abs(shown[1] - shown[0])[band].mean()))
+    return {"run": str(run_dir), "step": run.step, "frames": len(changes),
+            "mean_change": round(float(np.mean(changes)), 2) if changes else None,
+            "skip_finest": run.cfg.skip_finest}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("track", type=Path, help="a pose track in the runs' clip's pixels (.npz)")
+    ap.add_argument("runs", type=Path, nargs="+", help="person-over-plate runs of that clip")
+    ap.add_argument("--every", type=int, default=6, help="probe every N-th frame of the track (default 6)")
+    ap.add_argument("-o", "--output", type=Path, default=REPO / "benchmarks" / "bench_colour_leak.json")
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    track = PoseTrack.load(args.track)
+    results = []
+    for run_dir in args.runs:
+        results.append(leak(run_dir, track, args.every))
+        print(f"{run_dir}: {results[-1]['mean_change']}", file=sys.stderr)
+    write_json(args.output, {"benchmark": "bench_colour_leak", "track": str(args.track), "every": args.every,
+                             "machine": benchkit.cpu_info(), "runs": results})
+
+
+if __name__ == "__main__":
+    main()
