@@ -176,8 +176,13 @@ PROFILES: dict[str, ModelConfig] = {
     # The default for machines without a GPU, sized by measurement (scripts/bench_train.py, bench_quality.py):
     # - thin layers at full resolution (16 channels; a channel there costs 256x one at 1/16 resolution) and the
     #   capacity at 1/16 resolution (6 residual blocks of 256 channels, as wide as pix2pixHD's at ngf 16);
-    # - resize-convolution upsampling: no checkerboard; U-Net skips (at 1/2 to 1/8 resolution) carry where the
-    #   thin limbs are to the decoder instead of through a 16x16 bottleneck;
+    # - resize-convolution upsampling: no checkerboard; U-Net skips (at 1/4 and 1/8 resolution) carry where the
+    #   thin limbs are to the decoder instead of through a 16x16 bottleneck. With a skip at 1/2 as well, the stick
+    #   figure's colours came through as paint (thin green streaks along romp_sample2's dark trousers, where the
+    #   legs' lines are green). scripts/bench_colour_leak.py, recolouring those lines: the composite there changed
+    #   by 21.4 levels without that skip, 26.5-31.1 in four runs with it, 18.4 without the 1/4 one too (but body
+    #   error 0.075); bench_quality (20 fp32 AVX2 minutes, one run each): person SSIM 0.788 against 0.787, body
+    #   error 0.063 against 0.067, hands 19 against 18 of 71 (benchmarks/bench_quality_skip_finest_*.json);
     # - no VGG19 by default: it needs a weight download and costs ~3/4 of a step at this size; its weight goes to
     #   L1, plus L1 normalized over the person's matte and over a band around the stick figure's lines, so a
     #   thin arm counts as much as the room behind it (`--perceptual vgg19` turns VGG back on);
@@ -193,7 +198,7 @@ PROFILES: dict[str, ModelConfig] = {
     #   error 0.17 / 0.18 at 4x against 0.25 / 0.22 at 1x, frames read facing the wrong way 0.13 / 0.13 against
     #   0.27 / 0.17.
     "cpu": ModelConfig(width=256, height=256, ngf=16, max_channels=256, n_downsample=4, n_blocks=6,
-                       upsample="resize", skips=True, ndf=32, n_layers_d=3, num_d=2,
+                       upsample="resize", skips=True, skip_finest=2, ndf=32, n_layers_d=3, num_d=2,
                        face_size=default_face_size(256, 256), face_ngf=16, face_n_blocks=3, face_ndf=32,
                        perceptual="none", lambda_l1=0.0, lambda_person=10.0, lambda_limb=10.0, limb_radius=4,
                        lambda_hand=10.0, lambda_alpha=20.0, face_lr=4.0),
