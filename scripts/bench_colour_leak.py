@@ -46,11 +46,13 @@ def green_lines(figure: np.ndarray) -> np.ndarray:
 def leak(run_dir: Path, track: PoseTrack, every: int) -> dict:
     """The mean change of the composite on the recoloured lines, over the frames probed, for one run."""
     run = load_run(run_dir, "cpu", Reporter(False))
-    if not run.plan.windowed:
-        raise SystemExit(f"{run_dir}: not a person-over-plate run")
-    plate = cv2.resize(read_image(run.plate), (track.width, track.height), interpolation=cv2.INTER_AREA)
-    framings = run.plan.framings(track)
+    if not run.plan.windowed or run.plate is None or not run.plate.is_file():
+        raise SystemExit(f"{run_dir}: not a person-over-plate run with its plate")
+    size = (track.width, track.height)
+    plate = cv2.resize(read_image(run.plate), size, interpolation=cv2.INTER_AREA)
+    framings = run.plan.for_source(size).framings(track)  # the track framed as generation frames it
     framed, mip = frame_track(track, framings), Mipmap(plate)
+    synth = Synthesizer(run.G, None, run.cfg, run.device, amp=False, alpha=run.mattes)
     changes = []
     for i in range(0, track.frames, every):
         fr, figure = framings[i], stick_figure(framed, i)
@@ -61,7 +63,7 @@ def leak(run_dir: Path, track: PoseTrack, every: int) -> dict:
         recoloured[lines] = figure[lines][:, [1, 0, 1]]  # green (0, G, 0) -> magenta (G, 0, G)
         shown = []
         for f in (figure, recoloured):
-            synth = Synthesizer(run.G, None, run.cfg, run.device, amp=False, alpha=run.mattes)
+            synth.reset()  # a first frame: no temporal input
             synth.next_frame(to_tensor(f), None, to_tensor(mip.image(fr)), torch.tensor(fr.window))
             shown.append(to_image(synth.prev[0]).astype(np.int16))
         band = cv2.dilate(lines.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0

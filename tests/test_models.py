@@ -140,7 +140,8 @@ def test_non_temporal_generator_ignores_prev_and_no_alpha_head():
 
 def test_skips_start_at_skip_finest():
     """skip_finest names the finest resolution whose encoder map is added to the decoder's (1: at 1/2); a level
-    finer than the coarsest skip leaves the U-Net with no skip at all, the same network as skips=False."""
+    coarser than the coarsest skip leaves the U-Net with no skip at all, the same network as skips=False. A run
+    saved before the setting existed rebuilds with the skip at 1/2 it was trained with."""
     torch.manual_seed(0)
     cfg = get_profile("cpu", width=64, height=64, n_blocks=1)
     label = torch.rand(1, 3, 64, 64) * 2 - 1
@@ -157,6 +158,8 @@ def test_skips_start_at_skip_finest():
     assert not torch.allclose(outputs["quarter"], outputs["off"])
     with pytest.raises(EdnError, match="skip_finest"):
         get_profile("cpu", skip_finest=0)
+    older = {k: v for k, v in get_profile("cpu").to_dict().items() if k != "skip_finest"}
+    assert ModelConfig.from_dict(older).skip_finest == 1
 
 
 def test_local_enhancer_runs_at_1024x512():

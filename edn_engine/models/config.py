@@ -42,7 +42,8 @@ class ModelConfig:
     n_blocks_local: int = 3  # residual blocks in the local enhancer (pix2pixHD: 3)
     upsample: str = "transpose"  # "transpose" (pix2pixHD) or "resize" (nearest upsample + conv: no checkerboard)
     skips: bool = False  # additive encoder->decoder skips below full resolution (U-Net style; not in pix2pixHD)
-    skip_finest: int = 1  # the body generator's finest skip, in halvings of the frame (1: at 1/2 resolution)
+    skip_finest: int = 1  # the body generator's finest skip, in halvings of its global generator's input (1: at 1/2;
+    #                       n_downsample or more: none); the face and hand refiners keep theirs from 1/2
     norm: str = "instance"  # normalization layer; pix2pixHD uses non-affine instance norm
     temporal: bool = True  # generator also takes its previous output (3 channels); D judges consecutive pairs
     alpha: bool = True  # generator also predicts the person's matte (sigmoid), so frames come out RGBA

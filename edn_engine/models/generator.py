@@ -40,7 +40,7 @@ class GlobalGenerator(nn.Module):
                  upsample: str, skips: bool, skip_finest: int = 1):
         super().__init__()
         chans = [min(ngf * 2**i, max_channels) for i in range(n_downsample + 1)]
-        self.skips, self.skip_finest = skips, max(1, skip_finest)
+        self.skips, self.skip_finest = skips, skip_finest
         self.stem = stem(in_ch, chans[0])
         self.down = nn.ModuleList(down(chans[i], chans[i + 1]) for i in range(n_downsample))
         self.blocks = nn.Sequential(*(ResnetBlock(chans[-1]) for _ in range(n_blocks)))
