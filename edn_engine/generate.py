@@ -92,7 +92,7 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
         plan = plan.for_source((track.width, track.height))
     framings = plan.framings(track)
     framed = frame_track(track, framings)
-    plate = _plate_for(run, (track.width, track.height)) if plan.windowed else None
+    plate = plate_for(run, (track.width, track.height)) if plan.windowed else None
     plate_mip = Mipmap(plate) if plate is not None else None  # the plate, cut into every frame's window
     synth = Synthesizer(run.G, run.FG, run.cfg, run.device, amp=amp, alpha=run.mattes,
                         HG=run.HG if plate is not None else None)
@@ -158,7 +158,7 @@ def _hand_patches(synth: Synthesizer, track: PoseTrack, i: int, fr, window: torc
                  for f, c, h in zip(framings, colour, a))
 
 
-def _plate_for(run: Run, size: tuple[int, int]) -> np.ndarray:
+def plate_for(run: Run, size: tuple[int, int]) -> np.ndarray:
     """The run's background plate at `size` (the driving track's frame size)."""
     from .video import read_image
 

@@ -28,12 +28,12 @@ import torch  # noqa: E402
 
 from edn_engine.atomic import write_json  # noqa: E402
 from edn_engine.events import Reporter  # noqa: E402
+from edn_engine.generate import plate_for  # noqa: E402
 from edn_engine.inference import Synthesizer, load_run  # noqa: E402
 from edn_engine.pose.framing import Mipmap  # noqa: E402
 from edn_engine.pose.track import PoseTrack  # noqa: E402
 from edn_engine.pose.window import frame_track  # noqa: E402
 from edn_engine.tensors import stick_figure, to_image, to_tensor  # noqa: E402
-from edn_engine.video import read_image  # noqa: E402
 
 
 def green_lines(figure: np.ndarray) -> np.ndarray:
@@ -46,10 +46,10 @@ def green_lines(figure: np.ndarray) -> np.ndarray:
 def leak(run_dir: Path, track: PoseTrack, every: int) -> dict:
     """The mean change of the composite on the recoloured lines, over the frames probed, for one run."""
     run = load_run(run_dir, "cpu", Reporter(False))
-    if not run.plan.windowed or run.plate is None or not run.plate.is_file():
-        raise SystemExit(f"{run_dir}: not a person-over-plate run with its plate")
+    if not run.plan.windowed:
+        raise SystemExit(f"{run_dir}: not a person-over-plate run")
     size = (track.width, track.height)
-    plate = cv2.resize(read_image(run.plate), size, interpolation=cv2.INTER_AREA)
+    plate = plate_for(run, size)  # as generation lays it: at the track's size, or a one-line error
     framings = run.plan.for_source(size).framings(track)  # the track framed as generation frames it
     framed, mip = frame_track(track, framings), Mipmap(plate)
     synth = Synthesizer(run.G, None, run.cfg, run.device, amp=False, alpha=run.mattes)
