@@ -10,6 +10,10 @@ input), then again with the figure's mostly-green lines redrawn magenta, and tak
 composite (0-255, all three channels) on those lines (dilated by 2 pixels). A generator that only reads the
 colours as names changes the limb it draws; one that paints them changes the colour it draws there. Compare runs
 of one clip and track: the figure has no meaning on its own.
+
+The hand refiner, where the run trained one, is probed the same way on each hand's box, after the body's frame:
+the hand's figure (hand and forearm, many colours) drawn with its channels rotated (BGR -> GRB), and the change
+of the refined hand over the plate measured on the figure's pixels (dilated by 2).
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ import torch  # noqa: E402
 from edn_engine.atomic import write_json  # noqa: E402
 from edn_engine.events import Reporter  # noqa: E402
 from edn_engine.generate import plate_for  # noqa: E402
+from edn_engine.hand_data import hand_framing  # noqa: E402
 from edn_engine.inference import Synthesizer, load_run  # noqa: E402
 from edn_engine.pose.framing import Mipmap  # noqa: E402
+from edn_engine.pose.hands import hand_box  # noqa: E402
 from edn_engine.pose.track import PoseTrack  # noqa: E402
 from edn_engine.pose.window import frame_track  # noqa: E402
-from edn_engine.tensors import stick_figure, to_image, to_tensor  # noqa: E402
+from edn_engine.tensors import hand_figure, stick_figure, to_image, to_tensor  # noqa: E402
 
 
 def green_lines(figure: np.ndarray) -> np.ndarray:
@@ -52,8 +58,8 @@ def leak(run_dir: Path, track: PoseTrack, every: int) -> dict:
     plate = plate_for(run, size)  # as generation lays it: at the track's size, or a one-line error
     framings = run.plan.for_source(size).framings(track)  # the track framed as generation frames it
     framed, mip = frame_track(track, framings), Mipmap(plate)
-    synth = Synthesizer(run.G, None, run.cfg, run.device, amp=False, alpha=run.mattes)
-    changes = []
+    synth = Synthesizer(run.G, None, run.cfg, run.device, amp=False, alpha=run.mattes, HG=run.HG)
+    changes, hand_changes = [], []
     for i in range(0, track.frames, every):
         fr, figure = framings[i], stick_figure(framed, i)
         lines = green_lines(figure)
@@ -62,15 +68,43 @@ def leak(run_dir: Path, track: PoseTrack, every: int) -> dict:
         recoloured = figure.copy()
         recoloured[lines] = figure[lines][:, [1, 0, 1]]  # green (0, G, 0) -> magenta (G, 0, G)
         shown = []
-        for f in (figure, recoloured):
+        for f in (recoloured, figure):  # the figure as drawn last: the hands are probed over its frame
             synth.reset()  # a first frame: no temporal input
             synth.next_frame(to_tensor(f), None, to_tensor(mip.image(fr)), torch.tensor(fr.window))
             shown.append(to_image(synth.prev[0]).astype(np.int16))
-        band = cv2.dilate(lines.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-        changes.append(float(np.abs(shown[1] - shown[0])[band].mean()))
+        changes.append(float(np.abs(shown[1] - shown[0])[_band(lines)].mean()))
+        if run.HG is not None:
+            hand_changes += hand_leak(synth, track, i, torch.tensor(fr.window), mip, run.hand_size)
     return {"run": str(run_dir), "step": run.step, "frames": len(changes),
             "mean_change": round(float(np.mean(changes)), 2) if changes else None,
-            "skip_finest": run.cfg.skip_finest}
+            "hands": len(hand_changes),
+            "hand_mean_change": round(float(np.mean(hand_changes)), 2) if hand_changes else None,
+            "skip_finest": run.cfg.skip_finest, "hand_skip_finest": run.cfg.hand_skip_finest}
+
+
+def hand_leak(synth: Synthesizer, track: PoseTrack, i: int, window: torch.Tensor, mip: Mipmap,
+              size: int) -> list[float]:
+    """The change of each refined hand over the plate (0-255) on its figure's pixels, recoloured against not."""
+    out = []
+    for side in (0, 1):
+        box = hand_box(track.body[i], track.hands[i], side, float(window[3]))
+        if box is None:
+            continue
+        f = hand_framing((track.width, track.height), box, size)
+        figure, plate = hand_figure(track.body[i], track.hands[i], side, f), mip.image(f)
+        shown = []
+        for fig in (figure, figure[..., [1, 2, 0]]):  # BGR -> GRB: every colour of the hand's figure changes
+            colour, alpha = synth.refine_hands(window, torch.tensor([box]), to_tensor(fig)[None],
+                                               to_tensor(plate)[None])
+            a = alpha[0, 0].numpy()[..., None]
+            shown.append(to_image(colour[0]).astype(np.float32) * a + plate.astype(np.float32) * (1 - a))
+        out.append(float(np.abs(shown[1] - shown[0])[_band(figure.max(axis=2) > 40)].mean()))
+    return out
+
+
+def _band(pixels: np.ndarray) -> np.ndarray:
+    """`pixels` dilated by 2: the lines and the pixels just beside them."""
+    return cv2.dilate(pixels.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
 
 
 def main() -> None:
@@ -85,7 +119,7 @@ def main() -> None:
     results = []
     for run_dir in args.runs:
         results.append(leak(run_dir, track, args.every))
-        print(f"{run_dir}: {results[-1]['mean_change']}", file=sys.stderr)
+        print(f"{run_dir}: {results[-1]['mean_change']}, hands {results[-1]['hand_mean_change']}", file=sys.stderr)
     write_json(args.output, {"benchmark": "bench_colour_leak", "track": str(args.track), "every": args.every,
                              "machine": benchkit.cpu_info(), "runs": results})
 

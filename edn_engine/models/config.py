@@ -43,7 +43,7 @@ class ModelConfig:
     upsample: str = "transpose"  # "transpose" (pix2pixHD) or "resize" (nearest upsample + conv: no checkerboard)
     skips: bool = False  # additive encoder->decoder skips below full resolution (U-Net style; not in pix2pixHD)
     skip_finest: int = 1  # the body generator's finest skip, in halvings of its global generator's input (1: at 1/2;
-    #                       n_downsample or more: none); the face and hand refiners keep theirs from 1/2
+    #                       n_downsample or more: none); the Face GAN keeps its skips from 1/2
     norm: str = "instance"  # normalization layer; pix2pixHD uses non-affine instance norm
     temporal: bool = True  # generator also takes its previous output (3 channels); D judges consecutive pairs
     alpha: bool = True  # generator also predicts the person's matte (sigmoid), so frames come out RGBA
@@ -60,6 +60,7 @@ class ModelConfig:
     face_ndf: int = 64  # channels of the face discriminator's first layer
     face_n_layers_d: int = 3  # strided layers of the face PatchGAN (a single scale)
     face_lr: float = 1.0  # face stage: learning rate as a multiple of the body stage's (pix2pixHD's 2e-4)
+    hand_skip_finest: int = 1  # the hand refiner's finest skip, as skip_finest (halvings of its crop)
     hands: bool = True  # the face stage also trains the hand refiner (`models.hand`; person-over-plate runs only),
     #                     with the face networks' sizes, on each hand's box at the source's resolution
     # --- losses (generator side; the discriminator uses plain LSGAN) ---
@@ -115,8 +116,9 @@ class ModelConfig:
                 raise EdnError(f"model {name} must be at least 1, not {getattr(self, name)}")
         if not self.face_lr > 0:
             raise EdnError(f"model face_lr must be positive, not {self.face_lr}")
-        if self.skip_finest < 1:
-            raise EdnError(f"model skip_finest must be at least 1 (no skip at full resolution), not {self.skip_finest}")
+        for name in ("skip_finest", "hand_skip_finest"):
+            if (value := getattr(self, name)) < 1:
+                raise EdnError(f"model {name} must be at least 1 (no skip at full resolution), not {value}")
         for name in ("n_downsample", "n_blocks", "n_blocks_local", "face_n_downsample", "face_n_blocks",
                      "limb_radius", *(f.name for f in dataclasses.fields(self) if f.name.startswith("lambda_"))):
             if getattr(self, name) < 0:
@@ -184,6 +186,9 @@ PROFILES: dict[str, ModelConfig] = {
     #   by 21.4 levels without that skip, 26.5-31.1 in four runs with it, 18.4 without the 1/4 one too (but body
     #   error 0.075); bench_quality (20 fp32 AVX2 minutes, one run each): person SSIM 0.788 against 0.787, body
     #   error 0.063 against 0.067, hands 19 against 18 of 71 (benchmarks/bench_quality_skip_finest_*.json);
+    #   the hand refiner likewise (hand_skip_finest=2): its hands changed by 6.9 levels on a recoloured hand figure
+    #   against 8.2 with the skip, and its face stage alone found 27.0 of 71 hands against 24.0 (six seeds each;
+    #   benchmarks/bench_colour_leak_hands.json, face_stage_hand_skip_finest_2.json);
     # - no VGG19 by default: it needs a weight download and costs ~3/4 of a step at this size; its weight goes to
     #   L1, plus L1 normalized over the person's matte and over a band around the stick figure's lines, so a
     #   thin arm counts as much as the room behind it (`--perceptual vgg19` turns VGG back on);
@@ -202,7 +207,7 @@ PROFILES: dict[str, ModelConfig] = {
                        upsample="resize", skips=True, skip_finest=2, ndf=32, n_layers_d=3, num_d=2,
                        face_size=default_face_size(256, 256), face_ngf=16, face_n_blocks=3, face_ndf=32,
                        perceptual="none", lambda_l1=0.0, lambda_person=10.0, lambda_limb=10.0, limb_radius=4,
-                       lambda_hand=10.0, lambda_alpha=20.0, face_lr=4.0),
+                       lambda_hand=10.0, lambda_alpha=20.0, face_lr=4.0, hand_skip_finest=2),
 }
 
 

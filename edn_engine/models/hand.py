@@ -27,7 +27,7 @@ class HandRefiner(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.net = GlobalGenerator(cfg.label_nc + 4, 4, cfg.face_ngf, cfg.face_n_downsample, cfg.face_n_blocks,
-                                   cfg.max_channels, cfg.upsample, cfg.skips)
+                                   cfg.max_channels, cfg.upsample, cfg.skips, cfg.hand_skip_finest)
         init_weights(self)
 
     def forward(self, label: torch.Tensor, comp: torch.Tensor, alpha: torch.Tensor,
