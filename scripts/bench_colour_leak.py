@@ -74,7 +74,7 @@ def leak(run_dir: Path, track: PoseTrack, every: int) -> dict:
             shown.append(to_image(synth.prev[0]).astype(np.int16))
         changes.append(float(np.abs(shown[1] - shown[0])[_band(lines)].mean()))
         if run.HG is not None:
-            hand_changes += hand_leak(synth, track, i, torch.tensor(fr.window), mip, run.hand_size)
+            hand_changes += hand_leak(synth, track, i, fr, mip, run.hand_size)
     return {"run": str(run_dir), "step": run.step, "frames": len(changes),
             "mean_change": round(float(np.mean(changes)), 2) if changes else None,
             "hands": len(hand_changes),
@@ -82,18 +82,18 @@ def leak(run_dir: Path, track: PoseTrack, every: int) -> dict:
             "skip_finest": run.cfg.skip_finest, "hand_skip_finest": run.cfg.hand_skip_finest}
 
 
-def hand_leak(synth: Synthesizer, track: PoseTrack, i: int, window: torch.Tensor, mip: Mipmap,
-              size: int) -> list[float]:
-    """The change of each refined hand over the plate (0-255) on its figure's pixels, recoloured against not."""
-    out = []
+def hand_leak(synth: Synthesizer, track: PoseTrack, i: int, fr, mip: Mipmap, size: int) -> list[float]:
+    """The change of each refined hand over the plate (0-255) on its figure's pixels, recoloured against not; the
+    boxes as generation finds them (`generate._hand_patches`), from frame `i`'s framing `fr`."""
+    out, window = [], torch.tensor(fr.window)
     for side in (0, 1):
-        box = hand_box(track.body[i], track.hands[i], side, float(window[3]))
+        box = hand_box(track.body[i], track.hands[i], side, fr.window[3])
         if box is None:
             continue
         f = hand_framing((track.width, track.height), box, size)
         figure, plate = hand_figure(track.body[i], track.hands[i], side, f), mip.image(f)
         shown = []
-        for fig in (figure, figure[..., [1, 2, 0]]):  # BGR -> GRB: every colour of the hand's figure changes
+        for fig in (figure, figure[..., [1, 2, 0]]):  # BGR -> GRB: every colour but the wrist's grey
             colour, alpha = synth.refine_hands(window, torch.tensor([box]), to_tensor(fig)[None],
                                                to_tensor(plate)[None])
             a = alpha[0, 0].numpy()[..., None]

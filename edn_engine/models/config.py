@@ -187,7 +187,7 @@ PROFILES: dict[str, ModelConfig] = {
     #   error 0.075); bench_quality (20 fp32 AVX2 minutes, one run each): person SSIM 0.788 against 0.787, body
     #   error 0.063 against 0.067, hands 19 against 18 of 71 (benchmarks/bench_quality_skip_finest_*.json);
     #   the hand refiner likewise (hand_skip_finest=2): its hands changed by 6.9 levels on a recoloured hand figure
-    #   against 8.2 with the skip, and its face stage alone found 27.0 of 71 hands against 24.0 (six seeds each;
+    #   against 8.1 with the skip, and its face stage alone found 27.0 of 71 hands against 24.0 (six seeds each;
     #   benchmarks/bench_colour_leak_hands.json, face_stage_hand_skip_finest_2.json);
     # - no VGG19 by default: it needs a weight download and costs ~3/4 of a step at this size; its weight goes to
     #   L1, plus L1 normalized over the person's matte and over a band around the stick figure's lines, so a
