@@ -55,10 +55,12 @@ def feather_weights(size: int, margin: int | None = None) -> np.ndarray:
     return np.outer(ramp, ramp)
 
 
-def blend_patch(rgba: np.ndarray, comp: np.ndarray, plate: np.ndarray, fr: Framing, patch: np.ndarray) -> None:
+def blend_patch(rgba: np.ndarray, comp: np.ndarray, plate: np.ndarray, fr: Framing, patch: np.ndarray,
+                over: bool = False) -> None:
     """Lay `patch` (BGRA uint8, straight alpha, at `fr`'s output size: a refined hand) into the full frame's
-    `rgba` and its composite `comp` over `plate`, in place. Blended premultiplied, feathered at the patch's edge,
-    and the composite recomputed from the blended RGBA, so the two always agree."""
+    `rgba` and its composite `comp` over `plate`, in place: in its place (the patch's alpha replaces the frame's),
+    or `over` the frame (a layer above it: a training hand, `hand_bank`). Blended premultiplied, feathered at the
+    patch's edge, and the composite recomputed from the blended RGBA, so the two always agree."""
     roi = fr.source_roi()
     if roi is None:
         return
@@ -69,7 +71,7 @@ def blend_patch(rgba: np.ndarray, comp: np.ndarray, plate: np.ndarray, fr: Frami
     w = fr.back(feather_weights(patch.shape[0]), cv2.INTER_LINEAR, roi=roi)[..., None]
     old_a = rgba[y0:y1, x0:x1, 3:].astype(np.float32) / 255.0
     old = np.dstack([rgba[y0:y1, x0:x1, :3].astype(np.float32) * old_a, old_a])
-    mixed = old + w * (new - old)
+    mixed = old * (1.0 - w * new[..., 3:]) + w * new if over else old + w * (new - old)
     colour, alpha = mixed[..., :3], mixed[..., 3:]
     straight = np.divide(colour, alpha, out=np.zeros_like(colour), where=alpha > 1e-4)
     rgba[y0:y1, x0:x1] = np.dstack([np.clip(straight + 0.5, 0, 255), np.clip(alpha * 255 + 0.5, 0, 255)])

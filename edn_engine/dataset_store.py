@@ -111,13 +111,17 @@ class FrameStore:
         """The background plate as seen through frame `n`'s window, (3, H, W) in [-1, 1]."""
         return to_tensor(self.plate_mipmap().image(self.framing(n)))
 
-    def hands(self, n: int, mirror: bool = False) -> dict[str, torch.Tensor]:
-        """Frame `n`'s two hands for the hand refiner, mirrored or not (see `hand_data.HandCrops.frame`)."""
+    def hand_crops(self):
+        """The hand refiner's crops (`hand_data.HandCrops`), opened once."""
         if self._hands is None:
             from .hand_data import HandCrops
 
             self._hands = HandCrops(self.dir, self.manifest, self.plate_mipmap())
-        return self._hands.frame(n, mirror)
+        return self._hands
+
+    def hands(self, n: int, mirror: bool = False) -> dict[str, torch.Tensor]:
+        """Frame `n`'s two hands for the hand refiner, mirrored or not (see `hand_data.HandCrops.frame`)."""
+        return self.hand_crops().frame(n, mirror)
 
     def window(self, n: int) -> torch.Tensor:
         """Frame `n`'s window (x0, y0, width, height) in source pixels."""

@@ -44,6 +44,7 @@ class FrameJob:
     window: np.ndarray | None = None
     kept: bool = False
     hands: tuple[tuple[Framing, np.ndarray], ...] = ()  # refined hands: each box's framing and BGRA patch
+    exemplars: tuple[tuple[Framing, np.ndarray], ...] = ()  # training hands laid over them (`hand_bank`), likewise
 
 
 class FrameWriter:
@@ -141,6 +142,8 @@ def _run(job: FrameJob) -> np.ndarray | None:
         rgba, comp = paste(job.fr, job.window, plate)  # the window's person, back in the full frame
         for fr, patch in job.hands:  # then the hands, redrawn at the source's resolution
             blend_patch(rgba, comp, plate, fr, patch)
+        for fr, patch in job.exemplars:  # and the person's own hands over them
+            blend_patch(rgba, comp, plate, fr, patch, over=True)
     if comp is not None:  # first: --resume keeps a frame whose RGBA is on disk, so its composite must be there too
         write_png_fast(comp_path, comp)
     write_png_fast(job.path, rgba)

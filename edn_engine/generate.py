@@ -36,6 +36,7 @@ from .events import Reporter
 from .compositing import over
 from .frame_writer import FrameJob, FrameWriter
 from .inference import Run, Synthesizer, load_run
+from .hand_bank import HandBank
 from .hand_data import hand_framing
 from .pose.face import face_centre
 from .pose.hands import hand_box
@@ -130,9 +131,9 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
                 rgba = np.dstack([to_image(rgb), (alpha[0].clamp(0, 1) * 255).round().byte().numpy()])
                 if plate is not None and fr.source_roi() is None:
                     outside.append(n)
-                hands = (_hand_patches(synth, track, i, fr, window, plate_mip, run.hand_size)
-                         if synth.HG is not None else ())
-                frames_out.submit(FrameJob(path, fr, rgba, hands=hands))  # scaled back, laid over the plate there
+                hands, exemplars = (_hand_patches(synth, track, i, fr, window, plate_mip, run.hand_size,
+                                                  run.hand_bank) if synth.HG is not None else ((), ()))
+                frames_out.submit(FrameJob(path, fr, rgba, hands=hands, exemplars=exemplars))  # laid over the plate
                 counts["written"] += 1
             reporter.progress(i + 1, track.frames, stage="generate", frame=n)
     if outside:
@@ -142,20 +143,27 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
 
 
 def _hand_patches(synth: Synthesizer, track: PoseTrack, i: int, fr, window: torch.Tensor, plate: Mipmap,
-                  size: int) -> tuple:
-    """Row `i`'s hands, redrawn by the hand refiner: ((box framing, BGRA patch), ...) for the frame writer. The
-    boxes follow the driving pose (source pixels) by the dataset's rule, sized by the frame's window."""
+                  size: int, bank: HandBank | None) -> tuple:
+    """Row `i`'s hands for the frame writer, each a (box framing, BGRA patch): as the hand refiner redraws them,
+    and the training hands to lay over those (`hand_bank`; none without a `bank`). The boxes follow the driving pose
+    (source pixels) by the dataset's rule, sized by the frame's window."""
     body, hands = track.body[i], track.hands[i]
     found = [(side, box) for side in (0, 1) if (box := hand_box(body, hands, side, fr.window[3])) is not None]
     if not found:
-        return ()
+        return (), ()
     framings = [hand_framing((track.width, track.height), box, size) for _, box in found]
     labels = torch.stack([to_tensor(hand_figure(body, hands, side, f)) for (side, _), f in zip(found, framings)])
     plates = torch.stack([to_tensor(plate.image(f)) for f in framings])
     boxes = torch.tensor([box for _, box in found])
     colour, a = synth.refine_hands(window, boxes, labels, plates)
-    return tuple((f, np.dstack([to_image(c), (h[0] * 255).round().byte().numpy()]))
-                 for f, c, h in zip(framings, colour, a))
+    refined = tuple((f, np.dstack([to_image(c), (h[0] * 255).round().byte().numpy()]))
+                    for f, c, h in zip(framings, colour, a))
+    exemplars = []  # the nearest training hand of each, moved onto the pose, to lay over the refined one
+    for side, box in found if bank is not None else ():
+        if (drawn := bank.hand_patch(side, hands[side], box, size)) is not None:
+            grown, patch = drawn
+            exemplars.append((hand_framing((track.width, track.height), grown, patch.shape[0]), patch))
+    return refined, tuple(exemplars)
 
 
 def plate_for(run: Run, size: tuple[int, int]) -> np.ndarray:

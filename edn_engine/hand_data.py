@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .errors import EdnError
+from .hand_bank import HandBank
 from .pose.framing import Framing, Mipmap
 from .pose.hands import HAND_BOX, hand_box
 from .pose.skeleton import mirror_pose
@@ -78,6 +79,23 @@ class HandCrops:
         self.boxes = {e["frame"]: e.get("hand_boxes") or [None, None] for e in manifest["frames"]}
         self.track = PoseTrack.load(self.dir / "track_source.npz")  # the boxes' pixels
         self.src_size = (self.track.width, self.track.height)
+        self.train = [e["frame"] for e in manifest["frames"] if e["split"] == "train"]
+        self._bank: HandBank | None = None
+
+    def bank(self) -> HandBank:
+        """The train split's hands, for generation to look up (`hand_bank`), read once."""
+        from .video import read_image
+
+        if self._bank is None:
+            entries = []
+            for n in self.train:
+                for side, box in enumerate(self.boxes[n]):
+                    path = self.dir / FOLDER / f"hand_{n:06d}_{side}.png"
+                    if box is not None and path.is_file():
+                        points = self.track.hands[n - self.track.frame_start][side]
+                        entries.append((n, side, read_image(path, cv2.IMREAD_UNCHANGED), points, box))
+            self._bank = HandBank.from_crops(entries, self.size)
+        return self._bank
 
     def frame(self, n: int, mirror: bool = False) -> dict[str, torch.Tensor]:
         """Frame `n`'s two hands: label and real (2, 3, S, S), matte (2, 1, S, S), plate (2, 3, S, S), box (2, 3).

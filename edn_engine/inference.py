@@ -19,7 +19,8 @@ from .models.face import build_face_generator, crop_faces, face_origins, paste_f
 from .models.generator import build_generator
 from .models.hand import box_windows, build_hand_refiner
 from .pose.window import FramePlan
-from .layout import RUN_PLATE
+from .hand_bank import HandBank
+from .layout import RUN_HAND_BANK, RUN_PLATE
 from .runs import load_latest
 from .tensors import carry, composite
 
@@ -114,6 +115,7 @@ class Run:
     plate: Path | None = None  # the background plate (person-over-plate runs), kept in the run folder
     HG: torch.nn.Module | None = None  # the hand refiner, if trained
     hand_size: int | None = None  # the side its hand boxes are seen at (the dataset's hand crops')
+    hand_bank: HandBank | None = None  # the training hands laid over the refined ones (`hand_bank`), if kept
 
 
 def load_run(run_dir: str | Path, device: str = "auto", reporter: Reporter | None = None) -> Run:
@@ -133,13 +135,15 @@ def load_run(run_dir: str | Path, device: str = "auto", reporter: Reporter | Non
         G.load_state_dict(state["nets"]["G"])
         body_steps = state["plan"]["body_steps"]  # None: stopped before --minutes planned a face stage
         face_stage_trained = body_steps is not None and int(state["step"]) > int(body_steps)
-        FG = HG = None
+        FG = HG = bank = None
         if face_stage_trained and "FG" in state["nets"]:
             FG = build_face_generator(cfg)
             FG.load_state_dict(state["nets"]["FG"])
         if face_stage_trained and "HG" in state["nets"]:
             HG = build_hand_refiner(cfg)
             HG.load_state_dict(state["nets"]["HG"])
+            if (run_dir / RUN_HAND_BANK).is_file():  # a run trained before the bank: its refined hands alone
+                bank = HandBank.load(run_dir / RUN_HAND_BANK)
     except (KeyError, TypeError, RuntimeError) as exc:
         raise EdnError(f"checkpoint does not hold a usable generator ({exc})", path=path) from exc
     for net in (G, FG, HG):
@@ -147,4 +151,4 @@ def load_run(run_dir: str | Path, device: str = "auto", reporter: Reporter | Non
             net.to(dev)
     plate = run_dir / RUN_PLATE if plan.windowed else None
     return Run(G, FG, cfg, plan, bool(state["dataset"].get("mattes", True)), int(state["step"]), path, dev, plate,
-               HG, state["dataset"].get("hand_size"))
+               HG, state["dataset"].get("hand_size"), bank)

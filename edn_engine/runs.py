@@ -32,7 +32,7 @@ import torch
 from .atomic import atomic_path, ensure_dir, read_json, write_bytes, write_json
 from .errors import EdnError
 from .events import Reporter
-from .layout import RUN_PLATE, RUN_PLATE_MASK
+from .layout import RUN_HAND_BANK, RUN_PLATE, RUN_PLATE_MASK
 
 FORMAT_NAME = "edn-checkpoint"
 FORMAT_VERSION = 2  # 2: with the "sha256" checksum (version 1 files, written before it, are read unchecked)
@@ -192,7 +192,7 @@ def set_rng_state(state: dict) -> None:
 
 # -- the run folder and run.json ---------------------------------------------------------------------------------
 # What a training session writes into its run folder besides checkpoints (see `training.logs`).
-RUN_FILES = (RUN_INFO, RUN_PLATE, RUN_PLATE_MASK, "losses.csv", "loss_curve.png")
+RUN_FILES = (RUN_INFO, RUN_PLATE, RUN_PLATE_MASK, RUN_HAND_BANK, "losses.csv", "loss_curve.png")
 
 
 @contextlib.contextmanager

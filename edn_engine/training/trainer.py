@@ -30,6 +30,7 @@ from ..models.generator import build_generator
 from ..models.hand import build_hand_discriminator, build_hand_refiner
 from ..models.losses import GANLoss, VGGLoss
 from ..models.vgg import load_vgg19
+from ..layout import RUN_HAND_BANK
 from ..runs import (keep_plate, list_checkpoints, load_latest, rng_state, run_folder, save_checkpoint,
                     set_rng_state, write_run_info)
 from .config import Plan, TrainConfig
@@ -125,6 +126,8 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
         trim_csv(run_dir / "losses.csv", step)
         if data.store.has_plate:
             keep_plate(run_dir, dataset_dir)
+        if use_hands:  # the training hands that generation lays over the refined ones, kept as the plate is
+            data.store.hand_crops().bank().save(run_dir / RUN_HAND_BANK)
     shown = preview_frames(data.store, tcfg.preview_frames)
 
     # -- the data: each step's samples are a function of (step, rank), so a resumed run continues the order ----

@@ -1,0 +1,114 @@
+"""Hand exemplars: the training frames' real hands, looked up by hand pose and laid over the refined hand.
+
+Why: the hand refiner draws each hand from the body's blur and a stick figure; at 96 pixels its fingers stay soft,
+and the detector found 28 of the 70 held-out hands it made on romp_sample2 (fp32 AVX2, 20 minutes). The training
+frames hold the person's own hands, sharp, in many poses. Generation looks up the training hand whose keypoints lie
+nearest in the hand's box, moves it onto the driving pose's keypoints (the similarity that best maps one set onto
+the other) and lays it over the refined hand, feathered, inside the hull of its fingers: 37 of 70 found on the same
+frames. Given that hand as an input instead, the refiner learned to ignore it in a 5.5-minute face stage.
+
+    run/hand_bank.npz   side (N,), frame (N,) source numbers, points (N, 21, 2) in box units ((x - x0) / side),
+                        found (N, 21), crops (N, S, S, 4) BGRA: the dataset's train-split hand crops, their mattes
+                        as alpha (`hand_data`)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import EdnError
+from .pose.skeleton import THRESHOLDS
+
+MIN_POINTS = 5  # keypoints a hand needs to be looked up by, or to be kept (as `pose.hands.hand_box` asks)
+GROW = 0.15  # the fingers' hull is grown by this share of the crop, so the hand's edge comes along
+FEATHER = 0.04  # and its edge softened over this share (a Gaussian's sigma)
+MARGIN = 0.25  # the exemplar is drawn in the hand's box grown by this share each way (see `hand_patch`)
+
+
+def box_points(points: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
+    """A hand's (21, 3) keypoints in the pixels of its box (x0, y0, side) -> (21, 2) in box units, (21,) found."""
+    x0, y0, side = box
+    return (points[:, :2] - np.array([x0, y0], np.float32)) / float(side), points[:, 2] > THRESHOLDS["hands"]
+
+
+@dataclass
+class HandBank:
+    side: np.ndarray
+    frame: np.ndarray
+    points: np.ndarray
+    found: np.ndarray
+    crops: np.ndarray
+
+    @classmethod
+    def from_crops(cls, entries: list[tuple], size: int) -> "HandBank":
+        """entries: (frame, side, BGRA crop, (21, 3) keypoints in source pixels, box) of each training hand; those
+        with fewer than MIN_POINTS keypoints are left out (nothing to look them up by)."""
+        kept = []
+        for frame, side, crop, points, box in entries:
+            xy, found = box_points(points, box)
+            if found.sum() >= MIN_POINTS:
+                kept.append((side, frame, xy, found, crop))
+        if not kept:
+            return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 21, 2), np.float32),
+                       np.zeros((0, 21), bool), np.zeros((0, size, size, 4), np.uint8))
+        side, frame, xy, found, crops = (np.stack(column) for column in zip(*kept))
+        return cls(side, frame, xy.astype(np.float32), found, crops)
+
+    def save(self, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            np.savez_compressed(tmp, side=self.side, frame=self.frame, points=self.points, found=self.found,
+                                crops=self.crops)
+
+    @classmethod
+    def load(cls, path: Path) -> "HandBank":
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                return cls(*(f[k] for k in ("side", "frame", "points", "found", "crops")))
+        except (OSError, KeyError, ValueError) as exc:
+            raise EdnError(f"cannot read the run's hand exemplars ({exc}): train the run again", path=path) from exc
+
+    def nearest(self, side: int, points: np.ndarray, box) -> int | None:
+        """The index of the hand `side` (0 left, 1 right) nearest to `points` ((21, 3) in source pixels) in box
+        `box`: the mean distance in box units over the keypoints both show. None where the hand shows too few
+        keypoints, or no exemplar shares enough of them."""
+        xy, found = box_points(points, box)
+        if found.sum() < MIN_POINTS:
+            return None
+        both = self.found & found
+        ok = (self.side == side) & (both.sum(1) >= MIN_POINTS)
+        if not ok.any():
+            return None
+        dist = (np.linalg.norm(self.points - xy, axis=2) * both).sum(1) / np.maximum(both.sum(1), 1)
+        return int(np.where(ok, dist, np.inf).argmin())
+
+    def hand_patch(self, side: int, points: np.ndarray, box, size: int) -> tuple[tuple, np.ndarray] | None:
+        """The nearest exemplar (`nearest`) moved onto `points` by the similarity that best maps its keypoints onto
+        them, opaque only on its hand (its matte within its fingers' hull, grown and feathered): (the box it is
+        drawn in, (x0, y0, side) in source pixels: `box` grown by MARGIN each way, so a hand the move pushes past
+        `box` is not cut; BGRA uint8, straight alpha, at `size` pixels a `box`), or None where there is none."""
+        k = self.nearest(side, points, box)
+        if k is None:
+            return None
+        x0, y0, side_px = box
+        grown = (x0 - MARGIN * side_px, y0 - MARGIN * side_px, (1 + 2 * MARGIN) * side_px)
+        n = int(round((1 + 2 * MARGIN) * size))
+        xy, found = box_points(points, grown)
+        both, crop = self.found[k] & found, self.crops[k]
+        s = crop.shape[0]
+        move, _ = cv2.estimateAffinePartial2D(self.points[k][both] * s, xy[both] * n, method=cv2.LMEDS)
+        if move is None:
+            return None
+        hull = np.zeros((s, s), np.uint8)
+        cv2.fillConvexPoly(hull, cv2.convexHull((self.points[k][self.found[k]] * s).astype(np.int32)), 255)
+        grow = max(3, int(s * GROW)) | 1
+        hull = cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+        hull = cv2.GaussianBlur(hull, (0, 0), max(0.5, s * FEATHER))
+        alpha = crop[..., 3].astype(np.float32) * (hull.astype(np.float32) / 255.0)
+        bgr = cv2.warpAffine(crop[..., :3], move, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.warpAffine(alpha, move, (n, n), flags=cv2.INTER_LINEAR)
+        return grown, np.dstack([bgr, np.clip(alpha, 0, 255).round().astype(np.uint8)])

@@ -1,0 +1,92 @@
+"""Hand exemplars (`hand_bank`): the training hand nearest in pose, looked up in box units on the same side, moved
+onto the driving pose's keypoints and drawn only on the hand; and the frame writer's way of laying it over."""
+
+import numpy as np
+import pytest
+
+from edn_engine.compositing import blend_patch, over
+from edn_engine.errors import EdnError
+from edn_engine.hand_bank import MARGIN, HandBank
+from edn_engine.hand_data import hand_framing
+
+S = 32  # crop side
+BOX = (100.0, 50.0, 40.0)  # x0, y0, side in source pixels
+
+
+def _hand(offset: float = 0.0, found: int = 21, box=BOX) -> np.ndarray:
+    """(21, 3) keypoints in source pixels of a hand in `box`: a fan of points `offset` box units right of the one
+    at 0; the first `found` of them found."""
+    x0, y0, side = box
+    t = np.linspace(0, 1, 21)
+    points = np.zeros((21, 3), np.float32)
+    points[:, 0] = x0 + side * (0.3 + 0.4 * t + offset)
+    points[:, 1] = y0 + side * (0.2 + 0.6 * t ** 2)
+    points[:found, 2] = 0.9
+    return points
+
+
+def _crop(value: int) -> np.ndarray:
+    crop = np.full((S, S, 4), value, np.uint8)
+    crop[..., 3] = 255
+    return crop
+
+
+def _bank() -> HandBank:
+    return HandBank.from_crops([(0, 0, _crop(10), _hand(), BOX), (50, 0, _crop(20), _hand(0.2), BOX),
+                                (20, 1, _crop(30), _hand(), BOX), (60, 0, _crop(40), _hand(found=4), BOX)], S)
+
+
+def test_a_hand_is_looked_up_by_its_keypoints_in_its_box_and_on_its_own_side():
+    bank = _bank()
+    assert list(bank.frame) == [0, 50, 20]  # a hand with too few keypoints is no exemplar
+    far = (400.0, 300.0, 80.0)  # the same hand twice the size elsewhere in the frame: the same in box units
+    assert bank.frame[bank.nearest(0, _hand(0.05, box=far), far)] == 0
+    assert bank.frame[bank.nearest(0, _hand(0.15), BOX)] == 50
+    assert bank.frame[bank.nearest(1, _hand(0.2), BOX)] == 20  # the only right hand
+    assert bank.nearest(0, _hand(found=4), BOX) is None  # too few keypoints to look up by
+    assert HandBank.from_crops([], S).nearest(0, _hand(), BOX) is None  # an empty bank
+
+
+def test_an_exemplar_is_moved_onto_the_pose_and_drawn_only_on_its_hand():
+    crop = np.zeros((S, S, 4), np.uint8)
+    crop[..., :3], crop[..., 3] = 200, 255  # a crop that is all person
+    bank = HandBank.from_crops([(0, 1, crop, _hand(), BOX)], S)
+    target = (300.0, 200.0, 60.0)  # the driving pose's box: the same hand, half as large again, 0.1 to the right
+    grown, patch = bank.hand_patch(1, _hand(0.1, box=target), target, 48)
+    assert grown == pytest.approx((300 - MARGIN * 60, 200 - MARGIN * 60, (1 + 2 * MARGIN) * 60))
+    assert patch.shape == (72, 72, 4)  # 48 pixels a box, grown by MARGIN each way
+    # where the driving pose puts its keypoints, the hand is opaque; far from them, nothing is drawn
+    fr = hand_framing((1000, 1000), grown, 72)
+    for x, y in fr.points(_hand(0.1, box=target))[:, :2][::5]:
+        assert patch[int(y), int(x), 3] > 200
+    assert patch[2, 2, 3] == 0 and patch[-3, -3, 3] == 0
+    assert bank.hand_patch(0, _hand(), BOX, 48) is None  # no left hand in the bank
+
+
+def test_an_exemplar_is_laid_over_the_frame_and_a_refined_hand_in_its_place():
+    plate = np.full((60, 60, 3), 200, np.uint8)
+    rgba = np.zeros((60, 60, 4), np.uint8)
+    rgba[:, :30] = [10, 20, 30, 255]  # the person's left half
+    comp = over(rgba, plate)
+    patch = np.zeros((40, 40, 4), np.uint8)
+    patch[10:30, 10:30] = [0, 0, 250, 128]  # a half-opaque hand in the middle; transparent around it
+    fr = hand_framing((60, 60), (10.0, 10.0, 40.0), 40)
+    blend_patch(rgba, comp, plate, fr, patch, over=True)
+    assert list(rgba[20, 5]) == [10, 20, 30, 255] and list(rgba[12, 25]) == [10, 20, 30, 255]  # untouched
+    assert list(rgba[30, 35]) == [0, 0, 250, 128]  # over nothing: the hand as it is
+    k = 128 / 255
+    expected = [10 * (1 - k), 20 * (1 - k), 250 * k + 30 * (1 - k), 255]  # over the person: half of each, opaque
+    assert np.abs(rgba[30, 25].astype(float) - expected).max() <= 1
+    assert np.abs(comp.astype(int) - over(rgba, plate).astype(int)).max() <= 2  # still the RGBA over the plate
+
+
+def test_a_bank_is_saved_and_read_back_and_a_bad_file_is_named(tmp_path):
+    bank = _bank()
+    bank.save(tmp_path / "bank ü.npz")
+    back = HandBank.load(tmp_path / "bank ü.npz")
+    assert all(np.array_equal(getattr(bank, k), getattr(back, k)) for k in ("side", "frame", "points", "found",
+                                                                             "crops"))
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    with pytest.raises(EdnError, match="hand exemplars") as err:
+        HandBank.load(tmp_path / "bad.npz")
+    assert "bad.npz" in str(err.value)
