@@ -23,7 +23,7 @@ from pathlib import Path
 # What a person-over-plate run keeps beside its checkpoints (`runs.keep_plate`): the dataset's background plate, so
 # the run generates, and the add-on lays its result over the plate, even after the dataset is gone.
 RUN_PLATE, RUN_PLATE_MASK = "plate.png", "plate_mask.png"
-RUN_HAND_BANK = "hand_bank.npz"  # the training hands a run's hand refiner looks up (`hand_bank`, `hand_exemplar`)
+RUN_HAND_BANK = "hand_bank.npz"  # the training hands generation lays over the refined ones (`hand_bank`)
 
 
 @dataclasses.dataclass(frozen=True)
