@@ -1,10 +1,10 @@
 """Hand exemplars: the training frames' real hands, looked up by hand pose and laid over the refined hand.
 
 Why: the hand refiner draws each hand from the body's blur and a stick figure; at 96 pixels its fingers stay soft,
-and the detector found 28 of the 70 held-out hands it made on romp_sample2 (fp32 AVX2, 20 minutes). The training
+and the detector found 29 of the 71 held-out hands it made on romp_sample2 (fp32 AVX2, 20 minutes). The training
 frames hold the person's own hands, sharp, in many poses. Generation looks up the training hand whose keypoints lie
 nearest in the hand's box, moves it onto the driving pose's keypoints (the similarity that best maps one set onto
-the other) and lays it over the refined hand, feathered, inside the hull of its fingers: 37 of 70 found on the same
+the other) and lays it over the refined hand, feathered, inside the hull of its fingers: 39 of 71 found on the same
 frames. Given that hand as an input instead, the refiner learned to ignore it in a 5.5-minute face stage.
 
     run/hand_bank.npz   side (N,), frame (N,) source numbers, points (N, 21, 2) in box units ((x - x0) / side),
@@ -14,6 +14,8 @@ frames. Given that hand as an input instead, the refiner learned to ignore it in
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +27,10 @@ from .errors import EdnError
 from .pose.skeleton import THRESHOLDS
 
 MIN_POINTS = 5  # keypoints a hand needs to be looked up by, or to be kept (as `pose.hands.hand_box` asks)
-GROW = 0.15  # the fingers' hull is grown by this share of the crop, so the hand's edge comes along
+GROW = 0.15  # the fingers' hull is dilated by a disc this share of the crop across, so the hand's edge comes along
 FEATHER = 0.04  # and its edge softened over this share (a Gaussian's sigma)
 MARGIN = 0.25  # the exemplar is drawn in the hand's box grown by this share each way (see `hand_patch`)
+SCALES = (0.5, 2.0)  # a move that shrinks or grows the exemplar more than this is a poor match: none is drawn
 
 
 def box_points(points: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
@@ -68,9 +71,16 @@ class HandBank:
     def load(cls, path: Path) -> "HandBank":
         try:
             with np.load(path, allow_pickle=False) as f:
-                return cls(*(f[k] for k in ("side", "frame", "points", "found", "crops")))
-        except (OSError, KeyError, ValueError) as exc:
+                bank = cls(*(f[k] for k in ("side", "frame", "points", "found", "crops")))
+        except (zipfile.BadZipFile, zlib.error, OSError, KeyError, ValueError, EOFError) as exc:  # damaged, or no bank
             raise EdnError(f"cannot read the run's hand exemplars ({exc}): train the run again", path=path) from exc
+        n = len(bank.side)
+        shapes = (bank.frame.shape == (n,) and bank.points.shape == (n, 21, 2) and bank.found.shape == (n, 21)
+                  and bank.crops.ndim == 4 and bank.crops.shape[0] == n and bank.crops.shape[3] == 4)
+        if not shapes:
+            raise EdnError("the run's hand exemplars are not a hand bank (their arrays disagree in shape): train the "
+                           "run again", path=path)
+        return bank
 
     def nearest(self, side: int, points: np.ndarray, box) -> int | None:
         """The index of the hand `side` (0 left, 1 right) nearest to `points` ((21, 3) in source pixels) in box
@@ -101,8 +111,8 @@ class HandBank:
         both, crop = self.found[k] & found, self.crops[k]
         s = crop.shape[0]
         move, _ = cv2.estimateAffinePartial2D(self.points[k][both] * s, xy[both] * n, method=cv2.LMEDS)
-        if move is None:
-            return None
+        if move is None or not SCALES[0] <= np.hypot(*move[:, 0]) * s / size <= SCALES[1]:  # 1: the same size
+            return None  # no move, or one that would shrink or swell the hand: the refined hand stays as it is
         hull = np.zeros((s, s), np.uint8)
         cv2.fillConvexPoly(hull, cv2.convexHull((self.points[k][self.found[k]] * s).astype(np.int32)), 255)
         grow = max(3, int(s * GROW)) | 1

@@ -80,22 +80,20 @@ class HandCrops:
         self.track = PoseTrack.load(self.dir / "track_source.npz")  # the boxes' pixels
         self.src_size = (self.track.width, self.track.height)
         self.train = [e["frame"] for e in manifest["frames"] if e["split"] == "train"]
-        self._bank: HandBank | None = None
 
     def bank(self) -> HandBank:
-        """The train split's hands, for generation to look up (`hand_bank`), read once."""
+        """The train split's hands, for generation to look up (`hand_bank`). Built afresh each call (the trainer
+        saves it once), not kept: it grows with the clip. A crop the manifest names but the folder lacks is an
+        error, as in `frame`, rather than a smaller bank written over a resumed run's."""
         from .video import read_image
 
-        if self._bank is None:
-            entries = []
-            for n in self.train:
-                for side, box in enumerate(self.boxes[n]):
-                    path = self.dir / FOLDER / f"hand_{n:06d}_{side}.png"
-                    if box is not None and path.is_file():
-                        points = self.track.hands[n - self.track.frame_start][side]
-                        entries.append((n, side, read_image(path, cv2.IMREAD_UNCHANGED), points, box))
-            self._bank = HandBank.from_crops(entries, self.size)
-        return self._bank
+        entries = []
+        for n in self.train:
+            for side, box in enumerate(self.boxes[n]):
+                if box is not None:
+                    crop = read_image(self.dir / FOLDER / f"hand_{n:06d}_{side}.png", cv2.IMREAD_UNCHANGED)
+                    entries.append((n, side, crop, self.track.hands[n - self.track.frame_start][side], box))
+        return HandBank.from_crops(entries, self.size)
 
     def frame(self, n: int, mirror: bool = False) -> dict[str, torch.Tensor]:
         """Frame `n`'s two hands: label and real (2, 3, S, S), matte (2, 1, S, S), plate (2, 3, S, S), box (2, 3).

@@ -63,6 +63,16 @@ def test_an_exemplar_is_moved_onto_the_pose_and_drawn_only_on_its_hand():
     assert bank.hand_patch(0, _hand(), BOX, 48) is None  # no left hand in the bank
 
 
+def test_an_exemplar_that_would_be_shrunk_or_swollen_onto_the_pose_is_not_drawn():
+    """The nearest exemplar may still be a poor match: one whose hand must be scaled by more than SCALES allows to
+    land on the pose is left out, and the refined hand stays as it is."""
+    bank = HandBank.from_crops([(0, 1, _crop(200), _hand(), BOX)], S)
+    small = _hand()
+    small[:, :2] = (small[:, :2] - small[:1, :2]) * 0.3 + small[:1, :2]  # the same fan at 0.3 its size
+    assert bank.hand_patch(1, _hand(), BOX, 48) is not None
+    assert bank.hand_patch(1, small, BOX, 48) is None
+
+
 def test_an_exemplar_is_laid_over_the_frame_and_a_refined_hand_in_its_place():
     plate = np.full((60, 60, 3), 200, np.uint8)
     rgba = np.zeros((60, 60, 4), np.uint8)
@@ -90,3 +100,11 @@ def test_a_bank_is_saved_and_read_back_and_a_bad_file_is_named(tmp_path):
     with pytest.raises(EdnError, match="hand exemplars") as err:
         HandBank.load(tmp_path / "bad.npz")
     assert "bad.npz" in str(err.value)
+    whole = (tmp_path / "bank ü.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[: len(whole) // 2])  # a copy cut short
+    with pytest.raises(EdnError, match="hand exemplars"):
+        HandBank.load(tmp_path / "cut.npz")
+    np.savez(tmp_path / "other.npz", side=bank.side, frame=bank.frame, points=bank.points[:1], found=bank.found,
+             crops=bank.crops)  # arrays that disagree
+    with pytest.raises(EdnError, match="not a hand bank"):
+        HandBank.load(tmp_path / "other.npz")
