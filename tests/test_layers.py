@@ -75,3 +75,23 @@ def test_output_convolution_runs_channels_last_on_a_cpu_and_returns_the_default_
     assert y.is_contiguous() and torch.allclose(y, nn.Conv2d.forward(conv, x), atol=1e-5)
     x_cl = x.contiguous(memory_format=torch.channels_last)  # a channels-last network (GPUs) keeps its layout
     assert conv(x_cl).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_norm_is_instance_norm_computed_as_a_group_norm_on_a_cpu(monkeypatch):
+    """pix2pixHD's instance norm, from the group norm's faster CPU kernel (one channel a group) on the default
+    layout: nn.InstanceNorm2d's values and gradients, no parameters (old runs load); channels-last keeps torch's."""
+    torch.manual_seed(0)
+    norm, reference = blocks.norm_layer(7), nn.InstanceNorm2d(7)
+    assert isinstance(norm, nn.InstanceNorm2d) and not list(norm.parameters()) and not norm.state_dict()
+    x = (torch.randn(2, 7, 9, 11) * 3 + 1).requires_grad_()
+    g = torch.randn(2, 7, 9, 11)
+    calls = []
+    group_norm = F.group_norm
+    monkeypatch.setattr(blocks.F, "group_norm", lambda *a, **k: calls.append(1) or group_norm(*a, **k))
+    ours = norm(x)
+    grad = torch.autograd.grad(ours, x, g)[0]
+    assert calls and torch.allclose(ours, reference(x), atol=1e-5)
+    assert torch.allclose(grad, torch.autograd.grad(reference(x), x, g)[0], atol=1e-5)
+    calls.clear()
+    last = x.detach().contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(norm(last), reference(last), atol=1e-5) and not calls

@@ -11,7 +11,19 @@ from torch import nn
 
 def norm_layer(channels: int) -> nn.Module:
     """pix2pixHD's instance norm: no affine parameters, no running statistics."""
-    return nn.InstanceNorm2d(channels, affine=False)
+    return InstanceNorm2d(channels, affine=False)
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """nn.InstanceNorm2d, computed on a CPU as a group norm of one channel a group: the same statistics, from
+    PyTorch's faster CPU kernel (forward and backward, fp32 and bf16; numbers in `benchmarks/bench_norm.json`).
+    Channels-last maps (a GPU's, bf16 inference's) keep PyTorch's instance norm, which is faster there."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous() and not self.affine
+                and not self.track_running_stats):
+            return F.group_norm(x, x.shape[1], eps=self.eps)
+        return super().forward(x)
 
 
 def stem(in_ch: int, out_ch: int) -> nn.Sequential:
