@@ -74,9 +74,10 @@ class HandBank:
                 bank = cls(*(f[k] for k in ("side", "frame", "points", "found", "crops")))
         except (zipfile.BadZipFile, zlib.error, OSError, KeyError, ValueError, EOFError) as exc:  # damaged, or no bank
             raise EdnError(f"cannot read the run's hand exemplars ({exc}): train the run again", path=path) from exc
-        n = len(bank.side)
+        n = bank.side.shape[0] if bank.side.ndim == 1 else -1
         shapes = (bank.frame.shape == (n,) and bank.points.shape == (n, 21, 2) and bank.found.shape == (n, 21)
-                  and bank.crops.ndim == 4 and bank.crops.shape[0] == n and bank.crops.shape[3] == 4)
+                  and bank.crops.dtype == np.uint8 and bank.crops.ndim == 4 and bank.crops.shape[0] == n
+                  and bank.crops.shape[1] == bank.crops.shape[2] and bank.crops.shape[3] == 4)
         if not shapes:
             raise EdnError("the run's hand exemplars are not a hand bank (their arrays disagree in shape): train the "
                            "run again", path=path)

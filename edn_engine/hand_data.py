@@ -90,9 +90,13 @@ class HandCrops:
         entries = []
         for n in self.train:
             for side, box in enumerate(self.boxes[n]):
-                if box is not None:
-                    crop = read_image(self.dir / FOLDER / f"hand_{n:06d}_{side}.png", cv2.IMREAD_UNCHANGED)
-                    entries.append((n, side, crop, self.track.hands[n - self.track.frame_start][side], box))
+                if box is None:
+                    continue
+                path = self.dir / FOLDER / f"hand_{n:06d}_{side}.png"
+                if not path.is_file():
+                    raise EdnError("dataset hand crop missing", path=path, frame=n)
+                crop = read_image(path, cv2.IMREAD_UNCHANGED)
+                entries.append((n, side, crop, self.track.hands[n - self.track.frame_start][side], box))
         return HandBank.from_crops(entries, self.size)
 
     def frame(self, n: int, mirror: bool = False) -> dict[str, torch.Tensor]:

@@ -2,13 +2,14 @@
 group norm of one channel a group (`models.blocks.InstanceNorm2d`, the engine's choice on a CPU).
 
     .venv/bin/python scripts/bench_norm.py --avx2        # fp32 held to AVX2 -> benchmarks/bench_norm.json
-    .venv/bin/python scripts/bench_norm.py --bf16 -o /tmp/norm_bf16.json
+    .venv/bin/python scripts/bench_norm.py --bf16 -o benchmarks/bench_norm_bf16.json
 
-Two parts, in one process, the two formulations taking turns (round robin) so a shared machine's drift falls on
-both: "layers", each norm of the `cpu` profile's networks at its own shape (forward alone, and forward and
-backward at the training batch); "networks", the units of `scripts/bench_train.py` for the `cpu` profile at
-256x256 (the body's training step, the face stage's face and hand steps, a generator frame as `edn generate` runs
-it), random weights and inputs (a step's cost depends on neither). The JSON keeps every time; compare ratios.
+Two parts, in one process, the two formulations taking turns (each first in every other round) so a shared
+machine's drift falls on both: "layers", each norm of the `cpu` profile's networks at its own shape (forward
+alone, and forward and backward at the training batch); "networks", the units of `scripts/bench_train.py` for the
+`cpu` profile at 256x256 (the body's training step, the face stage's face and hand steps, a generator frame as
+`edn generate` runs it), random weights and inputs (a step's cost depends on neither). The JSON keeps every time,
+the medians, and the median over rounds of each round's ratio (the machine's drift within a round cancels).
 """
 
 from __future__ import annotations
@@ -80,6 +81,16 @@ def network_units(args) -> dict:
     return units
 
 
+def _round_ratio(times: dict, unit: str, reps: int) -> float:
+    """The median over rounds of (instance norm's round median / group norm's), each round's `reps` samples."""
+    def per_round(t):
+        return [sorted(t[i:i + reps])[reps // 2] for i in range(0, len(t), reps)]
+
+    rounds = zip(per_round(times["instance_norm"][unit]), per_round(times["group_norm"][unit]))
+    ratios = sorted(a / b for a, b in rounds)
+    return ratios[len(ratios) // 2]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--avx2", action="store_true", help="hold ATen, oneDNN and MKL to AVX2 (fp32, as without bf16)")
@@ -110,7 +121,7 @@ def main() -> int:
                 InstanceNorm2d.forward = forward
                 fn()
         for r in range(args.rounds):
-            for v, forward in variants.items():
+            for v, forward in list(variants.items())[:: 1 if r % 2 == 0 else -1]:  # each goes first in turn
                 InstanceNorm2d.forward = forward
                 for name, fn in units.items():
                     times[part][v][name] += timed(fn, reps)
@@ -122,16 +133,18 @@ def main() -> int:
                      for v, by_unit in by_v.items()} for part, by_v in times.items()}
     speedup = {part: {u: round(m["instance_norm"][u] / m["group_norm"][u], 3) for u in m["group_norm"]}
                for part, m in median.items()}
+    paired = {part: {u: round(_round_ratio(times[part], u, reps), 3) for u in units}
+              for part, (units, reps) in parts.items()}
     write_json(args.output, {
         "benchmark": "bench_norm", "what": __doc__.split("\n\n")[0],
         "machine": benchkit.cpu_info(), "precision": "bf16" if args.bf16 else "fp32",
         "avx2_only": args.avx2, "threads": threads.settings(os.environ), "load_average": load,
-        "median_ms": median, "speedup_instance_over_group": speedup,
+        "median_ms": median, "speedup_instance_over_group": speedup, "paired_round_ratio": paired,
         "times_s": times})
     for part in speedup:
         for u, x in speedup[part].items():
             print(f"{part:8s} {u:32s} instance {median[part]['instance_norm'][u]:9.3f} ms  "
-                  f"group {median[part]['group_norm'][u]:9.3f} ms  x{x}")
+                  f"group {median[part]['group_norm'][u]:9.3f} ms  x{x} (paired x{paired[part][u]})")
     return 0
 
 

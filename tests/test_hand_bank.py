@@ -69,8 +69,9 @@ def test_an_exemplar_that_would_be_shrunk_or_swollen_onto_the_pose_is_not_drawn(
     bank = HandBank.from_crops([(0, 1, _crop(200), _hand(), BOX)], S)
     small = _hand()
     small[:, :2] = (small[:, :2] - small[:1, :2]) * 0.3 + small[:1, :2]  # the same fan at 0.3 its size
-    assert bank.hand_patch(1, _hand(), BOX, 48) is not None
-    assert bank.hand_patch(1, small, BOX, 48) is None
+    for size in (48, 96):  # the move's scale is the hand's, whatever the crop and output sizes
+        assert bank.hand_patch(1, _hand(), BOX, size) is not None
+        assert bank.hand_patch(1, small, BOX, size) is None
 
 
 def test_an_exemplar_is_laid_over_the_frame_and_a_refined_hand_in_its_place():
@@ -108,3 +109,7 @@ def test_a_bank_is_saved_and_read_back_and_a_bad_file_is_named(tmp_path):
              crops=bank.crops)  # arrays that disagree
     with pytest.raises(EdnError, match="not a hand bank"):
         HandBank.load(tmp_path / "other.npz")
+    np.savez(tmp_path / "scalar.npz", side=np.int64(0), frame=bank.frame, points=bank.points, found=bank.found,
+             crops=bank.crops)
+    with pytest.raises(EdnError, match="not a hand bank"):
+        HandBank.load(tmp_path / "scalar.npz")

@@ -269,7 +269,7 @@ def test_the_hand_bank_names_a_missing_crop_rather_than_keep_fewer_hands(dataset
     entry = next(e for e in json.loads((copy / "manifest.json").read_text())["frames"]
                  if e["split"] == "train" and e["hand_boxes"][0] is not None)
     (copy / "hands" / f"hand_{entry['frame']:06d}_0.png").unlink()
-    with pytest.raises(EdnError, match="cannot read the image") as err:
+    with pytest.raises(EdnError, match="dataset hand crop missing") as err:
         PairDataset(copy).store.hand_crops().bank()
     assert f"hand_{entry['frame']:06d}_0.png" in str(err.value)
 
