@@ -85,19 +85,18 @@ class HandCrops:
         """The train split's hands, for generation to look up (`hand_bank`). Built afresh each call (the trainer
         saves it once), not kept: it grows with the clip. A crop the manifest names but the folder lacks is an
         error, as in `frame`, rather than a smaller bank written over a resumed run's."""
+        entries = [(n, side, self._crop(n, side), self.track.hands[n - self.track.frame_start][side], box)
+                   for n in self.train for side, box in enumerate(self.boxes[n]) if box is not None]
+        return HandBank.from_crops(entries, self.size)
+
+    def _crop(self, n: int, side: int) -> np.ndarray:
+        """Frame `n`'s hand crop of `side`, BGRA (its matte as alpha); one the manifest names must be there."""
         from .video import read_image
 
-        entries = []
-        for n in self.train:
-            for side, box in enumerate(self.boxes[n]):
-                if box is None:
-                    continue
-                path = self.dir / FOLDER / f"hand_{n:06d}_{side}.png"
-                if not path.is_file():
-                    raise EdnError("dataset hand crop missing", path=path, frame=n)
-                crop = read_image(path, cv2.IMREAD_UNCHANGED)
-                entries.append((n, side, crop, self.track.hands[n - self.track.frame_start][side], box))
-        return HandBank.from_crops(entries, self.size)
+        path = self.dir / FOLDER / f"hand_{n:06d}_{side}.png"
+        if not path.is_file():
+            raise EdnError("dataset hand crop missing", path=path, frame=n)
+        return read_image(path, cv2.IMREAD_UNCHANGED)
 
     def frame(self, n: int, mirror: bool = False) -> dict[str, torch.Tensor]:
         """Frame `n`'s two hands: label and real (2, 3, S, S), matte (2, 1, S, S), plate (2, 3, S, S), box (2, 3).
@@ -105,8 +104,6 @@ class HandCrops:
         `mirror`: each crop mirrored left to right, so the left hand shows as a right one, and its stick figure
         drawn so (in the right hand's colours); the boxes stay where the frame has them (the frozen body's crops are
         cut there, then mirrored by `hand_step`)."""
-        from .video import read_image
-
         s, i = self.size, n - self.track.frame_start
         body, hands = self.track.body[i], self.track.hands[i]
         if mirror:
@@ -116,10 +113,7 @@ class HandCrops:
         for side, box in enumerate(self.boxes[n]):
             if box is None:
                 continue
-            path = self.dir / FOLDER / f"hand_{n:06d}_{side}.png"
-            if not path.is_file():
-                raise EdnError("dataset hand crop missing", path=path, frame=n)
-            bgra = read_image(path, cv2.IMREAD_UNCHANGED)
+            bgra = self._crop(n, side)
             fr = hand_framing(self.src_size, box, s)
             out["real"][side] = to_tensor(bgra[..., :3])
             out["matte"][side] = torch.from_numpy(bgra[..., 3].astype(np.float32) / 255.0)
