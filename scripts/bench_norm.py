@@ -44,11 +44,13 @@ def layer_units(bf16: bool, batch: int) -> dict:
     """Per shape: the forward on one frame, and forward and backward on a training batch (two frames a pair)."""
     import torch
 
+    from edn_engine.models.blocks import norm_layer
+
     units = {}
     for c, s in SHAPES:
         x1, xb = torch.randn(1, c, s, s), torch.randn(2 * batch, c, s, s)
         grad = torch.randn_like(xb)
-        norm = _norm(c)
+        norm = norm_layer(c)
 
         def forward(x=x1, norm=norm):
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -63,12 +65,6 @@ def layer_units(bf16: bool, batch: int) -> dict:
         units[f"{c}x{s}x{s} forward"] = forward
         units[f"{c}x{s}x{s} forward+backward"] = backward
     return units
-
-
-def _norm(channels: int):
-    from edn_engine.models.blocks import norm_layer
-
-    return norm_layer(channels)
 
 
 def network_units(args) -> dict:
