@@ -9,8 +9,12 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
 
 from .errors import EdnError
 
@@ -90,3 +94,14 @@ def read_json(path: str | Path, what: str = "file", format_name: str | None = No
     if format_name is not None and (not isinstance(doc, dict) or doc.get("format") != format_name):
         raise EdnError(f"not an EDN {what}", path=path)
     return doc
+
+
+def read_npz(path: str | Path, what: str, hint: str = "") -> dict[str, np.ndarray]:
+    """The arrays of an .npz EDN wrote, pickles refused; EdnError naming it when it is damaged or not an .npz
+    (zlib.error: a damaged member), ending with `hint` (what to do) when given."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:
+        raise EdnError(f"not a readable {what}, damaged or not an .npz ({exc})" + (f": {hint}" if hint else ""),
+                       path=path) from exc

@@ -14,15 +14,13 @@ frames. Given that hand as an input instead, the refiner learned to ignore it in
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, read_npz
 from .errors import EdnError
 from .pose.skeleton import THRESHOLDS
 
@@ -69,11 +67,11 @@ class HandBank:
 
     @classmethod
     def load(cls, path: Path) -> "HandBank":
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                bank = cls(*(f[k] for k in ("side", "frame", "points", "found", "crops")))
-        except (zipfile.BadZipFile, zlib.error, OSError, KeyError, ValueError, EOFError) as exc:  # damaged, or no bank
-            raise EdnError(f"cannot read the run's hand exemplars ({exc}): train the run again", path=path) from exc
+        arrays = read_npz(path, "file of the run's hand exemplars", hint="train the run again")
+        missing = [k for k in ("side", "frame", "points", "found", "crops") if k not in arrays]
+        if missing:
+            raise EdnError(f"the run's hand exemplars lack {', '.join(missing)}: train the run again", path=path)
+        bank = cls(*(arrays[k] for k in ("side", "frame", "points", "found", "crops")))
         n = bank.side.shape[0] if bank.side.ndim == 1 else -1
         shapes = (bank.frame.shape == (n,) and bank.points.shape == (n, 21, 2) and bank.found.shape == (n, 21)
                   and bank.crops.dtype == np.uint8 and bank.crops.ndim == 4 and bank.crops.shape[0] == n

@@ -113,3 +113,6 @@ def test_a_bank_is_saved_and_read_back_and_a_bad_file_is_named(tmp_path):
              crops=bank.crops)
     with pytest.raises(EdnError, match="not a hand bank"):
         HandBank.load(tmp_path / "scalar.npz")
+    np.savez(tmp_path / "track.npz", body=np.zeros((1, 25, 3), np.float32))  # an .npz, but not a bank's
+    with pytest.raises(EdnError, match="hand exemplars lack side, frame, points, found, crops: train the run again"):
+        HandBank.load(tmp_path / "track.npz")

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_bytes
+from ..atomic import read_npz, write_bytes
 from ..errors import EdnError
 
 SCHEMA_VERSION = 1
@@ -120,11 +118,7 @@ class PoseTrack:
             raise EdnError("this is a folder, not a pose track file (.npz)", path=path)
         if not path.is_file():
             raise EdnError("pose track not found", path=path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                fields = {k: data[k] for k in data.files}
-        except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:  # zlib: a damaged member
-            raise EdnError(f"not a readable pose track, damaged or not an .npz ({exc})", path=path) from exc
+        fields = read_npz(path, "pose track")
         if "schema_version" not in fields:
             raise EdnError("not an EDN pose track (no schema_version)", path=path)
         version = int(fields["schema_version"])
