@@ -25,7 +25,10 @@ Part 3, "real_run" (with --run and --track): `edn generate` as a user runs it, o
 track at the footage's resolution (person over plate: a full-resolution RGBA and a composite PNG per frame), for
 two clip lengths, per precision, quiet and loaded. Steady frames/s is the extra frames over the extra seconds (the
 start-up, torch's import and the model's load, cancels out); peak memory must not grow with the clip (issue 12's
-goal: 15 frames/s with the PNGs, memory flat). Run alone, part 3 is merged into the existing JSON.
+goal: 15 frames/s with the PNGs, memory flat). Each run's CPU time (the generating process's and its frame
+writers') gives the core-ms a frame costs, and the frame rate that would be with every core busy: a ceiling that
+no better overlap of the generator and the writers can pass. Parts 1 and 2 record the networks' GFLOP a frame (and,
+quiet, the GFLOP/s reached). Run alone, part 3 is merged into the existing JSON.
 """
 
 from __future__ import annotations
@@ -109,10 +112,17 @@ def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[
                             wall = time.perf_counter() - t0
                         if status != 0:
                             raise SystemExit(f"edn generate failed: {(Path(tmp) / 'log.txt').read_text()[-2000:]}")
+                        # CPU time: the generating process's and its frame writers' (reaped by it), all cores
                         row["runs"].append({"frames": min(n, src.frames), "seconds": round(wall, 2),
+                                            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
                                             "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)})
                     (a, b) = row["runs"]
-                    row["steady_frames_per_s"] = round((b["frames"] - a["frames"]) / (b["seconds"] - a["seconds"]), 2)
+                    frames = b["frames"] - a["frames"]
+                    row["steady_frames_per_s"] = round(frames / (b["seconds"] - a["seconds"]), 2)
+                    # what a frame costs in CPU time, and the rate that would give if every core were kept busy
+                    core_ms = 1000 * (b["cpu_seconds"] - a["cpu_seconds"]) / frames
+                    row["steady_core_ms_per_frame"] = round(core_ms, 1)
+                    row["frames_per_s_all_cores_busy"] = round(1000 * (os.cpu_count() or 1) / core_ms, 2)
                     row["peak_rss_growth_mib"] = round(b["peak_rss_mib"] - a["peak_rss_mib"], 1)
                     print(json.dumps(row), file=sys.stderr)
                     results.append(row)
@@ -126,6 +136,7 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
     """Units "frame" (one `Synthesizer.next_frame`) and, if the case asks, "pipeline" (`edn generate` of
     `pipeline_frames` frames from a saved run, in a temporary folder kept until the worker ends)."""
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     from edn_engine import device as devices
     from edn_engine.generate import generate
@@ -150,9 +161,6 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
     if cl is None:  # what `edn generate` chooses for this precision
         cl = devices.use_channels_last(dev, training=False, bf16=bf16)
     synth = Synthesizer(G, FG, cfg, dev, amp=bf16, channels_last=cl)
-    if case["compile"]:
-        benchkit.cold_compile_cache()
-        synth.G = torch.compile(synth.G, dynamic=False)
     track = dancer(30, w, h)
     labels = [to_tensor(stick_figure(track, i)) for i in range(track.frames)]
     centre = torch.tensor([track.body[0, B["Nose"], 0], track.body[0, B["Nose"], 1]])
@@ -175,8 +183,14 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
         runs = iter(range(10**6))
         units["pipeline"] = lambda: generate(tmp / "run", tmp / "track.npz", tmp / f"frames{next(runs)}",
                                              device=str(dev), amp=bf16)
+    with FlopCounterMode(display=False) as flops:  # one frame's arithmetic, which no formulation can skip
+        frame()
+    if case["compile"]:
+        benchkit.cold_compile_cache()
+        synth.G = torch.compile(synth.G, dynamic=False)
     return units, {"threads": torch.get_num_threads(), "channels_last_used": cl,
                    "params_m": round(sum(p.numel() for p in G.parameters()) / 1e6, 3),
+                   "gflop_per_frame": round(flops.get_total_flops() / 1e9, 3),
                    "device_info": devices.describe(dev)}
 
 
@@ -216,6 +230,8 @@ def rows(results: list[dict]) -> dict[str, dict]:
                     v = ms_per_frame(r, phase, unit, stat)
                     if v is not None:
                         row[f"{phase}_{key}{name}"] = v
+        if r.get("gflop_per_frame") and "quiet_ms_per_frame" in row:  # how near the CPU's peak the frame runs
+            row["quiet_gflop_per_s"] = round(r["gflop_per_frame"] / row["quiet_ms_per_frame"] * 1000, 1)
         if r["compile"]:
             row["compile_s"] = benchkit.compile_s(r)
     return out
