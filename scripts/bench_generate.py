@@ -28,7 +28,8 @@ start-up, torch's import and the model's load, cancels out); peak memory must no
 goal: 15 frames/s with the PNGs, memory flat). Each run's CPU time (the generating process's and its frame
 writers') gives the core-ms a frame costs, and the frame rate that would be with every core busy: a ceiling that
 no better overlap of the generator and the writers can pass. Parts 1 and 2 record the networks' GFLOP a frame (and,
-quiet, the GFLOP/s reached). Run alone, part 3 is merged into the existing JSON.
+quiet, the GFLOP/s reached), counted as each formulation computes them: the folded upsampling (`models.blocks`)
+does fewer multiplications than plain layers. Run alone, part 3 is merged into the existing JSON.
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
         runs = iter(range(10**6))
         units["pipeline"] = lambda: generate(tmp / "run", tmp / "track.npz", tmp / f"frames{next(runs)}",
                                              device=str(dev), amp=bf16)
-    with FlopCounterMode(display=False) as flops:  # one frame's arithmetic, which no formulation can skip
+    with FlopCounterMode(display=False) as flops:  # one frame's arithmetic as this formulation does it (G and FG)
         frame()
     if case["compile"]:
         benchkit.cold_compile_cache()
