@@ -29,6 +29,7 @@ GROW = 0.15  # the fingers' hull is dilated by a disc this share of the crop acr
 FEATHER = 0.04  # and its edge softened over this share (a Gaussian's sigma)
 MARGIN = 0.25  # the exemplar is drawn in the hand's box grown by this share each way (see `hand_patch`)
 SCALES = (0.5, 2.0)  # a move that shrinks or grows the exemplar more than this is a poor match: none is drawn
+ARRAYS = ("side", "frame", "points", "found", "crops")  # the file's arrays, in the order of the fields below
 
 
 def box_points(points: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
@@ -62,16 +63,15 @@ class HandBank:
 
     def save(self, path: Path) -> None:
         with atomic_path(path) as tmp:
-            np.savez_compressed(tmp, side=self.side, frame=self.frame, points=self.points, found=self.found,
-                                crops=self.crops)
+            np.savez_compressed(tmp, **{k: getattr(self, k) for k in ARRAYS})
 
     @classmethod
     def load(cls, path: Path) -> "HandBank":
         arrays = read_npz(path, "file of the run's hand exemplars", hint="train the run again")
-        missing = [k for k in ("side", "frame", "points", "found", "crops") if k not in arrays]
+        missing = [k for k in ARRAYS if k not in arrays]
         if missing:
             raise EdnError(f"the run's hand exemplars lack {', '.join(missing)}: train the run again", path=path)
-        bank = cls(*(arrays[k] for k in ("side", "frame", "points", "found", "crops")))
+        bank = cls(*(arrays[k] for k in ARRAYS))
         n = bank.side.shape[0] if bank.side.ndim == 1 else -1
         shapes = (bank.frame.shape == (n,) and bank.points.shape == (n, 21, 2) and bank.found.shape == (n, 21)
                   and bank.crops.dtype == np.uint8 and bank.crops.ndim == 4 and bank.crops.shape[0] == n
