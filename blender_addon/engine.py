@@ -99,14 +99,16 @@ def train(python: str, dataset: Path, run_dir: Path, profile: str, minutes: floa
     return engine_command(python, *args)
 
 
-def generate(python: str, run_dir: Path, track: Path, out_dir: Path, device: str = "AUTO") -> list[str]:
-    return engine_command(python, "generate", run_dir, track, "-o", out_dir, "--device", device.lower())
+def generate(python: str, run_dir: Path, track: Path, out_dir: Path, device: str = "AUTO",
+             hands: str = "training") -> list[str]:
+    return engine_command(python, "generate", run_dir, track, "-o", out_dir, "--device", device.lower(),
+                          "--hands", hands)
 
 
-def transfer(python: str, source: Path, run_dir: Path, out_dir: Path) -> list[str]:
+def transfer(python: str, source: Path, run_dir: Path, out_dir: Path, hands: str = "training") -> list[str]:
     """Drive a trained run with a source motion: the engine cleans, normalizes, generates and previews, reusing
     every stage of `out_dir` whose inputs did not change."""
-    return engine_command(python, "transfer", "--source", source, "--run", run_dir, "-o", out_dir)
+    return engine_command(python, "transfer", "--source", source, "--run", run_dir, "-o", out_dir, "--hands", hands)
 
 
 def info(python: str) -> list[str]:

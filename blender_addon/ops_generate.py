@@ -90,7 +90,7 @@ class EDN_OT_generate(EdnOperator, bpy.types.Operator):
         out = paths.abspath(self.output) if self.output else paths.layout(scene).frames
         sequencer.source_placement(scene)  # fail now, not after generating, if the source strip is gone
         warn_hidden_plate(self, scene)  # or the chosen plate strip; warned if the source would hide it
-        steps = [engine.generate(engine_python(context), run, track, out, preferences.get(context).device)]
+        steps = [engine.generate(engine_python(context), run, track, out, preferences.get(context).device, s.hands)]
 
         def done(sc, job: jobs.Job) -> None:  # frames an earlier, longer run left in `out` are not shown
             add_result(sc, out, run, job.started_wall)
@@ -125,7 +125,7 @@ class EDN_OT_transfer(EdnOperator, bpy.types.Operator):
         project = paths.layout(scene)
         sequencer.source_placement(scene)
         warn_hidden_plate(self, scene)
-        steps = [engine.transfer(engine_python(context), source, run, project.root)]
+        steps = [engine.transfer(engine_python(context), source, run, project.root, s.hands)]
 
         def done(sc, job: jobs.Job) -> None:  # the engine clears its frames folder itself before generating
             sc.edn.normalized_track = str(project.driving)

@@ -138,6 +138,7 @@ class EDN_PT_main(_EdnPanel, bpy.types.Panel):
             col.prop_search(s, "plate_strip", strips_owner, strips_prop, text="Plate")
         col.operator("edn.normalize_pose")
         col.operator("edn.render_figures")
+        col.prop(s, "hands")
         col.operator("edn.generate")
         col.operator("edn.transfer", icon="PLAY")
 

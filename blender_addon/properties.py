@@ -20,6 +20,13 @@ BONE_MAPS = (
     ("CUSTOM", "Custom", "The bone map edited below"),
 )
 
+# The engine's `layout.HANDS`, in its order (a test holds the two together), with the words an artist reads.
+HANDS = (
+    ("training", "Training Hands", "The person's own hands from the training footage, laid over the refined ones"),
+    ("refined", "Refined", "The hand refiner's hands alone"),
+    ("body", "Body Only", "The body network's blurred hands, without the hand refiner: faster"),
+)
+
 
 # 5.0 warns about "//" paths in string properties that do not declare support for them (older versions lack it).
 PATH = {"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (5, 0, 0) else set()
@@ -54,6 +61,8 @@ class EDN_SceneSettings(bpy.types.PropertyGroup):
         ("PROFILE", "Profile's", "The profile's own choice: L1 for the cpu profile, VGG19 for the paper profiles", 2),
         ("vgg19", "VGG19", "pix2pixHD's perceptual loss (needs the VGG19 weights, fetched once)", 0),
         ("none", "None", "L1 instead: no VGG weights needed, trains faster, slightly softer detail", 1)))
+    hands: EnumProperty(name="Hands", items=HANDS, default="training",
+                        description="How Generate and Transfer draw the hands of a run that trained a hand refiner")
     train_minutes: FloatProperty(name="Minutes", default=30.0, min=0.0, description="Training time (0: steps)")
     train_steps: IntProperty(name="Steps", default=0, min=0, description="Training steps (0: use minutes)")
     # results of the stages, written when a job finishes

@@ -4,7 +4,9 @@ The track is in the target's frame size (`edn pose drive` maps another dancer's 
 frame plan (`pose.window.FramePlan`, recorded by its dataset) maps it to the training size as the dataset mapped
 the target's frames. The generator runs frame by frame and is fed its own previous output, as in training
 (temporal smoothing); the Face GAN, when trained, refines the face crop, and the hand refiner each hand's box at
-the clip's resolution (pasted after the window is scaled back).
+the clip's resolution (pasted after the window is scaled back), with the person's own training hands laid over
+the refined ones (`hand_bank`). `hands` chooses: "training" (both, the default), "refined" (the refiner's own
+hands) or "body" (neither: the body generator's blurred hands, and the refiner's cost saved).
 
 Person over plate (a window plan): the window follows the driving pose by the dataset's rule; the window's
 person (colour and alpha) is scaled back into the full frame. OUT/frame_NNNNNN.png is the person alone, RGBA at
@@ -38,6 +40,7 @@ from .frame_writer import FrameJob, FrameWriter
 from .inference import Run, Synthesizer, load_run
 from .hand_bank import HandBank
 from .hand_data import hand_framing
+from .layout import HANDS
 from .pose.face import face_centre
 from .pose.hands import hand_box
 from .pose.follow import frame_ranges
@@ -48,12 +51,14 @@ from .tensors import hand_figure, stick_figure, to_image, to_tensor
 
 
 def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *, video: str | Path | None = None,
-             resume: bool = False, device: str = "auto", amp: bool = True,
+             resume: bool = False, device: str = "auto", amp: bool = True, hands: str = HANDS[0],
              reporter: Reporter | None = None) -> dict:
     """Write RGBA frames for every row of the track; returns the summary `edn generate` prints."""
     from .outputs import FRAMES, check_output_file, check_output_folder, staged_folder
 
     reporter = reporter or Reporter(False)
+    if hands not in HANDS:
+        raise EdnError(f"hands must be one of {', '.join(HANDS)}, not {hands!r}")
     track = PoseTrack.load(track_path)
     present = (track.body[..., 2] > 0).any(axis=1)
     if not present.any():
@@ -62,6 +67,10 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
     if video is not None:
         check_output_file(video, ".mp4", "preview video")
     run = load_run(run_dir, device, reporter)
+    if hands != "training":
+        run.hand_bank = None
+    if hands == "body":
+        run.HG = None
     # Frames go to a folder beside OUT, swapped in when all are written. An interrupted run leaves it for
     # --resume; a run without --resume starts afresh, so no frame of an older, longer track survives.
     with staged_folder(output, keep_on_failure=True, continue_from=resume) as build:
@@ -74,6 +83,7 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
         "first_frame": track.frame_start, "last_frame": track.frame_start + track.frames - 1,
         "checkpoint": str(run.checkpoint), "step": run.step, "face_gan": run.FG is not None,
         "hand_refiner": run.HG is not None and run.plan.windowed,
+        "training_hands": run.hand_bank is not None and run.HG is not None and run.plan.windowed,
         "video": str(video) if video is not None else None, "device": devices.describe(run.device),
     }
 

@@ -27,7 +27,7 @@ from .atomic import ensure_dir, read_json
 from .child import run_module
 from .errors import EdnError
 from .events import Reporter
-from .layout import ProjectLayout
+from .layout import HANDS, ProjectLayout
 from .models.config import get_profile
 from .pose.track import PoseTrack
 from .stages import Stages
@@ -107,10 +107,10 @@ class Pipeline:
                         lambda: drive_track(source_track, target_track, out))
         return out
 
-    def generate(self, run_dir: Path, driving: Path, out: Path | None = None) -> Path:
+    def generate(self, run_dir: Path, driving: Path, out: Path | None = None, hands: str = HANDS[0]) -> Path:
         out = out or self.paths.frames
-        self.stages.run("generate", {"run": run_dir / "checkpoints", "driving": driving}, [out],
-                        lambda: generate_frames(run_dir, driving, out, self.reporter))
+        self.stages.run("generate", {"run": run_dir / "checkpoints", "driving": driving, "hands": hands}, [out],
+                        lambda: generate_frames(run_dir, driving, out, self.reporter, hands))
         return out
 
     def evaluate(self, run_dir: Path, out: Path, max_frames: int | None = None, name: str = "evaluate") -> dict:
@@ -140,7 +140,7 @@ def extract_track(clip: Path, track_path: Path, mattes: Path | None, reporter: R
         track.save(track_path)
 
 
-def generate_frames(run_dir: Path, driving: Path, out: Path, reporter: Reporter) -> dict:
+def generate_frames(run_dir: Path, driving: Path, out: Path, reporter: Reporter, hands: str = HANDS[0]) -> dict:
     """`edn generate`, in this process, or in a child under generate's own threading policy where this process
     has another (`edn transfer` and `edn demo` train under training's; `threads.needs_own_process`) and the
     frames are made on the CPU (a GPU's context and memory are not worth a second process)."""
@@ -148,11 +148,11 @@ def generate_frames(run_dir: Path, driving: Path, out: Path, reporter: Reporter)
 
     if threads.needs_own_process("generate") and choose_device("auto").type == "cpu":
         args = ["generate", str(Path(run_dir).absolute()), str(Path(driving).absolute()),
-                "-o", str(Path(out).absolute()), "--json"]
+                "-o", str(Path(out).absolute()), "--hands", hands, "--json"]
         return run_module("edn_engine", args, reporter, env=threads.child_environ())
     from .generate import generate
 
-    return generate(run_dir, driving, out, reporter=reporter)
+    return generate(run_dir, driving, out, hands=hands, reporter=reporter)
 
 
 def train_run(dataset: Path, run_dir: Path, options: TrainOptions, reporter: Reporter, resume: bool = False) -> dict:

@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import EdnError
 from .events import Reporter
+from .layout import HANDS
 from .pipeline import Pipeline, TrainOptions, train_config
 from .compositing import over
 from .pose.track import PoseTrack
@@ -36,6 +37,7 @@ class TransferOptions:
     train: TrainOptions = dataclasses.field(default_factory=TrainOptions)
     size: tuple[int, int] | None = None  # training size; None: the profile's own
     holdout: float = 0.1  # the dataset's held-out share (previews and `edn eval`)
+    hands: str = HANDS[0]  # how generation draws the hands (`edn generate --hands`)
 
 
 def transfer(target: str | Path | None, source: str | Path, out_dir: str | Path, *, run: str | Path | None = None,
@@ -53,6 +55,8 @@ def transfer(target: str | Path | None, source: str | Path, out_dir: str | Path,
         raise EdnError("source not found", path=source)
     if source.suffix.lower() == ".npz":
         PoseTrack.load(source)
+    if opts.hands not in HANDS:
+        raise EdnError(f"hands must be one of {', '.join(HANDS)}, not {opts.hands!r}")
     if run is None and target is None:
         raise EdnError("give --target (a clip of the person to animate) or --run (a trained run)")
     if run is not None:
@@ -82,7 +86,7 @@ def transfer(target: str | Path | None, source: str | Path, out_dir: str | Path,
     driving = pipe.drive(s_track, target_track)
 
     # -- generation and the preview ---------------------------------------------------------------------
-    frames = pipe.generate(run_dir, driving)
+    frames = pipe.generate(run_dir, driving, hands=opts.hands)
     preview = pipe.paths.preview
     pipe.stages.run("preview", {"frames": frames, "driving": driving, "source": source}, [preview],
                     lambda: write_preview(source, driving, frames, run_dir, preview, reporter))

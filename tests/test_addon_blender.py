@@ -234,6 +234,7 @@ def test_train_cancel_resume_generate(addon, scene):
     assert bpy.ops.edn.generate() == {"FINISHED"}
     job3 = _wait(addon, _last_job(addon))
     assert job3.state == "DONE", job3.error
+    assert job3.steps[0][job3.steps[0].index("--hands") + 1] == "training"  # the default: the training hands
     res = _strips(sc).get("EDN Result")
     assert res is not None and res.blend_type == "ALPHA_OVER" and len(res.elements) == 5
     assert _span(res) == _span(strip) and res.channel == strip.channel + 1
@@ -248,11 +249,14 @@ def test_train_cancel_resume_generate(addon, scene):
     assert bpy.ops.edn.pose_from_armature(armature=obj.name) == {"FINISHED"}
     project = Path(s.project_dir) / strip.name
     assert Path(s.source_track) == project / "source" / "track.npz"
+    s.hands = "body"  # the artist's choice reaches the engine, which knows every choice the add-on offers
+    assert [item[0] for item in addon.properties.HANDS] == list(addon.paths.engine_module("layout").HANDS)
     assert bpy.ops.edn.transfer() == {"FINISHED"}
     job4 = _wait(addon, _last_job(addon))
     assert job4.state == "DONE", job4.error
     (cmd,) = job4.steps
     assert cmd[3] == "transfer" and cmd[cmd.index("--run") + 1] == s.run_dir and "--target" not in cmd
+    assert cmd[cmd.index("--hands") + 1] == "body"
     assert cmd[cmd.index("--source") + 1] == s.source_track and cmd[cmd.index("-o") + 1] == str(project)
     res = _strips(sc).get("EDN Result")
     assert (*_span(res), res.channel) == (1, 4, 1) and len(res.elements) == 3

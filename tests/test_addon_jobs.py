@@ -175,8 +175,12 @@ def test_engine_commands_are_argument_lists(tmp_path):
     drive = engine.pose_drive("/py", Path("/s.npz"), Path("/t.npz"), odd, odd.with_suffix(".json"))
     assert drive[3:6] == ["pose", "drive", "/s.npz"] and drive[drive.index("--target") + 1] == "/t.npz"
     assert drive[drive.index("-o") + 1] == str(odd) and drive[drive.index("--params") + 1].endswith("pose.json")
-    transfer = engine.transfer("/py", Path("/s.npz"), Path("/run"), odd.parent)
-    assert transfer[3:] == ["transfer", "--source", "/s.npz", "--run", "/run", "-o", str(odd.parent), "--json"]
+    transfer = engine.transfer("/py", Path("/s.npz"), Path("/run"), odd.parent, "body")
+    assert transfer[3:] == ["transfer", "--source", "/s.npz", "--run", "/run", "-o", str(odd.parent),
+                            "--hands", "body", "--json"]
+    generate = engine.generate("/py", Path("/run"), odd, odd.parent, "CPU", "refined")
+    assert generate[3:] == ["generate", "/run", str(odd), "-o", str(odd.parent), "--device", "cpu", "--hands", "refined",
+                            "--json"]
     env = engine.engine_env("MPS")
     assert env["PYTHONPATH"] == str(engine.VENDOR_DIR) and env["EDN_DEVICE"] == "mps"
 

@@ -174,24 +174,33 @@ def test_the_hand_refiner_trains_in_the_face_stage_and_redraws_each_hand_in_the_
     monkeypatch.setattr(HandBank, "hand_patch", blue)
     track = PoseTrack.load(dataset / "track_source.npz").slice(0, 3)
     track.save(tmp_path / "three.npz")
-    with tiny_run.one_thread():
-        summary = generate(hand_run, tmp_path / "three.npz", tmp_path / "frames", device="cpu")
-    assert summary["hand_refiner"]
-    plate, hands_seen = cv2.imread(str(hand_run / "plate.png")), 0
+    plate = cv2.imread(str(hand_run / "plate.png"))
     plan = FramePlan.from_dict(json.loads((hand_run / "run.json").read_text())["framing"])
-    for i, fr in enumerate(plan.framings(track)):
-        n = track.frame_start + i
-        rgba = cv2.imread(str(tmp_path / "frames" / f"frame_{n:06d}.png"), cv2.IMREAD_UNCHANGED)
-        comp = cv2.imread(str(tmp_path / "frames" / "composite" / f"frame_{n:06d}.png"))
-        assert np.abs(comp.astype(int) - over(rgba, plate).astype(int)).max() <= 2  # the RGBA over the plate
-        for side in (0, 1):
-            box = hand_box(track.body[i], track.hands[i], side, fr.window[3])
-            if box is not None and 0 <= box[0] + box[2] / 2 < SRC[0] and 0 <= box[1] + box[2] / 2 < SRC[1]:
-                x, y = int(box[0] + box[2] / 2), int(box[1] + box[2] / 2)
-                # where the driving pose put the hand: the training hand half over the refined one
-                assert np.abs(rgba[y, x].astype(int) - [125, 128, 0, 255]).max() <= 2, (n, side)
-                hands_seen += 1
-    assert hands_seen >= 3
+    # where the driving pose put a hand: the training hand half over the refined one; the refined one alone; or,
+    # the refiner not run, the body's own pixels (neither green nor the training hand's blue)
+    for hands, drawn in (("training", [125, 128, 0]), ("refined", [0, 255, 0]), ("body", None)):
+        with tiny_run.one_thread():
+            summary = generate(hand_run, tmp_path / "three.npz", tmp_path / hands, device="cpu", hands=hands)
+        assert (summary["hand_refiner"], summary["training_hands"]) == (hands != "body", hands == "training")
+        hands_seen = 0
+        for i, fr in enumerate(plan.framings(track)):
+            n = track.frame_start + i
+            rgba = cv2.imread(str(tmp_path / hands / f"frame_{n:06d}.png"), cv2.IMREAD_UNCHANGED)
+            comp = cv2.imread(str(tmp_path / hands / "composite" / f"frame_{n:06d}.png"))
+            assert np.abs(comp.astype(int) - over(rgba, plate).astype(int)).max() <= 2  # the RGBA over the plate
+            for side in (0, 1):
+                box = hand_box(track.body[i], track.hands[i], side, fr.window[3])
+                if box is not None and 0 <= box[0] + box[2] / 2 < SRC[0] and 0 <= box[1] + box[2] / 2 < SRC[1]:
+                    x, y = int(box[0] + box[2] / 2), int(box[1] + box[2] / 2)
+                    if drawn is not None:
+                        assert np.abs(rgba[y, x].astype(int) - [*drawn, 255]).max() <= 2, (hands, n, side)
+                    else:
+                        assert all(np.abs(rgba[y, x, :3].astype(int) - c).max() > 40
+                                   for c in ([125, 128, 0], [0, 255, 0])), (n, side)
+                    hands_seen += 1
+        assert hands_seen >= 3
+    with pytest.raises(EdnError, match="hands must be one of training, refined, body, not 'none'"):
+        generate(hand_run, tmp_path / "three.npz", tmp_path / "none", device="cpu", hands="none")
 
 
 def test_body_and_hand_steps_train_on_mirrored_pairs_the_face_gan_on_the_pairs_as_they_are(

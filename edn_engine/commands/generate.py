@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import add_json_flag
+from . import add_hands_flag, add_json_flag
 from ..events import Reporter
 
 
@@ -20,6 +20,7 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="keep frames already written and continue after them")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--no-amp", action="store_true", help="run in fp32 even where bf16 is available")
+    add_hands_flag(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -28,5 +29,5 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..generate import generate
 
     summary = generate(args.run, args.track, args.output, video=args.video, resume=args.resume,
-                       device=args.device, amp=not args.no_amp, reporter=reporter)
+                       device=args.device, amp=not args.no_amp, hands=args.hands, reporter=reporter)
     reporter.done(**summary)

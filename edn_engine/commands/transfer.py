@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import add_json_flag
+from . import add_hands_flag, add_json_flag
 from ..events import Reporter
 from ..sizes import size_arg
 
@@ -31,6 +31,7 @@ def register(subparsers) -> None:
     budget.add_argument("--steps", type=int, default=None, help="training budget in steps (default 10000)")
     p.add_argument("--perceptual", choices=("vgg19", "none"), default=None,
                    help="vgg19: VGG19 perceptual loss (needs its weights); none: L1 instead (default: profile's)")
+    add_hands_flag(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..pipeline import TrainOptions
     from ..transfer import TransferOptions, transfer
 
-    opts = TransferOptions(size=args.size, train=TrainOptions(profile=args.profile, steps=args.steps,
-                                                              minutes=args.minutes, perceptual=args.perceptual))
+    train = TrainOptions(profile=args.profile, steps=args.steps, minutes=args.minutes, perceptual=args.perceptual)
+    opts = TransferOptions(size=args.size, hands=args.hands, train=train)
     summary = transfer(args.target, args.source, args.output, run=args.run, options=opts, reporter=reporter)
     reporter.done(**summary)
