@@ -16,20 +16,20 @@ Face GAN, RGBA PNGs written atomically).
 Part 1, "profiles": each profile at its own size (the cpu profile at 256x256), bf16 where native and fp32, alone
 with the engine's threading policy (`edn_engine.threads`). Part 2, "cpu_matrix": the `cpu` profile at 256x256 in
 every variant at once, taking turns (scripts/benchkit.py), quiet and then with one busy process per CPU:
-precision bf16 / fp32 / fp32-avx2 (fp32 held to AVX2, the no-bf16 laptop's instructions) x threading none /
-engine / one-thread, and for fp32 channels_last flipped, plain PyTorch layers ("plain-layers": see
+precision bf16 / fp32 / fp32-avx2 (fp32 held to AVX2, the no-bf16 laptop's instructions, on a CPU with AVX-512) x
+threading none / engine / one-thread, and for fp32 channels_last flipped, plain PyTorch layers ("plain-layers": see
 `models.blocks`) and torch.compile (--compile). The JSON keeps every time and the load average per phase: the
 machine may be shared, so compare ratios within one run.
 
 Part 3, "real_run" (with --run and --track): `edn generate` as a user runs it, on a trained run and a driving
 track at the footage's resolution (person over plate: a full-resolution RGBA and a composite PNG per frame), for
-two clip lengths, per precision, quiet and loaded. Steady frames/s is the extra frames over the extra seconds (the
-start-up, torch's import and the model's load, cancels out); peak memory must not grow with the clip (issue 12's
-goal: 15 frames/s with the PNGs, memory flat). Each run's CPU time (the generating process's and its frame
-writers') gives the core-ms a frame costs, and the frame rate that would be with every core busy: a ceiling that
-no better overlap of the generator and the writers can pass. Parts 1 and 2 record the networks' GFLOP a frame (and,
-quiet, the GFLOP/s reached), counted as each formulation computes them: the folded upsampling (`models.blocks`)
-does fewer multiplications than plain layers. Run alone, part 3 is merged into the existing JSON.
+two clip lengths, per precision and `--hands` choice (`--hands training,body`), quiet and loaded. Steady frames/s
+is the extra frames over the extra seconds (the start-up, torch's import and the model's load, cancels out); peak
+memory must not grow with the clip (issue 12's goal: 15 frames/s with the PNGs, memory flat). Each run's CPU time
+(the generating process's and its frame writers') gives the core-ms a frame costs, and the frame rate that would be
+with every core busy: a ceiling that no better overlap of the generator and the writers can pass. Parts 1 and 2
+record the networks' GFLOP a frame (and, quiet, the GFLOP/s reached), counted as each formulation computes them:
+the folded upsampling (`models.blocks`) does fewer multiplications than plain layers. Run alone, part 3 is merged into the existing JSON.
 """
 
 from __future__ import annotations
@@ -81,8 +81,10 @@ def dancer(frames: int, width: int, height: int):
 # ------------------------------------------------------------------------------------------------------------
 # part 3: `edn generate` on a real run, as a user runs it
 # ------------------------------------------------------------------------------------------------------------
-def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[str], loaded: bool) -> list[dict]:
-    """Per precision and phase: wall seconds and peak memory of `edn generate` for each clip length."""
+def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[str], loaded: bool,
+             hands: list[str]) -> list[dict]:
+    """Per precision, `--hands` choice and phase: wall seconds and peak memory of `edn generate` for each clip
+    length."""
     import os
     import subprocess
 
@@ -98,14 +100,14 @@ def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[
             src.slice(0, min(n, src.frames)).save(tracks[n])
         for phase in ("quiet", "loaded") if loaded else ("quiet",):
             with benchkit.busy_load() if phase == "loaded" else contextlib.nullcontext():
-                for prec in precisions:
+                for prec, hand in ((p, h) for p in precisions for h in hands):
                     env = benchkit.case_env("engine", prec, "generate")
-                    row = {"precision": prec, "phase": phase, "load_average": benchkit.load_average(), "runs": [],
-                           "threading": threads.settings(env)}
+                    row = {"precision": prec, "hands": hand, "phase": phase, "load_average": benchkit.load_average(),
+                           "runs": [], "threading": threads.settings(env)}
                     for n in lengths:
-                        out = Path(tmp) / f"out_{prec}_{phase}_{n}"
+                        out = Path(tmp) / f"out_{prec}_{hand}_{phase}_{n}"
                         cmd = [sys.executable, "-m", "edn_engine", "generate", str(run), str(tracks[n]), "-o",
-                               str(out), *([] if prec == "bf16" else ["--no-amp"])]
+                               str(out), "--hands", hand, *([] if prec == "bf16" else ["--no-amp"])]
                         with open(Path(tmp) / "log.txt", "w") as log:
                             t0 = time.perf_counter()
                             proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
@@ -258,6 +260,7 @@ def main() -> int:
     ap.add_argument("--run", type=Path, help="part 3: a trained run (person over plate) to time `edn generate` on")
     ap.add_argument("--track", type=Path, help="part 3: its driving track, at the footage's size")
     ap.add_argument("--clip-frames", default="60,240", help="part 3: the two clip lengths (default 60,240)")
+    ap.add_argument("--hands", default="training", help="part 3: `edn generate --hands` choices to time, a,b,...")
     ap.add_argument("-o", "--output", type=Path, default=OUT)
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: serve one case (JSON)
     args = ap.parse_args()
@@ -272,6 +275,8 @@ def main() -> int:
     dev = devices.choose_device(args.device)
     native = devices.bf16_supported(dev)
     two = (["bf16"] if native else []) + ["fp32"]
+    # fp32 held to AVX2 stands in for a CPU without AVX-512; on such a CPU it is plain fp32 again
+    avx2 = ["fp32-avx2"] if dev.type == "cpu" and "AVX512" in torch.backends.cpu.get_cpu_capability() else []
     script = Path(__file__).resolve()
     profiles = []
     for profile in [] if args.quick else [p.strip() for p in args.profiles.split(",") if p.strip()]:
@@ -284,7 +289,7 @@ def main() -> int:
 
     matrix = []
     if not args.no_matrix:
-        precisions = two + (["fp32-avx2"] if dev.type == "cpu" else [])
+        precisions = two + avx2
         cases = [case(args, "cpu", (256, 256), p, policy=pol,
                       pipeline_frames=args.pipeline_frames if p == two[0] and pol != "one-thread" else 0)
                  for p in precisions for pol in args.policies.split(",")]
@@ -301,8 +306,8 @@ def main() -> int:
     real = []
     if args.run is not None:
         lengths = tuple(int(v) for v in args.clip_frames.split(","))
-        real = real_run(args.run, args.track, lengths, two + (["fp32-avx2"] if dev.type == "cpu" else []),
-                        loaded=not args.no_load)
+        real = real_run(args.run, args.track, lengths, two + avx2, loaded=not args.no_load,
+                        hands=[h.strip() for h in args.hands.split(",") if h.strip()])
     if args.run is not None and not profiles and not matrix and args.output.is_file():  # part 3 alone: merge
         report = json.loads(args.output.read_text(encoding="utf-8"))
         report["real_run"] = {"run": str(args.run), "track": str(args.track), "cpu": benchkit.cpu_info(),

@@ -179,8 +179,8 @@ def test_engine_commands_are_argument_lists(tmp_path):
     assert transfer[3:] == ["transfer", "--source", "/s.npz", "--run", "/run", "-o", str(odd.parent),
                             "--hands", "body", "--json"]
     generate = engine.generate("/py", Path("/run"), odd, odd.parent, "CPU", "refined")
-    assert generate[3:] == ["generate", "/run", str(odd), "-o", str(odd.parent), "--device", "cpu", "--hands", "refined",
-                            "--json"]
+    assert generate[3:] == ["generate", "/run", str(odd), "-o", str(odd.parent), "--device", "cpu",
+                            "--hands", "refined", "--json"]
     env = engine.engine_env("MPS")
     assert env["PYTHONPATH"] == str(engine.VENDOR_DIR) and env["EDN_DEVICE"] == "mps"
 
