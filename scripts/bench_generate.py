@@ -29,7 +29,8 @@ memory must not grow with the clip (issue 12's goal: 15 frames/s with the PNGs, 
 (the generating process's and its frame writers') gives the core-ms a frame costs, and the frame rate that would be
 with every core busy: a ceiling that no better overlap of the generator and the writers can pass. Parts 1 and 2
 record the networks' GFLOP a frame (and, quiet, the GFLOP/s reached), counted as each formulation computes them:
-the folded upsampling (`models.blocks`) does fewer multiplications than plain layers. Run alone, part 3 is merged into the existing JSON.
+the folded upsampling (`models.blocks`) does fewer multiplications than plain layers. Run alone, part 3 is merged
+into the existing JSON.
 """
 
 from __future__ import annotations
