@@ -9,7 +9,7 @@ frames. Given that hand as an input instead, the refiner learned to ignore it in
 
     run/hand_bank.npz   side (N,), frame (N,) source numbers, points (N, 21, 2) in box units ((x - x0) / side),
                         found (N, 21), crops (N, S, S, 4) BGRA: the dataset's train-split hand crops, their mattes
-                        as alpha (`hand_data`)
+                        as alpha (`hand_data`); at most LIMIT a side, so a long clip's bank stays small
 """
 
 from __future__ import annotations
@@ -30,12 +30,37 @@ FEATHER = 0.04  # and its edge softened over this share (a Gaussian's sigma)
 MARGIN = 0.25  # the exemplar is drawn in the hand's box grown by this share each way (see `hand_patch`)
 SCALES = (0.5, 2.0)  # a move that shrinks or grows the exemplar more than this is a poor match: none is drawn
 ARRAYS = ("side", "frame", "points", "found", "crops")  # the file's arrays, in the order of the fields below
+# Exemplars kept a side: a long clip's consecutive frames hold near-copies of each hand, and a crop costs 36 KB in
+# memory at 96 pixels (10,000 training frames with both hands: 740 MB). Those kept spread over the poses (`spread`).
+LIMIT = 1000
 
 
 def box_points(points: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
     """A hand's (21, 3) keypoints in the pixels of its box (x0, y0, side) -> (21, 2) in box units, (21,) found."""
     x0, y0, side = box
     return (points[:, :2] - np.array([x0, y0], np.float32)) / float(side), points[:, 2] > THRESHOLDS["hands"]
+
+
+def distances(points: np.ndarray, found: np.ndarray, xy: np.ndarray, xy_found: np.ndarray):
+    """How far hands (N, 21, 2) lie from one hand (21, 2), all in box units: the mean distance over the keypoints
+    both show (N,), and how many those are (N,)."""
+    both = found & xy_found
+    shared = both.sum(1)
+    return (np.linalg.norm(points - xy, axis=2) * both).sum(1) / np.maximum(shared, 1), shared
+
+
+def spread(points: np.ndarray, found: np.ndarray, limit: int) -> np.ndarray:
+    """The indices, in order, of at most `limit` of the hands (N, 21, 2): all where they are few enough, else a
+    farthest-point sample (each next the hand farthest from all those kept), which keeps the rare poses and drops
+    the near-copies."""
+    if len(points) <= limit:
+        return np.arange(len(points))
+    chosen = [0]
+    gap = distances(points, found, points[0], found[0])[0]
+    for _ in range(limit - 1):
+        chosen.append(k := int(gap.argmax()))
+        gap = np.minimum(gap, distances(points, found, points[k], found[k])[0])
+    return np.sort(chosen)
 
 
 @dataclass
@@ -47,18 +72,27 @@ class HandBank:
     crops: np.ndarray
 
     @classmethod
-    def from_crops(cls, entries: list[tuple], size: int) -> "HandBank":
-        """entries: (frame, side, BGRA crop, (21, 3) keypoints in source pixels, box) of each training hand; those
-        with fewer than MIN_POINTS keypoints are left out (nothing to look them up by)."""
-        kept = []
-        for frame, side, crop, points, box in entries:
+    def from_crops(cls, entries: list[tuple], read, size: int, limit: int = LIMIT) -> "HandBank":
+        """entries: (frame, side, (21, 3) keypoints in source pixels, box) of each training hand; `read(frame, side)`
+        its BGRA crop, read only for the hands kept: those with at least MIN_POINTS keypoints (something to look
+        them up by), at most `limit` a side, spread over the poses."""
+        usable = []
+        for frame, side, points, box in entries:
             xy, found = box_points(points, box)
             if found.sum() >= MIN_POINTS:
-                kept.append((side, frame, xy, found, crop))
+                usable.append((side, frame, xy, found))
+        chosen = []  # indices into `usable`, kept in the clip's order
+        for s in (0, 1):
+            own = [k for k, h in enumerate(usable) if h[0] == s]
+            if own:
+                picked = spread(np.stack([usable[k][2] for k in own]), np.stack([usable[k][3] for k in own]), limit)
+                chosen += [own[k] for k in picked]
+        kept = [usable[k] for k in sorted(chosen)]
         if not kept:
             return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 21, 2), np.float32),
                        np.zeros((0, 21), bool), np.zeros((0, size, size, 4), np.uint8))
-        side, frame, xy, found, crops = (np.stack(column) for column in zip(*kept))
+        side, frame, xy, found = (np.stack(column) for column in zip(*kept))
+        crops = np.stack([read(int(n), int(s)) for n, s in zip(frame, side)])
         return cls(side, frame, xy.astype(np.float32), found, crops)
 
     def save(self, path: Path) -> None:
@@ -88,11 +122,10 @@ class HandBank:
         xy, found = box_points(points, box)
         if found.sum() < MIN_POINTS:
             return None
-        both = self.found & found
-        ok = (self.side == side) & (both.sum(1) >= MIN_POINTS)
+        dist, shared = distances(self.points, self.found, xy, found)
+        ok = (self.side == side) & (shared >= MIN_POINTS)
         if not ok.any():
             return None
-        dist = (np.linalg.norm(self.points - xy, axis=2) * both).sum(1) / np.maximum(both.sum(1), 1)
         return int(np.where(ok, dist, np.inf).argmin())
 
     def hand_patch(self, side: int, points: np.ndarray, box, size: int) -> tuple[tuple, np.ndarray] | None:

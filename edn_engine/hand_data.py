@@ -82,12 +82,12 @@ class HandCrops:
         self.train = [e["frame"] for e in manifest["frames"] if e["split"] == "train"]
 
     def bank(self) -> HandBank:
-        """The train split's hands, for generation to look up (`hand_bank`). Built afresh each call (the trainer
-        saves it once), not kept: it grows with the clip. A crop the manifest names but the folder lacks is an
-        error, as in `frame`, rather than a smaller bank written over a resumed run's."""
-        entries = [(n, side, self._crop(n, side), self.track.hands[n - self.track.frame_start][side], box)
+        """The train split's hands, for generation to look up (`hand_bank`; at most its LIMIT a side). Built afresh
+        each call (the trainer saves it once). A crop the manifest names but the folder lacks is an error, as in
+        `frame`, rather than a smaller bank written over a resumed run's."""
+        entries = [(n, side, self.track.hands[n - self.track.frame_start][side], box)
                    for n in self.train for side, box in enumerate(self.boxes[n]) if box is not None]
-        return HandBank.from_crops(entries, self.size)
+        return HandBank.from_crops(entries, self._crop, self.size)
 
     def _crop(self, n: int, side: int) -> np.ndarray:
         """Frame `n`'s hand crop of `side`, BGRA (its matte as alpha); one the manifest names must be there."""

@@ -31,9 +31,14 @@ def _crop(value: int) -> np.ndarray:
     return crop
 
 
+def _read(frame: int, side: int) -> np.ndarray:
+    """A crop that tells which training hand it is: frame + side."""
+    return _crop(frame + side)
+
+
 def _bank() -> HandBank:
-    return HandBank.from_crops([(0, 0, _crop(10), _hand(), BOX), (50, 0, _crop(20), _hand(0.2), BOX),
-                                (20, 1, _crop(30), _hand(), BOX), (60, 0, _crop(40), _hand(found=4), BOX)], S)
+    return HandBank.from_crops([(0, 0, _hand(), BOX), (50, 0, _hand(0.2), BOX), (20, 1, _hand(), BOX),
+                                (60, 0, _hand(found=4), BOX)], _read, S)
 
 
 def test_a_hand_is_looked_up_by_its_keypoints_in_its_box_and_on_its_own_side():
@@ -44,13 +49,30 @@ def test_a_hand_is_looked_up_by_its_keypoints_in_its_box_and_on_its_own_side():
     assert bank.frame[bank.nearest(0, _hand(0.15), BOX)] == 50
     assert bank.frame[bank.nearest(1, _hand(0.2), BOX)] == 20  # the only right hand
     assert bank.nearest(0, _hand(found=4), BOX) is None  # too few keypoints to look up by
-    assert HandBank.from_crops([], S).nearest(0, _hand(), BOX) is None  # an empty bank
+    assert HandBank.from_crops([], _read, S).nearest(0, _hand(), BOX) is None  # an empty bank
+
+
+def test_a_long_clip_keeps_at_most_limit_hands_a_side_spread_over_the_poses_and_reads_only_their_crops():
+    read = []
+
+    def counted(frame: int, side: int) -> np.ndarray:
+        read.append((frame, side))
+        return _read(frame, side)
+
+    # 300 frames of a left hand that mostly holds one pose (near-copies), every 50th frame another one; one right hand
+    entries = [(n, 0, _hand(0.1 * (n // 50 + 1) if n % 50 == 0 else 0.001 * (n % 7)), BOX) for n in range(300)]
+    bank = HandBank.from_crops(entries + [(7, 1, _hand(), BOX)], counted, S, limit=10)
+    assert list(bank.side).count(0) == 10 and list(bank.side).count(1) == 1
+    assert sorted(read) == sorted(zip(bank.frame.tolist(), bank.side.tolist()))  # no other crop was read
+    assert all(n in bank.frame for n in range(0, 300, 50))  # every rare pose kept, near-copies of the other dropped
+    assert list(bank.frame[bank.side == 0]) == sorted(bank.frame[bank.side == 0])  # in the clip's order
+    assert (bank.crops[:, 0, 0, 0] == bank.frame + bank.side).all()  # each crop its own hand's
 
 
 def test_an_exemplar_is_moved_onto_the_pose_and_drawn_only_on_its_hand():
     crop = np.zeros((S, S, 4), np.uint8)
     crop[..., :3], crop[..., 3] = 200, 255  # a crop that is all person
-    bank = HandBank.from_crops([(0, 1, crop, _hand(), BOX)], S)
+    bank = HandBank.from_crops([(0, 1, _hand(), BOX)], lambda n, side: crop, S)
     target = (300.0, 200.0, 60.0)  # the driving pose's box: the same hand, half as large again, 0.1 to the right
     grown, patch = bank.hand_patch(1, _hand(0.1, box=target), target, 48)
     assert grown == pytest.approx((300 - MARGIN * 60, 200 - MARGIN * 60, (1 + 2 * MARGIN) * 60))
@@ -66,7 +88,7 @@ def test_an_exemplar_is_moved_onto_the_pose_and_drawn_only_on_its_hand():
 def test_an_exemplar_that_would_be_shrunk_or_swollen_onto_the_pose_is_not_drawn():
     """The nearest exemplar may still be a poor match: one whose hand must be scaled by more than SCALES allows to
     land on the pose is left out, and the refined hand stays as it is."""
-    bank = HandBank.from_crops([(0, 1, _crop(200), _hand(), BOX)], S)
+    bank = HandBank.from_crops([(0, 1, _hand(), BOX)], lambda n, side: _crop(200), S)
     small = _hand()
     small[:, :2] = (small[:, :2] - small[:1, :2]) * 0.3 + small[:1, :2]  # the same fan at 0.3 its size
     for size in (48, 96):  # the move's scale is the hand's, whatever the crop and output sizes
