@@ -145,6 +145,7 @@ class HandBank:
         move, _ = cv2.estimateAffinePartial2D(self.points[k][both] * s, xy[both] * n, method=cv2.LMEDS)
         if move is None or not SCALES[0] <= np.hypot(*move[:, 0]) * s / size <= SCALES[1]:  # 1: the same size
             return None  # no move, or one that would shrink or swell the hand: the refined hand stays as it is
+        move[:, 2] += 0.5 * (move[:, 0] + move[:, 1] - 1.0)  # between pixel indices (`Framing.pixel_matrix`)
         hull = np.zeros((s, s), np.uint8)
         cv2.fillConvexPoly(hull, cv2.convexHull((self.points[k][self.found[k]] * s).astype(np.int32)), 255)
         grow = max(3, int(s * GROW)) | 1

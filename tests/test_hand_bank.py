@@ -85,6 +85,16 @@ def test_an_exemplar_is_moved_onto_the_pose_and_drawn_only_on_its_hand():
     assert bank.hand_patch(0, _hand(), BOX, 48) is None  # no left hand in the bank
 
 
+def test_an_exemplar_is_moved_from_pixel_centre_to_pixel_centre():
+    crop = np.zeros((S, S, 4), np.uint8)
+    crop[..., 3], crop[:, 10, :3] = 255, 200  # one column of the crop lit
+    bank = HandBank.from_crops([(0, 1, _hand(), BOX)], lambda n, side: crop, S)
+    _, patch = bank.hand_patch(1, _hand(), BOX, 2 * S)  # drawn twice as large: x -> 2 x + 16 (the margin)
+    row = patch[S + S // 2, :, 0].astype(int)
+    # the column's centre, 10.5, lands at 37: between the patch's pixels 36 and 37, lit alike
+    assert row[36] == row[37] > 100 and row[35] == row[38] and row[34] == row[39] == 0
+
+
 def test_an_exemplar_that_would_be_shrunk_or_swollen_onto_the_pose_is_not_drawn():
     """The nearest exemplar may still be a poor match: one whose hand must be scaled by more than SCALES allows to
     land on the pose is left out, and the refined hand stays as it is."""
