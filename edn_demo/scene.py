@@ -135,6 +135,10 @@ def build_scene(motion: str, frames: int, size: int, fps: float = 24.0, samples:
     cy.caustics_reflective = cy.caustics_refractive = False
     cy.use_denoising = True
     cy.denoiser = "OPENIMAGEDENOISE"
+    # The albedo and normal passes go to the denoiser as they are, not each denoised first ("ACCURATE"): 0.78 s a
+    # beauty frame instead of 2.4 on a 2-core AMD EPYC (Zen 1), 7 of the demo's 17 minutes there, for a picture
+    # within 38 dB PSNR of the other (undenoised: 0.5 s, and grainy)
+    cy.denoising_prefilter = "FAST"
 
     animate(arm, motion, frames, fps)
     return {"armature": arm, "body": body, "set": [floor, backdrop], "camera": cam}
