@@ -26,7 +26,7 @@ RUN_PLATE, RUN_PLATE_MASK = "plate.png", "plate_mask.png"
 RUN_HAND_BANK = "hand_bank.npz"  # the training hands generation lays over the refined ones (`hand_bank`)
 # How generation draws the hands of a run with a hand refiner (`edn generate --hands`, the add-on's Hands): the
 # person's training hands over the refined ones (the default), the refiner's own, or the body generator's alone
-# (its blurred hands, and the refiner's cost saved: a fifth of a frame's arithmetic in the `cpu` profile).
+# (its blurred hands, and the refiner's cost saved: 1.3x the frames a second, `benchmarks/bench_generate_epyc.json`).
 HANDS = ("training", "refined", "body")
 
 
