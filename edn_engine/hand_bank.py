@@ -55,11 +55,15 @@ def spread(points: np.ndarray, found: np.ndarray, limit: int) -> np.ndarray:
     the near-copies."""
     if len(points) <= limit:
         return np.arange(len(points))
-    chosen = [0]
-    gap = distances(points, found, points[0], found[0])[0]
+
+    def gap_to(k: int) -> np.ndarray:  # two hands that share too few keypoints to compare count as unlike
+        dist, shared = distances(points, found, points[k], found[k])
+        return np.where(shared >= MIN_POINTS, dist, np.inf)
+
+    chosen, gap = [0], gap_to(0)
     for _ in range(limit - 1):
         chosen.append(k := int(gap.argmax()))
-        gap = np.minimum(gap, distances(points, found, points[k], found[k])[0])
+        gap = np.minimum(gap, gap_to(k))
     return np.sort(chosen)
 
 

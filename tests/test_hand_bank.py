@@ -67,6 +67,13 @@ def test_a_long_clip_keeps_at_most_limit_hands_a_side_spread_over_the_poses_and_
     assert all(n in bank.frame for n in range(0, 300, 50))  # every rare pose kept, near-copies of the other dropped
     assert list(bank.frame[bank.side == 0]) == sorted(bank.frame[bank.side == 0])  # in the clip's order
     assert (bank.crops[:, 0, 0, 0] == bank.frame + bank.side).all()  # each crop its own hand's
+    # hands that share too few keypoints to be compared are unlike, not alike: many showing their first ten
+    # keypoints, near-copies, and one showing only its last ten
+    tips = _hand(0.001)
+    tips[:11, 2] = 0
+    first_ten = [(n, 0, _hand(0.001 * (n % 7), found=10), BOX) for n in range(50)]
+    bank = HandBank.from_crops(first_ten + [(99, 0, tips, BOX)], _read, S, limit=2)
+    assert 99 in bank.frame
 
 
 def test_an_exemplar_is_moved_onto_the_pose_and_drawn_only_on_its_hand():
