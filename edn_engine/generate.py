@@ -57,8 +57,7 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
     from .outputs import FRAMES, check_output_file, check_output_folder, staged_folder
 
     reporter = reporter or Reporter(False)
-    if hands not in HANDS:
-        raise EdnError(f"hands must be one of {', '.join(HANDS)}, not {hands!r}")
+    check_hands(hands)
     track = PoseTrack.load(track_path)
     present = (track.body[..., 2] > 0).any(axis=1)
     if not present.any():
@@ -86,6 +85,12 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
         "training_hands": run.hand_bank is not None and run.HG is not None and run.plan.windowed,
         "video": str(video) if video is not None else None, "device": devices.describe(run.device),
     }
+
+
+def check_hands(hands: str) -> None:
+    """Refuse a `hands` choice generation does not know (`edn transfer` asks before its first stage)."""
+    if hands not in HANDS:
+        raise EdnError(f"hands must be one of {', '.join(HANDS)}, not {hands!r}")
 
 
 def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Path, video: Path | None,

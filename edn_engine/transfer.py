@@ -44,6 +44,7 @@ def transfer(target: str | Path | None, source: str | Path, out_dir: str | Path,
              options: TransferOptions | None = None, reporter: Reporter | None = None) -> dict:
     """Run (or resume) the whole transfer in `out_dir`; returns a summary naming every output."""
     from .evaluate import run_dataset_dir
+    from .generate import check_hands
 
     from .models.config import check_trainable_size
 
@@ -55,8 +56,7 @@ def transfer(target: str | Path | None, source: str | Path, out_dir: str | Path,
         raise EdnError("source not found", path=source)
     if source.suffix.lower() == ".npz":
         PoseTrack.load(source)
-    if opts.hands not in HANDS:
-        raise EdnError(f"hands must be one of {', '.join(HANDS)}, not {opts.hands!r}")
+    check_hands(opts.hands)
     if run is None and target is None:
         raise EdnError("give --target (a clip of the person to animate) or --run (a trained run)")
     if run is not None:
