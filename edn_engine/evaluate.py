@@ -127,8 +127,9 @@ def detect_folder(folder: Path, frames: list[int], reporter: Reporter, stage: st
 
 
 def evaluate_run(run_dir: str | Path, out_dir: str | Path, *, split: str = "holdout", max_frames: int | None = None,
-                 reporter: Reporter | None = None) -> dict:
-    """Generate the `split` frames of the run's dataset from their own poses and score model and baselines."""
+                 amp: bool = True, reporter: Reporter | None = None) -> dict:
+    """Generate the `split` frames of the run's dataset from their own poses and score model and baselines.
+    `amp`: generate as `edn generate` does (bf16, or int8, where the CPU has it); False: in fp32."""
     from .dataset import FrameStore
     from .outputs import REPORT, check_output_folder, staged_folder
     from .video import open_source
@@ -155,7 +156,7 @@ def evaluate_run(run_dir: str | Path, out_dir: str | Path, *, split: str = "hold
         rows = [n - src_track.frame_start for n in frames]
         src_track.slice(rows[0], rows[-1] + 1).save(work / "driving.npz")
         reporter.log(f"generating {len(frames)} {split} frames")
-        _generate(run_dir, work / "driving.npz", work / "generated", reporter)
+        _generate(run_dir, work / "driving.npz", work / "generated", amp, reporter)
         seen = store.track  # the poses as the model saw them, for the posture baseline
         result = evaluate_frames(
             build, store, _clip_samples(store, frames, src_track), work / "generated",
@@ -343,10 +344,10 @@ def _stage(work: Path, samples: Iterable[Sample], generated_dir: Path, picks: di
     return staged
 
 
-def _generate(run_dir: Path, track_path: Path, out: Path, reporter: Reporter) -> None:
+def _generate(run_dir: Path, track_path: Path, out: Path, amp: bool, reporter: Reporter) -> None:
     from .generate import generate
 
-    generate(run_dir, track_path, out, reporter=reporter)
+    generate(run_dir, track_path, out, amp=amp, reporter=reporter)
 
 
 def _fresh(folder: Path) -> Path:

@@ -30,7 +30,7 @@ import numpy as np
 from .compositing import blend_patch, paste
 from .errors import EdnError
 from .pose.framing import Framing
-from .threads import physical_cores
+from .threads import frame_writers, physical_cores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,15 +56,17 @@ class FrameWriter:
 
     `plate` (BGR at the clip's size) makes a person-over-plate writer (RGBA and composite), None a whole-frame one
     (the training frame scaled back). `preview`, if given, receives each frame's picture in order (the composite,
-    or the RGB of a whole-frame run): for the preview video. A worker's error is raised here."""
+    or the RGB of a whole-frame run): for the preview video. A worker's error is raised here. `generator_on_cpu`:
+    whether the generator shares the cores with the writers (`threads.frame_writers`)."""
 
     def __init__(self, plate: np.ndarray | None, size: tuple[int, int], *,
-                 preview: Callable[[np.ndarray], None] | None = None, workers: int | None = None, depth: int = 4):
+                 preview: Callable[[np.ndarray], None] | None = None, workers: int | None = None, depth: int = 4,
+                 generator_on_cpu: bool = True):
         self.preview = preview
         self.depth = depth
-        # One writer keeps up with a CPU's generator (on 2 cores, one was as fast as two: 150 frames at 1080p in
+        # One writer keeps up with a CPU's generator on 2 cores (one was as fast as two: 150 frames at 1080p in
         # 31-32 s fp32 AVX2, 20-22 s bf16, interleaved); a GPU's generator outruns one, so more where there are cores
-        self.workers = workers or max(1, min(8, (physical_cores() or os.cpu_count() or 2) - 1))
+        self.workers = workers or frame_writers(physical_cores() or os.cpu_count() or 2, generator_on_cpu)
         self._init = (plate, tuple(size), preview is not None)
         self.pending: collections.deque[tuple[Path, Future]] = collections.deque()
 

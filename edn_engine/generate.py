@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from . import device as devices
+from . import threads
 from .errors import EdnError
 from .events import Reporter
 from .compositing import over
@@ -72,7 +73,7 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
         run.HG = None
     # Frames go to a folder beside OUT, swapped in when all are written. An interrupted run leaves it for
     # --resume; a run without --resume starts afresh, so no frame of an older, longer track survives.
-    with staged_folder(output, keep_on_failure=True, continue_from=resume) as build:
+    with staged_folder(output, keep_on_failure=True, continue_from=resume) as build, _threads(run.device):
         counts = _generate_frames(run, track, present, build, video, resume, amp, reporter)
     return {
         "output": str(output), "frames": track.frames, **counts,
@@ -84,7 +85,21 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
         "hand_refiner": run.HG is not None and run.plan.windowed,
         "training_hands": run.hand_bank is not None and run.HG is not None and run.plan.windowed,
         "video": str(video) if video is not None else None, "device": devices.describe(run.device),
+        "precision": devices.inference_precision(run.device, amp),
     }
+
+
+@contextlib.contextmanager
+def _threads(device: torch.device):
+    """Generate's share of the cores (`threads.frame_writers`), where this process's policy chose another's."""
+    share = threads.chosen_threads("generate") if device.type == "cpu" else None
+    before = torch.get_num_threads()
+    if share is not None:
+        torch.set_num_threads(share)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def check_hands(hands: str) -> None:
@@ -120,7 +135,8 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
     outside: list[int] = []  # frames whose driving pose puts the whole window off the frame: nothing to paste
     writer = VideoWriter(video, track.fps) if video is not None else None
     with writer if writer is not None else contextlib.nullcontext(), \
-            FrameWriter(plate, (w, h), preview=writer.write if writer is not None else None) as frames_out:
+            FrameWriter(plate, (w, h), preview=writer.write if writer is not None else None,
+                        generator_on_cpu=run.device.type == "cpu") as frames_out:
         for i in range(track.frames):
             n = track.frame_start + i
             path, fr = output / f"frame_{n:06d}.png", framings[i]

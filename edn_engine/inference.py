@@ -17,6 +17,7 @@ from .events import Reporter
 from .models.config import ModelConfig
 from .models.face import build_face_generator, crop_faces, face_origins, paste_faces
 from .models.generator import build_generator
+from .models import int8
 from .models.hand import box_windows, build_hand_refiner
 from .pose.window import FramePlan
 from .hand_bank import HandBank
@@ -30,12 +31,16 @@ class Synthesizer:
 
     def __init__(self, G, FG, cfg: ModelConfig, dev: torch.device, amp: bool = True, alpha: bool = True,
                  channels_last: bool | None = None, HG=None):
-        self.G, self.FG, self.cfg, self.dev = G.eval(), (FG.eval() if FG is not None else None), cfg, dev
-        self.HG = HG.eval() if HG is not None else None  # the hand refiner (`models.hand`), if the run trained one
+        self.precision = devices.inference_precision(dev, amp)  # "int8": quantized copies of the networks
+        G, FG, HG = (None if net is None else int8.quantized(net) if self.precision == "int8" else net.eval()
+                     for net in (G, FG, HG))
+        self.G, self.FG, self.cfg, self.dev = G, FG, cfg, dev
+        self.HG = HG  # the hand refiner (`models.hand`), if the run trained one
         self.amp = amp
         self.alpha = alpha and cfg.alpha  # False: the run had no mattes, frames come out opaque
         if channels_last is None:  # where it was measured to help (on a CPU: bf16 inference only)
-            channels_last = devices.use_channels_last(dev, training=False) and (dev.type != "cpu" or amp)
+            channels_last = devices.use_channels_last(dev, training=False) and (dev.type != "cpu"
+                                                                                or self.precision == "bf16")
         self.channels_last = channels_last
         if channels_last:
             G.to(memory_format=torch.channels_last)

@@ -113,12 +113,14 @@ class Pipeline:
                         lambda: generate_frames(run_dir, driving, out, self.reporter, hands))
         return out
 
-    def evaluate(self, run_dir: Path, out: Path, max_frames: int | None = None, name: str = "evaluate") -> dict:
+    def evaluate(self, run_dir: Path, out: Path, max_frames: int | None = None, name: str = "evaluate",
+                 amp: bool = True) -> dict:
         from .evaluate import evaluate_run
 
         result: dict = {}
-        self.stages.run(name, {"run": run_dir / "checkpoints", "max_frames": max_frames}, [out / "report.json"],
-                        lambda: result.update(evaluate_run(run_dir, out, max_frames=max_frames,
+        self.stages.run(name, {"run": run_dir / "checkpoints", "max_frames": max_frames, "amp": amp},
+                        [out / "report.json"],
+                        lambda: result.update(evaluate_run(run_dir, out, max_frames=max_frames, amp=amp,
                                                            reporter=self.reporter)))
         return result or {"report": str(out / "report.json"), **read_json(out / "report.json", "report")}
 

@@ -24,7 +24,15 @@ The policy (each variable only where the user has not set it; what they set alwa
   KMP_BLOCKTIME=0          Intel/LLVM OpenMP (the Windows and macOS builds) sleep at once; neither is set
                            when the user chose an OMP_WAIT_POLICY, which each would override;
   OMP_NUM_THREADS=N        N = physical cores this process may use (SMT siblings share one core's units),
-                           divided among the processes torchrun started on this machine.
+                           divided among the processes torchrun started on this machine; `edn generate` and
+                           `edn eval` leave the frame writers theirs (`frame_writers`): on 2 cores, one thread.
+
+Why the generator leaves the writers a core: the frame writer (scaling back, blending, PNG encoding; ~45 core-ms a
+1080p frame) and a two-thread generator took turns on two cores, and each parallel region waited for the thread the
+writer had displaced. `edn generate` of romp_sample2 at 1080p on a 2-core AMD EPYC (Zen 5), one generator thread
+against two, two rounds in turns (`benchmarks/bench_generate_zen5.json`): 11.6-12.5 frames/s against 9.0-9.2 (int8
+held to AVX2), 8.4-8.6 against 7.3-7.9 (fp32 held to AVX2), 10.5-11.6 against 9.3-9.9 (fp32), 11.2-12.8 against
+8.3-9.5 (bf16), and 20-35% fewer core-ms a frame.
 
 Why Intel/LLVM OpenMP sleeps at once: any wait there made a loaded machine erratic. Measured on Linux with PyPI's
 intel-openmp (the runtime torch's Windows wheel bundles) in place of libgomp (`benchmarks/bench_train_intel_openmp*`):
@@ -52,6 +60,7 @@ SPIN_COUNT = "100000"  # libgomp's turns of spinning before a thread sleeps (see
 # the commands that spin less: generate, and eval, whose torch work is generate's (transfer and demo train first,
 # and generate in a child; `edn transfer --run` does not train, and `cli` gives it generate's)
 SPIN_COUNTS = {"generate": "10000", "eval": "10000"}
+WRITING = ("generate", "eval")  # the commands whose frames worker processes write beside the generator
 _CHOSEN: dict[str, str] = {}  # what `apply_policy` put into this process's own environment
 
 
@@ -117,8 +126,20 @@ def policy_env(environ: Mapping[str, str] | None = None, cores: int | None = Non
                 local = max(1, int(env.get("LOCAL_WORLD_SIZE", "1")))
             except ValueError:
                 local = 1
-            out["OMP_NUM_THREADS"] = str(max(1, cores // local))
+            threads = max(1, cores // local)
+            if command in WRITING:
+                threads = max(1, threads - frame_writers(threads))
+            out["OMP_NUM_THREADS"] = str(threads)
     return out
+
+
+def frame_writers(cores: int, generator_on_cpu: bool = True) -> int:
+    """Frame-writing processes (`frame_writer`) for `cores` cores. A CPU's generator shares the cores with them: a
+    third go to the writers (on 2 cores: one, and one generator thread; more cores are unmeasured). A GPU's
+    generator needs none: then all but one core, up to 8 writers."""
+    if not generator_on_cpu:
+        return max(1, min(8, cores - 1))
+    return max(1, cores // 3)
 
 
 def settings(environ: Mapping[str, str]) -> dict[str, str]:
@@ -141,6 +162,16 @@ def apply_policy(environ: MutableMapping[str, str] | None = None, command: str |
     if torch is not None and "OMP_NUM_THREADS" in added:
         torch.set_num_threads(int(added["OMP_NUM_THREADS"]))
     return added
+
+
+def chosen_threads(command: str) -> int | None:
+    """The thread count the policy gives `command`, where this process's policy chose its own (for another
+    command: `edn transfer` and `edn demo` generate in their own process where no spin count calls for a child);
+    None where the user or a caller set it."""
+    if "OMP_NUM_THREADS" not in _CHOSEN:
+        return None
+    return int(policy_env({k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"},
+                          command=command)["OMP_NUM_THREADS"])
 
 
 def child_environ() -> dict[str, str]:

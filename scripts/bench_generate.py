@@ -13,11 +13,12 @@ arms, so neither footage nor a trained run is needed. A frame is `Synthesizer.ne
 `edn generate` runs per frame; "pipeline" is `edn_engine.generate.generate` end to end (stick figures, generator,
 Face GAN, RGBA PNGs written atomically).
 
-Part 1, "profiles": each profile at its own size (the cpu profile at 256x256), bf16 where native and fp32, alone
-with the engine's threading policy (`edn_engine.threads`). Part 2, "cpu_matrix": the `cpu` profile at 256x256 in
-every variant at once, taking turns (scripts/benchkit.py), quiet and then with one busy process per CPU:
-precision bf16 / fp32 / fp32-avx2 (fp32 held to AVX2, the no-bf16 laptop's instructions, on a CPU with AVX-512) x
-threading none / engine / one-thread, and for fp32 channels_last flipped, plain PyTorch layers ("plain-layers": see
+Part 1, "profiles": each profile at its own size (the cpu profile at 256x256), bf16 where native, fp32, and int8
+where a CPU without bf16 generates in it (`edn_engine.models.int8`), alone with the engine's threading policy
+(`edn_engine.threads`). Part 2, "cpu_matrix": the `cpu` profile at 256x256 in every variant at once, taking turns
+(scripts/benchkit.py), quiet and then with one busy process per CPU: precision bf16 / fp32 / int8 / fp32-avx2 /
+int8-avx2 (held to AVX2, the no-bf16 laptop's instructions, on a CPU with AVX-512) x threading none / engine /
+one-thread, and for fp32 channels_last flipped, plain PyTorch layers ("plain-layers": see
 `models.blocks`) and torch.compile (--compile). The JSON keeps every time and the load average per phase: the
 machine may be shared, so compare ratios within one run.
 
@@ -83,9 +84,9 @@ def dancer(frames: int, width: int, height: int):
 # part 3: `edn generate` on a real run, as a user runs it
 # ------------------------------------------------------------------------------------------------------------
 def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[str], loaded: bool,
-             hands: list[str]) -> list[dict]:
-    """Per precision, `--hands` choice and phase: wall seconds and peak memory of `edn generate` for each clip
-    length."""
+             hands: list[str], policies: list[str], rounds: int = 1) -> list[dict]:
+    """Per precision, `--hands` choice, threading policy and phase: wall seconds and peak memory of `edn generate`
+    for each clip length; `rounds` times over, in turns."""
     import os
     import subprocess
 
@@ -101,14 +102,15 @@ def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[
             src.slice(0, min(n, src.frames)).save(tracks[n])
         for phase in ("quiet", "loaded") if loaded else ("quiet",):
             with benchkit.busy_load() if phase == "loaded" else contextlib.nullcontext():
-                for prec, hand in ((p, h) for p in precisions for h in hands):
-                    env = benchkit.case_env("engine", prec, "generate")
-                    row = {"precision": prec, "hands": hand, "phase": phase, "load_average": benchkit.load_average(),
-                           "runs": [], "threading": threads.settings(env)}
+                for r, prec, hand, pol in ((r, p, h, q) for r in range(rounds) for p in precisions for h in hands
+                                           for q in policies):
+                    env = benchkit.case_env(pol, prec, "generate")
+                    row = {"precision": prec, "hands": hand, "policy": pol, "phase": phase, "round": r,
+                           "load_average": benchkit.load_average(), "runs": [], "threading": threads.settings(env)}
                     for n in lengths:
-                        out = Path(tmp) / f"out_{prec}_{hand}_{phase}_{n}"
+                        out = Path(tmp) / f"out_{prec}_{hand}_{pol.replace(':', '_')}_{phase}_{r}_{n}"
                         cmd = [sys.executable, "-m", "edn_engine", "generate", str(run), str(tracks[n]), "-o",
-                               str(out), "--hands", hand, *([] if prec == "bf16" else ["--no-amp"])]
+                               str(out), "--hands", hand, *(["--no-amp"] if prec.startswith("fp32") else [])]
                         with open(Path(tmp) / "log.txt", "w") as log:
                             t0 = time.perf_counter()
                             proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
@@ -161,10 +163,13 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
     torch.manual_seed(0)
     G, FG = build_generator(cfg).to(dev), build_face_generator(cfg).to(dev)
     bf16 = case["precision"] == "bf16"
+    amp = not case["precision"].startswith("fp32")  # bf16, or int8 where there is no bf16 (as `edn generate`)
     cl = case["channels_last"]
     if cl is None:  # what `edn generate` chooses for this precision
         cl = devices.use_channels_last(dev, training=False, bf16=bf16)
-    synth = Synthesizer(G, FG, cfg, dev, amp=bf16, channels_last=cl)
+    synth = Synthesizer(G, FG, cfg, dev, amp=amp, channels_last=cl)
+    if synth.precision != case["precision"].removesuffix("-avx2"):
+        raise SystemExit(f"{case['label']}: this CPU generates in {synth.precision}")
     track = dancer(30, w, h)
     labels = [to_tensor(stick_figure(track, i)) for i in range(track.frames)]
     centre = torch.tensor([track.body[0, B["Nose"], 0], track.body[0, B["Nose"], 1]])
@@ -186,7 +191,7 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
         dancer(case["pipeline_frames"], w, h).save(tmp / "track.npz")
         runs = iter(range(10**6))
         units["pipeline"] = lambda: generate(tmp / "run", tmp / "track.npz", tmp / f"frames{next(runs)}",
-                                             device=str(dev), amp=bf16)
+                                             device=str(dev), amp=amp)
     with FlopCounterMode(display=False) as flops:  # one frame's arithmetic as this formulation does it (G and FG)
         frame()
     if case["compile"]:
@@ -194,7 +199,8 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
         synth.G = torch.compile(synth.G, dynamic=False)
     return units, {"threads": torch.get_num_threads(), "channels_last_used": cl,
                    "params_m": round(sum(p.numel() for p in G.parameters()) / 1e6, 3),
-                   "gflop_per_frame": round(flops.get_total_flops() / 1e9, 3),
+                   # int8 convolutions are not counted: None, not a third of a figure
+                   "gflop_per_frame": None if amp and not bf16 else round(flops.get_total_flops() / 1e9, 3),
                    "device_info": devices.describe(dev)}
 
 
@@ -262,6 +268,10 @@ def main() -> int:
     ap.add_argument("--track", type=Path, help="part 3: its driving track, at the footage's size")
     ap.add_argument("--clip-frames", default="60,240", help="part 3: the two clip lengths (default 60,240)")
     ap.add_argument("--hands", default="training", help="part 3: `edn generate --hands` choices to time, a,b,...")
+    ap.add_argument("--run-policies", default="engine",
+                    help="part 3: threading policies to time, a,b,... (engine, threads:N, one-thread, none)")
+    ap.add_argument("--precisions", default=None, help="part 3: precisions to time (default: all this CPU has)")
+    ap.add_argument("--run-rounds", type=int, default=1, help="part 3: rounds, the variants in turns")
     ap.add_argument("-o", "--output", type=Path, default=OUT)
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: serve one case (JSON)
     args = ap.parse_args()
@@ -275,9 +285,11 @@ def main() -> int:
 
     dev = devices.choose_device(args.device)
     native = devices.bf16_supported(dev)
-    two = (["bf16"] if native else []) + ["fp32"]
-    # fp32 held to AVX2 stands in for a CPU without AVX-512; on such a CPU it is plain fp32 again
-    avx2 = ["fp32-avx2"] if dev.type == "cpu" and "AVX512" in torch.backends.cpu.get_cpu_capability() else []
+    int8 = dev.type == "cpu" and devices.int8_supported()
+    two = (["bf16"] if native else []) + ["fp32"] + (["int8"] if int8 and not native else [])
+    # fp32 (and int8) held to AVX2 stand in for a CPU without AVX-512; on such a CPU they are plain fp32 again
+    avx2 = ["fp32-avx2", *(["int8-avx2"] if int8 else [])] \
+        if dev.type == "cpu" and "AVX512" in torch.backends.cpu.get_cpu_capability() else []
     script = Path(__file__).resolve()
     profiles = []
     for profile in [] if args.quick else [p.strip() for p in args.profiles.split(",") if p.strip()]:
@@ -294,7 +306,7 @@ def main() -> int:
         cases = [case(args, "cpu", (256, 256), p, policy=pol,
                       pipeline_frames=args.pipeline_frames if p == two[0] and pol != "one-thread" else 0)
                  for p in precisions for pol in args.policies.split(",")]
-        for p in (p for p in precisions if p != "bf16"):
+        for p in (p for p in precisions if p.startswith("fp32")):
             cases.append(case(args, "cpu", (256, 256), p,
                               channels_last=not devices.use_channels_last(torch.device("cpu"), False, bf16=False)))
             cases.append(case(args, "cpu", (256, 256), p, plain_layers=True))
@@ -307,8 +319,11 @@ def main() -> int:
     real = []
     if args.run is not None:
         lengths = tuple(int(v) for v in args.clip_frames.split(","))
-        real = real_run(args.run, args.track, lengths, two + avx2, loaded=not args.no_load,
-                        hands=[h.strip() for h in args.hands.split(",") if h.strip()])
+        precisions = args.precisions.split(",") if args.precisions else two + avx2
+        real = real_run(args.run, args.track, lengths, precisions, loaded=not args.no_load,
+                        hands=[h.strip() for h in args.hands.split(",") if h.strip()],
+                        policies=[p.strip() for p in args.run_policies.split(",") if p.strip()],
+                        rounds=args.run_rounds)
     if args.run is not None and not profiles and not matrix and args.output.is_file():  # part 3 alone: merge
         report = json.loads(args.output.read_text(encoding="utf-8"))
         report["real_run"] = {"run": str(args.run), "track": str(args.track), "cpu": benchkit.cpu_info(),

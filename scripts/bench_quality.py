@@ -95,7 +95,10 @@ def main() -> int:
     ap.add_argument("--size", default="256x256")
     ap.add_argument("--setups", default="cpu:window,cpu:full", help="PROFILE:FRAMING,... (default cpu:window,cpu:full)")
     ap.add_argument("--minutes", type=float, default=20.0, help="training minutes per setup (default 20)")
-    ap.add_argument("--no-amp", action="store_true", help="fp32 throughout, as on a CPU without bf16")
+    ap.add_argument("--no-amp", action="store_true",
+                    help="train in fp32, as on a CPU without bf16 (generation is as `edn generate` on this CPU)")
+    ap.add_argument("--compare-fp32", action="store_true",
+                    help="also score each run generated in fp32, beside its bf16 or int8 generation")
     ap.add_argument("--avx2", action="store_true",
                     help="hold ATen, oneDNN and MKL to AVX2 (with --no-amp: the instructions of a CPU without bf16)")
     ap.add_argument("--perceptual", choices=("vgg19", "none"), default=None)
@@ -117,6 +120,7 @@ def main() -> int:
         os.environ.update(AVX2_ENV)
 
     from edn_engine.commands.train import parse_overrides
+    from edn_engine.device import choose_device, inference_precision
     from edn_engine.errors import EdnError
     from edn_engine.models.config import check_setting
     from edn_engine.events import Reporter
@@ -170,7 +174,13 @@ def main() -> int:
             "frames": report["frames"], "model": report["model"], "retrieval": report["retrieval"],
             "retrieval_absolute": report.get("retrieval_absolute"),
             "contact_sheet": str(work / f"eval_{name}" / "contact_sheet.png"),
+            "generated_in": inference_precision(choose_device("auto")),
         }
+        if args.compare_fp32 and runs[name]["generated_in"] != "fp32":  # the same run, its frames made in fp32
+            fp32 = pipe.evaluate(run_dir, work / f"eval_{name}_fp32", args.eval_frames, name=f"eval_{name}_fp32",
+                                 amp=False)
+            runs[name]["fp32_generation"] = {"model": fp32["model"], "goals": goals({**runs[name], **fp32}),
+                                             "contact_sheet": str(work / f"eval_{name}_fp32" / "contact_sheet.png")}
 
     first = f"{setups[0][0]}_{setups[0][1]}{suffix}"
     result = {

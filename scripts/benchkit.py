@@ -34,7 +34,7 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16",
 # "fp32-avx2": fp32 with ATen, oneDNN and MKL held to AVX2, the instruction set of the laptops without bf16.
 # It is this CPU's clock, caches and memory with an AVX2 laptop's instructions: closer than AVX-512 fp32, not equal.
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-PRECISIONS = ("bf16", "fp32", "fp32-avx2")
+PRECISIONS = ("bf16", "fp32", "fp32-avx2")  # training's; generation adds "int8" and "int8-avx2"
 # Threading variants: "none" = torch's defaults (long-spinning OpenMP threads, one per core), "engine" = what
 # `edn_engine.threads.apply_policy` sets, "one-thread" = OMP_NUM_THREADS=1 alone (the issue's other workaround).
 # Any of them prefixed "intel:" runs on Intel's OpenMP instead of libgomp (see `intel_openmp`).
@@ -42,9 +42,12 @@ POLICIES = ("none", "engine", "one-thread")
 VARIANTS = {  # what the JSON says the variants' names mean
     "precisions": {"bf16": "bf16 autocast (AMX on this CPU)", "fp32": "fp32 with this CPU's AVX-512 (not AVX2)",
                    "fp32-avx2": "fp32 with ATen/oneDNN/MKL held to AVX2: "
-                                + ", ".join(f"{k}={v}" for k, v in AVX2_ENV.items())},
+                                + ", ".join(f"{k}={v}" for k, v in AVX2_ENV.items()),
+                   "int8": "int8 convolutions (`edn_engine.models.int8`), what a CPU without bf16 generates in",
+                   "int8-avx2": "int8 convolutions held to AVX2 as fp32-avx2 is"},
     "policies": {"none": "torch's defaults (OpenMP threads spin while they wait)",
                  "engine": "edn_engine.threads.policy_env", "one-thread": "OMP_NUM_THREADS=1",
+                 "threads:N": "the engine's policy with OMP_NUM_THREADS=N",
                  "spin:N": "GOMP_SPINCOUNT=N: libgomp spins N times, then sleeps",
                  "blocktime:T": "KMP_BLOCKTIME=T: Intel/LLVM OpenMP threads wait T ms (or with a unit: 100us), "
                                 "then sleep",
@@ -111,13 +114,16 @@ def case_env(policy: str, precision: str, command: str | None = None) -> dict[st
         env.update(threads.policy_env(env, command=command))
     elif policy == "one-thread":
         env["OMP_NUM_THREADS"] = "1"
+    elif policy.startswith("threads:"):  # the engine's policy with another thread count
+        env.update(threads.policy_env(env, command=command))
+        env["OMP_NUM_THREADS"] = policy.split(":")[1]
     elif policy.startswith("spin:"):  # libgomp spins this many times before it sleeps (its default: 300000)
         env["GOMP_SPINCOUNT"] = policy.split(":")[1]
     elif policy.startswith("blocktime:") and policy.split(":")[1]:  # Intel/LLVM OpenMP's wait (default 200 ms)
         env["KMP_BLOCKTIME"] = policy.split(":")[1]
     elif policy != "none":
         raise ValueError(f"unknown threading policy {policy!r}")
-    if precision == "fp32-avx2":
+    if precision.endswith("-avx2"):
         env.update(AVX2_ENV)
     return env
 

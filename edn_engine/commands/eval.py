@@ -18,6 +18,8 @@ def register(subparsers) -> None:
     p.add_argument("run", type=Path, help="training run folder (from `edn train`)")
     p.add_argument("-o", "--output", type=Path, required=True, help="report folder to write")
     p.add_argument("--max-frames", type=int, default=None, help="evaluate only the first N held-out frames")
+    p.add_argument("--no-amp", action="store_true",
+                   help="generate in fp32 even where bf16 (or, on an x86 CPU without bf16, int8) is available")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -25,5 +27,6 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..evaluate import evaluate_run
 
-    summary = evaluate_run(args.run, args.output, max_frames=args.max_frames, reporter=reporter)
+    summary = evaluate_run(args.run, args.output, max_frames=args.max_frames, amp=not args.no_amp,
+                           reporter=reporter)
     reporter.done(**summary)

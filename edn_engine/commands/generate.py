@@ -19,7 +19,8 @@ def register(subparsers) -> None:
     p.add_argument("--video", type=Path, default=None, help="also write an .mp4 preview (RGB)")
     p.add_argument("--resume", action="store_true", help="keep frames already written and continue after them")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    p.add_argument("--no-amp", action="store_true", help="run in fp32 even where bf16 is available")
+    p.add_argument("--no-amp", action="store_true",
+                   help="run in fp32 even where bf16 (or, on an x86 CPU without bf16, int8) is available")
     add_hands_flag(p)
     add_json_flag(p)
     p.set_defaults(func=run)

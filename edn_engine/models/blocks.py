@@ -17,11 +17,12 @@ def norm_layer(channels: int) -> nn.Module:
 class InstanceNorm2d(nn.InstanceNorm2d):
     """nn.InstanceNorm2d, computed on a CPU as a group norm of one channel a group: the same statistics, from
     PyTorch's faster CPU kernel (forward and backward, fp32 and bf16; numbers in `benchmarks/bench_norm.json`).
-    Channels-last maps (a GPU's, bf16 inference's) keep PyTorch's instance norm, which is faster there."""
+    Channels-last maps keep PyTorch's instance norm where it was faster (a GPU's, bf16 inference's), but not in fp32
+    (int8 inference's: `models.int8`), where it took 1.5 ms a 16x256x256 map against the group norm's 0.2."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous() and not self.affine
-                and not self.track_running_stats):
+        if (x.device.type == "cpu" and x.dim() == 4 and (x.is_contiguous() or x.dtype == torch.float32)
+                and not self.affine and not self.track_running_stats):
             return F.group_norm(x, x.shape[1], eps=self.eps)
         return super().forward(x)
 
@@ -76,15 +77,24 @@ class UpsampleConv(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._folds(x):
             return self.upsampled(x)
-        n, _, h, w = x.shape
+        kernels, bias = self.folded()
+        return self.interleave(F.conv2d(F.pad(x, (1, 1, 1, 1)), kernels, bias), x.shape)
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The four phases' 2x2 kernels as one convolution's weight (4 * out_channels) and bias."""
         o = self.out_channels
         # kernels[a, b]: the 2x2 kernel of output phase (a, b), the pixels at row 2i + a, column 2j + b
         kernels = torch.stack([torch.stack(_fold(rows, -1)) for rows in _fold(self.weight, -2)])
-        kernels = kernels.reshape(4 * o, -1, 2, 2)
-        y = F.conv2d(F.pad(x, (1, 1, 1, 1)), kernels, self.bias.repeat(4))  # phase (a, b) starts at row a, column b
+        return kernels.reshape(4 * o, -1, 2, 2), self.bias.repeat(4)
+
+    @staticmethod
+    def interleave(y: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """The folded convolution's output `y` (of the input of `shape`, padded by 1) -> the upsampled map."""
+        n, _, h, w = shape
+        o = y.shape[1] // 4
         y = y.view(n, 2, 2, o, h + 1, w + 1)
-        out = x.new_empty(n, o, h, 2, w, 2)
-        for a in (0, 1):
+        out = y.new_empty(n, o, h, 2, w, 2)
+        for a in (0, 1):  # phase (a, b) starts at row a, column b
             for b in (0, 1):
                 out[:, :, :, a, :, b] = y[:, a, b, :, a:a + h, b:b + w]
         return out.view(n, o, 2 * h, 2 * w)

@@ -1,0 +1,95 @@
+"""int8 inference on CPUs without bf16: the generators' convolutions computed in 8-bit integers.
+
+A CPU without AMX or AVX512-BF16 (most laptops, AMD before Zen 4) has no faster float than fp32, but its AVX2
+multiplies 8-bit integers at several times fp32's rate; convolutions are most of a generated frame's time. Each
+convolution's weights are quantized once, per output channel (symmetric int8); its input is quantized on every
+call from its own range (dynamic quantization: nothing to calibrate, no ranges stored in checkpoints, and a pose
+the training never showed cannot overflow a stored range), and its output comes back in fp32. The norms,
+activations, paddings and additions between convolutions stay in fp32, untouched: instance norm renormalises every
+map, so the rounding of one layer does not build up through the next.
+
+oneDNN computes them: with VNNI (AVX512-VNNI, AVX-VNNI) a layer is within ~1% of fp32; without it (AVX2 alone, as
+Zen 1-3 and Intel before Ice Lake) its weights are halved to keep AVX2's 16-bit pair sums from saturating, and a
+layer is within ~3%. ONEDNN_MAX_CPU_ISA=AVX2 holds it to the latter, as for fp32, so a benchmark shows a bf16-less
+CPU's speed and quality. A trained run's 1080p person generated so, against fp32: 42.7 dB PSNR (no visible change),
+and the same detector figures but for 28 hands found of 71 against 32 (`benchmarks/bench_quality_zen5_int8.json`).
+Speed: `scripts/bench_generate.py`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .blocks import ChannelsLastConv2d, UpsampleConv
+
+
+class Int8Conv2d(nn.Module):
+    """A 2-D convolution (groups 1, dilation 1) with int8 weights and its input quantized to uint8 per call from
+    the input's own range (asymmetric: post-ReLU maps use all 256 levels, signed ones keep their sign); fp32 out.
+    oneDNN's int8 convolution on plain uint8/int8 tensors (the kernels PyTorch's x86 quantization compiles to)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding):
+        super().__init__()
+        weight = weight.detach().float()
+        self.w_scale = weight.abs().amax(dim=(1, 2, 3)).clamp_min(1e-12) / 127
+        q = torch.round(weight / self.w_scale[:, None, None, None]).clamp(-127, 127).to(torch.int8)
+        self.w_zero = torch.zeros_like(self.w_scale, dtype=torch.long)
+        self.bias = None if bias is None else bias.detach().float()
+        self.geometry = list(stride), list(padding), [1, 1], 1
+        self.packed = torch.ops.onednn.qconv_prepack(q, self.w_scale, 1.0, 0, *self.geometry, None)
+
+    @classmethod
+    def of(cls, conv: nn.Conv2d) -> "Int8Conv2d":
+        if conv.groups != 1 or tuple(conv.dilation) != (1, 1) or conv.padding_mode != "zeros":
+            raise ValueError(f"int8: unsupported convolution {conv}")
+        return cls(conv.weight, conv.bias, conv.stride, conv.padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        qx, scale, zero = to_uint8(x.float())
+        return torch.ops.onednn.qconv2d_pointwise(qx, scale, zero, self.packed, self.w_scale, self.w_zero, self.bias,
+                                                  *self.geometry, 1.0, 0, torch.float32, "none", [], "")
+
+
+def to_uint8(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
+    """`x` quantized over its own range, widened to hold 0 (zero padding must stay exact): (q, scale, zero point)
+    with x ~ (q - zero) * scale. One pass: x / scale + zero + 0.5 lies in [0, 255.5] by construction (up to float
+    rounding), so truncating to uint8 rounds it, with no clamp."""
+    dense = x.permute(0, 2, 3, 1) if x.is_contiguous(memory_format=torch.channels_last) else x  # oneDNN's maps
+    lo, hi = (float(v) for v in torch.aminmax(dense))  # (reduced in memory order: 3x faster than across it)
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = max(hi - lo, 1e-8) / 255
+    zero = round(-lo / scale)
+    return torch.add(torch.tensor(zero + 0.5), x, alpha=1 / scale).to(torch.uint8), scale, zero
+
+
+class Int8UpsampleConv(nn.Module):
+    """`UpsampleConv` (nearest 2x upsampling, then a 3x3 convolution) as its folded int8 convolution: the fold is
+    done once here, where the fp32 layer does it on every call."""
+
+    def __init__(self, conv: UpsampleConv):
+        super().__init__()
+        kernels, bias = conv.folded()
+        self.conv = Int8Conv2d(kernels, bias, (1, 1), (1, 1))  # padding 1: the fp32 layer's F.pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return UpsampleConv.interleave(self.conv(x), x.shape)
+
+
+def quantized(net: nn.Module) -> nn.Module:
+    """A copy of `net`, for inference, whose convolutions compute in int8 (`net` is left as it is)."""
+    net = copy.deepcopy(net).eval()
+    _swap(net)
+    return net
+
+
+def _swap(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, UpsampleConv):
+            setattr(module, name, Int8UpsampleConv(child))
+        elif type(child) in (nn.Conv2d, ChannelsLastConv2d):
+            setattr(module, name, Int8Conv2d.of(child))
+        else:
+            _swap(child)
