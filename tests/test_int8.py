@@ -10,7 +10,7 @@ from edn_engine.models.blocks import UpsampleConv
 from edn_engine.models.config import get_profile
 from edn_engine.models.generator import build_generator
 from edn_engine.models.hand import build_hand_refiner
-from edn_engine.models.int8 import Int8Conv2d, Int8UpsampleConv, quantized
+from edn_engine.models.int8 import Int8Conv2d, Int8UpsampleConv, quantized, to_uint8
 
 pytestmark = pytest.mark.skipif(not devices.int8_supported(), reason="int8 needs an x86 CPU and oneDNN")
 
@@ -32,6 +32,15 @@ def test_conv_matches_fp32_on_signed_and_rectified_input(shape):
     for x in (torch.randn(1, ci, 33, 33), torch.relu(torch.randn(1, ci, 33, 33)) + 0.5):
         with torch.no_grad():
             assert rel_rms(conv(x), q(x)) < 0.05
+
+
+def test_the_ends_of_the_range_stay_in_uint8():
+    """A stick figure's -1 and 1 (0 and 255 in the picture) must not wrap: over 255 steps, 1 rounded to 256 -> 0."""
+    for x in (torch.tensor([-1.0, 0.0, 1.0]), torch.tensor([0.0, 3.0]), torch.tensor([-2.0, 0.0]), torch.zeros(3)):
+        q, scale, zero = to_uint8(x.view(1, -1, 1, 1))
+        assert torch.allclose((q.view(-1).float() - zero) * scale, x, atol=scale / 2 + 1e-6), (x, q)
+    q, _, _ = to_uint8(torch.tensor([-1.0, 0.0, 1.0]).view(1, 3, 1, 1))
+    assert q.view(-1).tolist()[2] >= 254
 
 
 def test_upsample_conv_matches_fp32():

@@ -95,7 +95,7 @@ def test_the_norm_is_instance_norm_computed_as_a_group_norm_on_a_cpu(monkeypatch
     flat = x.detach()[:1] * 1e-3  # a map of little variance: the eps decides
     assert torch.allclose(norm(flat), reference(flat), atol=1e-5)
     calls.clear()
-    last = x.detach().contiguous(memory_format=torch.channels_last)  # fp32 (int8 inference's maps): group norm too
+    last = x.detach().contiguous(memory_format=torch.channels_last)  # fp32 (int8 inference's): group norm too
     assert torch.allclose(norm(last), reference(last), atol=1e-5) and calls
     calls.clear()
     last = last.bfloat16()  # bf16 inference's: torch's instance norm

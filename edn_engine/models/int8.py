@@ -1,4 +1,5 @@
-"""int8 inference on CPUs without bf16: the generators' convolutions computed in 8-bit integers.
+"""int8 inference on CPUs without bf16: the generators' convolutions computed in 8-bit integers (transposed ones,
+the paper profiles' upsampling, stay fp32; the `cpu` profile has none).
 
 A CPU without AMX or AVX512-BF16 (most laptops, AMD before Zen 4) has no faster float than fp32, but its AVX2
 multiplies 8-bit integers at several times fp32's rate; convolutions are most of a generated frame's time. Each
@@ -55,12 +56,13 @@ class Int8Conv2d(nn.Module):
 
 def to_uint8(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
     """`x` quantized over its own range, widened to hold 0 (zero padding must stay exact): (q, scale, zero point)
-    with x ~ (q - zero) * scale. One pass: x / scale + zero + 0.5 lies in [0, 255.5] by construction (up to float
-    rounding), so truncating to uint8 rounds it, with no clamp."""
+    with x ~ (q - zero) * scale. One pass, no clamp: the range spans 254 steps, so with the zero point rounded by at
+    most half a step, x / scale + zero + 0.5 lies in [0, 255] and truncating to uint8 rounds it. (Over 255 steps,
+    x = 1 of a [-1, 1] stick figure came to 256, which uint8 wraps to 0.)"""
     dense = x.permute(0, 2, 3, 1) if x.is_contiguous(memory_format=torch.channels_last) else x  # oneDNN's maps
     lo, hi = (float(v) for v in torch.aminmax(dense))  # (reduced in memory order: 3x faster than across it)
     lo, hi = min(lo, 0.0), max(hi, 0.0)
-    scale = max(hi - lo, 1e-8) / 255
+    scale = max(hi - lo, 1e-8) / 254
     zero = round(-lo / scale)
     return torch.add(torch.tensor(zero + 0.5), x, alpha=1 / scale).to(torch.uint8), scale, zero
 
