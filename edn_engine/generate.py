@@ -85,7 +85,7 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
         "hand_refiner": run.HG is not None and run.plan.windowed,
         "training_hands": run.hand_bank is not None and run.HG is not None and run.plan.windowed,
         "video": str(video) if video is not None else None, "device": devices.describe(run.device),
-        "precision": devices.inference_precision(run.device, amp),
+        "precision": counts.pop("precision"),
     }
 
 
@@ -111,7 +111,8 @@ def check_hands(hands: str) -> None:
 def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Path, video: Path | None,
                      resume: bool, amp: bool, reporter: Reporter) -> dict:
     """Generate every row of `track` into `output`; returns the counts of frames written, empty (no pose), kept
-    (--resume) and outside (a pose that puts the person wholly off the frame: written, but transparent)."""
+    (--resume) and outside (a pose that puts the person wholly off the frame: written, but transparent), and the
+    precision the networks ran in."""
     from .video import read_image
     from .video_out import VideoWriter
 
@@ -170,7 +171,7 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
     if outside:
         reporter.log(f"warning: the driving pose puts the person's window wholly outside the frame in {len(outside)} "
                      f"frames, written transparent: frames {frame_ranges(outside)}")
-    return {**counts, "outside": len(outside)}
+    return {**counts, "outside": len(outside), "precision": synth.precision}
 
 
 def _hand_patches(synth: Synthesizer, track: PoseTrack, i: int, fr, window: torch.Tensor, plate: Mipmap,

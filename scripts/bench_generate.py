@@ -110,7 +110,7 @@ def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[
                     for n in lengths:
                         out = Path(tmp) / f"out_{prec}_{hand}_{pol.replace(':', '_')}_{phase}_{r}_{n}"
                         cmd = [sys.executable, "-m", "edn_engine", "generate", str(run), str(tracks[n]), "-o",
-                               str(out), "--hands", hand, *(["--no-amp"] if prec.startswith("fp32") else [])]
+                               str(out), "--hands", hand, *(["--no-amp"] if prec.startswith("fp32") else []), "--json"]
                         with open(Path(tmp) / "log.txt", "w") as log:
                             t0 = time.perf_counter()
                             proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
@@ -118,6 +118,9 @@ def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[
                             wall = time.perf_counter() - t0
                         if status != 0:
                             raise SystemExit(f"edn generate failed: {(Path(tmp) / 'log.txt').read_text()[-2000:]}")
+                        ran = _done_event(Path(tmp) / "log.txt").get("precision")
+                        if ran != prec.removesuffix("-avx2"):  # "int8" asked of a bf16 CPU would run bf16
+                            raise SystemExit(f"{prec}: edn generate ran in {ran} on this CPU")
                         # CPU time: the generating process's and its frame writers' (reaped by it), all cores
                         row["runs"].append({"frames": min(n, src.frames), "seconds": round(wall, 2),
                                             "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
@@ -133,6 +136,16 @@ def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[
                     print(json.dumps(row), file=sys.stderr)
                     results.append(row)
     return results
+
+
+def _done_event(log: Path) -> dict:
+    """The `done` event of an `edn ... --json` run's output."""
+    for line in reversed(log.read_text(encoding="utf-8", errors="replace").splitlines()):
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict) and event.get("event") == "done":
+                return event
+    return {}
 
 
 # ------------------------------------------------------------------------------------------------------------

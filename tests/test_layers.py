@@ -79,7 +79,8 @@ def test_output_convolution_runs_channels_last_on_a_cpu_and_returns_the_default_
 
 def test_the_norm_is_instance_norm_computed_as_a_group_norm_on_a_cpu(monkeypatch):
     """pix2pixHD's instance norm, from the group norm's faster CPU kernel (one channel a group) on the default
-    layout: nn.InstanceNorm2d's values and gradients, no parameters (old runs load); channels-last bf16 keeps torch's."""
+    layout and channels-last fp32: nn.InstanceNorm2d's values and gradients, no parameters (old runs load);
+    channels-last bf16 keeps torch's."""
     torch.manual_seed(0)
     norm, reference = blocks.norm_layer(7), nn.InstanceNorm2d(7)
     assert isinstance(norm, nn.InstanceNorm2d) and not list(norm.parameters()) and not norm.state_dict()
