@@ -12,9 +12,9 @@ map, so the rounding of one layer does not build up through the next.
 oneDNN computes them: with VNNI (AVX512-VNNI, AVX-VNNI) a layer is within ~1% of fp32; without it (AVX2 alone, as
 Zen 1-3 and Intel before Ice Lake) its weights are halved to keep AVX2's 16-bit pair sums from saturating, and a
 layer is within ~3%. ONEDNN_MAX_CPU_ISA=AVX2 holds it to the latter, as for fp32, so a benchmark shows a bf16-less
-CPU's speed and quality. A trained run's 1080p person generated so, against fp32: 42.7 dB PSNR (no visible change),
-and the same detector figures but for 28 hands found of 71 against 32 (`benchmarks/bench_quality_zen5_int8.json`).
-Speed: `scripts/bench_generate.py`.
+CPU's speed and quality. A trained run's 1080p person generated so, against fp32: 42.9 dB PSNR (no visible change),
+and the same detector figures but for 30 hands found of 71 against 32 (`benchmarks/bench_quality_zen5_int8.json`).
+Speed: `scripts/bench_generate.py` (`benchmarks/bench_generate_zen5*.json`).
 """
 
 from __future__ import annotations
