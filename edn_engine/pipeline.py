@@ -107,10 +107,12 @@ class Pipeline:
                         lambda: drive_track(source_track, target_track, out))
         return out
 
-    def generate(self, run_dir: Path, driving: Path, out: Path | None = None, hands: str = HANDS[0]) -> Path:
+    def generate(self, run_dir: Path, driving: Path, out: Path | None = None, hands: str = HANDS[0],
+                 amp: bool = True) -> Path:
         out = out or self.paths.frames
-        self.stages.run("generate", {"run": run_dir / "checkpoints", "driving": driving, "hands": hands}, [out],
-                        lambda: generate_frames(run_dir, driving, out, self.reporter, hands))
+        inputs = {"run": run_dir / "checkpoints", "driving": driving, "hands": hands, "amp": amp}
+        self.stages.run("generate", inputs, [out], lambda: generate_frames(run_dir, driving, out, self.reporter, hands,
+                                                                            amp))
         return out
 
     def evaluate(self, run_dir: Path, out: Path, max_frames: int | None = None, name: str = "evaluate",
@@ -142,7 +144,8 @@ def extract_track(clip: Path, track_path: Path, mattes: Path | None, reporter: R
         track.save(track_path)
 
 
-def generate_frames(run_dir: Path, driving: Path, out: Path, reporter: Reporter, hands: str = HANDS[0]) -> dict:
+def generate_frames(run_dir: Path, driving: Path, out: Path, reporter: Reporter, hands: str = HANDS[0],
+                    amp: bool = True) -> dict:
     """`edn generate`, in this process, or in a child under generate's own threading policy where this process
     has another (`edn transfer` and `edn demo` train under training's; `threads.needs_own_process`) and the
     frames are made on the CPU (a GPU's context and memory are not worth a second process)."""
@@ -150,11 +153,11 @@ def generate_frames(run_dir: Path, driving: Path, out: Path, reporter: Reporter,
 
     if threads.needs_own_process("generate") and choose_device("auto").type == "cpu":
         args = ["generate", str(Path(run_dir).absolute()), str(Path(driving).absolute()),
-                "-o", str(Path(out).absolute()), "--hands", hands, "--json"]
+                "-o", str(Path(out).absolute()), "--hands", hands, *([] if amp else ["--no-amp"]), "--json"]
         return run_module("edn_engine", args, reporter, env=threads.child_environ())
     from .generate import generate
 
-    return generate(run_dir, driving, out, hands=hands, reporter=reporter)
+    return generate(run_dir, driving, out, hands=hands, amp=amp, reporter=reporter)
 
 
 def train_run(dataset: Path, run_dir: Path, options: TrainOptions, reporter: Reporter, resume: bool = False) -> dict:

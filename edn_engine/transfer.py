@@ -86,7 +86,7 @@ def transfer(target: str | Path | None, source: str | Path, out_dir: str | Path,
     driving = pipe.drive(s_track, target_track)
 
     # -- generation and the preview ---------------------------------------------------------------------
-    frames = pipe.generate(run_dir, driving, hands=opts.hands)
+    frames = pipe.generate(run_dir, driving, hands=opts.hands, amp=opts.train.amp)
     preview = pipe.paths.preview
     pipe.stages.run("preview", {"frames": frames, "driving": driving, "source": source}, [preview],
                     lambda: write_preview(source, driving, frames, run_dir, preview, reporter))

@@ -78,6 +78,30 @@ def test_no_child_where_openmp_reads_no_spin_count(own_environ, monkeypatch):
     assert not threads.needs_own_process("generate")
 
 
+def test_transfer_no_amp_trains_and_generates_in_fp32(monkeypatch, tmp_path):
+    """`edn transfer --no-amp` reaches training's options and generation, in a child or in this process."""
+    from edn_engine import cli, pipeline
+    from edn_engine.commands import transfer as transfer_command
+
+    seen = {}
+    monkeypatch.setattr("edn_engine.transfer.transfer",
+                        lambda target, source, out, run=None, options=None, reporter=None: seen.update(opts=options)
+                        or {})
+    monkeypatch.setattr(Reporter, "done", lambda self, **summary: None)
+    args = cli.build_parser().parse_args(["transfer", "--source", "s.mp4", "-o", "out", "--run", "r", "--no-amp"])
+    transfer_command.run(args, Reporter(False))
+    assert seen["opts"].train.amp is False
+
+    monkeypatch.setattr(pipeline.threads, "needs_own_process", lambda command: True)
+    monkeypatch.setattr(pipeline, "run_module", lambda module, argv, reporter, env=None: seen.update(argv=argv))
+    pipeline.generate_frames(tmp_path / "run", tmp_path / "d.npz", tmp_path / "out", Reporter(False), amp=False)
+    assert "--no-amp" in seen["argv"]
+    monkeypatch.setattr(pipeline.threads, "needs_own_process", lambda command: False)
+    monkeypatch.setattr("edn_engine.generate.generate", lambda *a, amp=True, **k: seen.update(amp=amp))
+    pipeline.generate_frames(tmp_path / "run", tmp_path / "d.npz", tmp_path / "out", Reporter(False), amp=False)
+    assert seen["amp"] is False
+
+
 def test_a_childs_events_are_relayed_and_its_error_is_raised(run, tmp_path):
     stream = io.StringIO()
     with pytest.raises(EdnError) as err:

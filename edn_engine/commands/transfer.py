@@ -31,6 +31,9 @@ def register(subparsers) -> None:
     budget.add_argument("--steps", type=int, default=None, help="training budget in steps (default 10000)")
     p.add_argument("--perceptual", choices=("vgg19", "none"), default=None,
                    help="vgg19: VGG19 perceptual loss (needs its weights); none: L1 instead (default: profile's)")
+    p.add_argument("--no-amp", action="store_true",
+                   help="train and generate in fp32 even where bf16 (or, generating on an x86 CPU without bf16, "
+                        "int8) is available")
     add_hands_flag(p)
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -40,7 +43,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..pipeline import TrainOptions
     from ..transfer import TransferOptions, transfer
 
-    train = TrainOptions(profile=args.profile, steps=args.steps, minutes=args.minutes, perceptual=args.perceptual)
+    train = TrainOptions(profile=args.profile, steps=args.steps, minutes=args.minutes, perceptual=args.perceptual,
+                         amp=not args.no_amp)
     opts = TransferOptions(size=args.size, hands=args.hands, train=train)
     summary = transfer(args.target, args.source, args.output, run=args.run, options=opts, reporter=reporter)
     reporter.done(**summary)
