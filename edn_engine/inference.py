@@ -39,8 +39,7 @@ class Synthesizer:
         self.amp = amp
         self.alpha = alpha and cfg.alpha  # False: the run had no mattes, frames come out opaque
         if channels_last is None:  # where it was measured to help (on a CPU: bf16 inference only)
-            channels_last = devices.use_channels_last(dev, training=False) and (dev.type != "cpu"
-                                                                                or self.precision == "bf16")
+            channels_last = devices.use_channels_last(dev, training=False, bf16=self.precision == "bf16")
         self.channels_last = channels_last
         if channels_last:
             G.to(memory_format=torch.channels_last)

@@ -139,13 +139,11 @@ def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[
 
 
 def _done_event(log: Path) -> dict:
-    """The `done` event of an `edn ... --json` run's output."""
-    for line in reversed(log.read_text(encoding="utf-8", errors="replace").splitlines()):
-        with contextlib.suppress(ValueError):
-            event = json.loads(line)
-            if isinstance(event, dict) and event.get("event") == "done":
-                return event
-    return {}
+    """The `done` event of an `edn ... --json` run's output (`events.parse_event`, the protocol's one reader)."""
+    from edn_engine.events import parse_event
+
+    events = (parse_event(line) for line in log.read_text(encoding="utf-8", errors="replace").splitlines())
+    return next((e for e in events if e is not None and e["event"] == "done"), {})
 
 
 # ------------------------------------------------------------------------------------------------------------
