@@ -46,6 +46,17 @@ def test_folded_upsampling_matches_upsample_then_convolution(shape, monkeypatch)
         assert (a - b).abs().max() <= 1e-5 * b.abs().max()
 
 
+def test_channels_last_interleave_matches_the_default_layouts():
+    """int8 convolutions return channels-last maps: interleaved in that layout (whole pixels a copy), the same
+    numbers as the default layout's, and the upsampled map stays channels-last."""
+    torch.manual_seed(0)
+    y = torch.randn(2, 4 * 5, 9, 12)
+    plain = blocks.UpsampleConv.interleave(y, (2, 7, 8, 11))
+    last = blocks.UpsampleConv.interleave(y.contiguous(memory_format=torch.channels_last), (2, 7, 8, 11))
+    assert last.is_contiguous(memory_format=torch.channels_last) and plain.is_contiguous()
+    assert plain.shape == (2, 5, 16, 22) and torch.equal(plain, last)
+
+
 def test_upsampling_is_not_folded_where_it_was_slower_or_unmeasured(monkeypatch):
     """bf16 autocast (slower folded), other dtypes, a channels-last network and small maps (the face-sized
     networks') upsample the map, as before."""

@@ -89,12 +89,21 @@ class UpsampleConv(nn.Conv2d):
 
     @staticmethod
     def interleave(y: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        """The folded convolution's output `y` (of the input of `shape`, padded by 1) -> the upsampled map."""
+        """The folded convolution's output `y` (of the input of `shape`, padded by 1) -> the upsampled map, in
+        `y`'s layout. A channels-last `y` (int8's convolutions return one) is interleaved channels-last: each copy
+        then moves whole pixels, 7-9x faster than across the layout (9 ms a `cpu` frame against 1.2, AVX2)."""
         n, _, h, w = shape
         o = y.shape[1] // 4
+        if y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous():
+            pixels = y.permute(0, 2, 3, 1).view(n, h + 1, w + 1, 2, 2, o)
+            out = y.new_empty(n, h, 2, w, 2, o)
+            for a in (0, 1):  # phase (a, b) starts at row a, column b
+                for b in (0, 1):
+                    out[:, :, a, :, b] = pixels[:, a:a + h, b:b + w, a, b]
+            return out.view(n, 2 * h, 2 * w, o).permute(0, 3, 1, 2)
         y = y.view(n, 2, 2, o, h + 1, w + 1)
         out = y.new_empty(n, o, h, 2, w, 2)
-        for a in (0, 1):  # phase (a, b) starts at row a, column b
+        for a in (0, 1):
             for b in (0, 1):
                 out[:, :, :, a, :, b] = y[:, a, b, :, a:a + h, b:b + w]
         return out.view(n, o, 2 * h, 2 * w)
