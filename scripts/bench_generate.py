@@ -17,7 +17,8 @@ Part 1, "profiles": each profile at its own size (the cpu profile at 256x256), b
 where a CPU without bf16 generates in it (`edn_engine.models.int8`), alone with the engine's threading policy
 (`edn_engine.threads`). Part 2, "cpu_matrix": the `cpu` profile at 256x256 in every variant at once, taking turns
 (scripts/benchkit.py), quiet and then with one busy process per CPU: precision bf16 / fp32 / int8 / fp32-avx2 /
-int8-avx2 (held to AVX2, the no-bf16 laptop's instructions, on a CPU with AVX-512) x threading none / engine /
+int8-avx2 (held to AVX2, the no-bf16 laptop's instructions, on a CPU with AVX-512) / int8-avxvnni (AVX2 with
+AVX-VNNI, Intel's laptops since Alder Lake; on a CPU with it) x threading none / engine /
 one-thread, and for fp32 channels_last flipped, plain PyTorch layers ("plain-layers": see
 `models.blocks`) and torch.compile (--compile). The JSON keeps every time and the load average per phase: the
 machine may be shared, so compare ratios within one run.
@@ -119,7 +120,7 @@ def real_run(run: Path, track: Path, lengths: tuple[int, int], precisions: list[
                         if status != 0:
                             raise SystemExit(f"edn generate failed: {(Path(tmp) / 'log.txt').read_text()[-2000:]}")
                         ran = _done_event(Path(tmp) / "log.txt").get("precision")
-                        if ran != prec.removesuffix("-avx2"):  # "int8" asked of a bf16 CPU would run bf16
+                        if ran != benchkit.base_precision(prec):  # "int8" asked of a bf16 CPU would run bf16
                             raise SystemExit(f"{prec}: edn generate ran in {ran} on this CPU")
                         # CPU time: the generating process's and its frame writers' (reaped by it), all cores
                         row["runs"].append({"frames": min(n, src.frames), "seconds": round(wall, 2),
@@ -179,7 +180,7 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
     if cl is None:  # what `edn generate` chooses for this precision
         cl = devices.use_channels_last(dev, training=False, bf16=bf16)
     synth = Synthesizer(G, FG, cfg, dev, amp=amp, channels_last=cl)
-    if synth.precision != case["precision"].removesuffix("-avx2"):
+    if synth.precision != benchkit.base_precision(case["precision"]):
         raise SystemExit(f"{case['label']}: this CPU generates in {synth.precision}")
     track = dancer(30, w, h)
     labels = [to_tensor(stick_figure(track, i)) for i in range(track.frames)]
@@ -301,6 +302,7 @@ def main() -> int:
     # fp32 (and int8) held to AVX2 stand in for a CPU without AVX-512; on such a CPU they are plain fp32 again
     avx2 = ["fp32-avx2", *(["int8-avx2"] if int8 else [])] \
         if dev.type == "cpu" and "AVX512" in torch.backends.cpu.get_cpu_capability() else []
+    avx2 += ["int8-avxvnni"] if avx2 and int8 and "avx_vnni" in benchkit.cpu_info()["flags"] else []
     script = Path(__file__).resolve()
     profiles = []
     for profile in [] if args.quick else [p.strip() for p in args.profiles.split(",") if p.strip()]:

@@ -29,11 +29,14 @@ sys.path.insert(0, str(REPO))
 
 from edn_engine import threads  # noqa: E402  (stdlib only: importing it does not load torch)
 
-# CPU flags that decide the fast paths: bf16 in hardware (AVX512-BF16, AMX) or only AVX2's fp32.
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+# CPU flags that decide the fast paths: bf16 in hardware (AVX512-BF16, AMX), 8-bit dot products (VNNI) or AVX2 alone.
+ISA_FLAGS = ("avx2", "fma", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
 # "fp32-avx2": fp32 with ATen, oneDNN and MKL held to AVX2, the instruction set of the laptops without bf16.
 # It is this CPU's clock, caches and memory with an AVX2 laptop's instructions: closer than AVX-512 fp32, not equal.
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+# "-avxvnni": AVX2 plus AVX-VNNI's 8-bit dot products, the instructions of Intel's laptops since Alder Lake (12th
+# generation, Core Ultra: no AVX-512, no bf16), for int8 generation; on a CPU with the avx_vnni flag.
+ISA_HOLDS = {"-avx2": AVX2_ENV, "-avxvnni": {**AVX2_ENV, "ONEDNN_MAX_CPU_ISA": "AVX2_VNNI"}}
 PRECISIONS = ("bf16", "fp32", "fp32-avx2")  # training's; generation adds "int8" and "int8-avx2"
 # Threading variants: "none" = torch's defaults (long-spinning OpenMP threads, one per core), "engine" = what
 # `edn_engine.threads.apply_policy` sets, "one-thread" = OMP_NUM_THREADS=1 alone (the issue's other workaround).
@@ -44,7 +47,9 @@ VARIANTS = {  # what the JSON says the variants' names mean
                    "fp32-avx2": "fp32 with ATen/oneDNN/MKL held to AVX2: "
                                 + ", ".join(f"{k}={v}" for k, v in AVX2_ENV.items()),
                    "int8": "int8 convolutions (`edn_engine.models.int8`), what a CPU without bf16 generates in",
-                   "int8-avx2": "int8 convolutions held to AVX2 as fp32-avx2 is"},
+                   "int8-avx2": "int8 convolutions held to AVX2 as fp32-avx2 is",
+                   "int8-avxvnni": "int8 convolutions held to AVX2 with AVX-VNNI (ONEDNN_MAX_CPU_ISA=AVX2_VNNI): "
+                                   "Intel's laptops since Alder Lake"},
     "policies": {"none": "torch's defaults (OpenMP threads spin while they wait)",
                  "engine": "edn_engine.threads.policy_env", "one-thread": "OMP_NUM_THREADS=1",
                  "threads:N": "the engine's policy with OMP_NUM_THREADS=N",
@@ -123,9 +128,13 @@ def case_env(policy: str, precision: str, command: str | None = None) -> dict[st
         env["KMP_BLOCKTIME"] = policy.split(":")[1]
     elif policy != "none":
         raise ValueError(f"unknown threading policy {policy!r}")
-    if precision.endswith("-avx2"):
-        env.update(AVX2_ENV)
+    env.update(ISA_HOLDS.get("-" + precision.partition("-")[2], {}))  # "fp32" -> "-": none
     return env
+
+
+def base_precision(precision: str) -> str:
+    """What a variant computes in, whatever instructions it is held to: "int8-avx2" -> "int8"."""
+    return precision.partition("-")[0]
 
 
 @contextlib.contextmanager
