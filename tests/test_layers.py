@@ -90,8 +90,8 @@ def test_output_convolution_runs_channels_last_on_a_cpu_and_returns_the_default_
 
 def test_the_norm_is_instance_norm_computed_as_a_group_norm_on_a_cpu(monkeypatch):
     """pix2pixHD's instance norm, from the group norm's faster CPU kernel (one channel a group) on the default
-    layout and channels-last fp32: nn.InstanceNorm2d's values and gradients, no parameters (old runs load);
-    channels-last bf16 keeps torch's."""
+    layout and channels-last fp32 (below 32x32, a batch norm of each image): nn.InstanceNorm2d's values and
+    gradients, no parameters (old runs load); channels-last bf16 keeps torch's."""
     torch.manual_seed(0)
     norm, reference = blocks.norm_layer(7), nn.InstanceNorm2d(7)
     assert isinstance(norm, nn.InstanceNorm2d) and not list(norm.parameters()) and not norm.state_dict()
@@ -107,8 +107,14 @@ def test_the_norm_is_instance_norm_computed_as_a_group_norm_on_a_cpu(monkeypatch
     flat = x.detach()[:1] * 1e-3  # a map of little variance: the eps decides
     assert torch.allclose(norm(flat), reference(flat), atol=1e-5)
     calls.clear()
-    last = x.detach().contiguous(memory_format=torch.channels_last)  # fp32 (int8 inference's): group norm too
-    assert torch.allclose(norm(last), reference(last), atol=1e-5) and calls
+    big = torch.randn(2, 7, 33, 40).contiguous(memory_format=torch.channels_last)  # fp32 (int8 inference's)
+    assert torch.allclose(norm(big), reference(big), atol=1e-5) and calls  # a group norm too
     calls.clear()
+    batch_norm, images = F.batch_norm, []
+    monkeypatch.setattr(blocks.F, "batch_norm", lambda x, *a, **k: images.append(len(x)) or batch_norm(x, *a, **k))
+    last = x.detach().contiguous(memory_format=torch.channels_last)  # under 32x32: a batch norm of each image
+    ours = norm(last)
+    assert torch.allclose(ours, reference(last), atol=1e-5) and images == [1, 1] and not calls
+    assert ours.is_contiguous(memory_format=torch.channels_last)
     last = last.bfloat16()  # bf16 inference's: torch's instance norm
     assert torch.allclose(norm(last).float(), reference(last).float(), atol=3e-2) and not calls
