@@ -35,7 +35,7 @@ def test_conv_matches_fp32_on_signed_and_rectified_input(shape):
     packed = dict(q.packed)  # packed once per input: packing anew on every call cost 40x the convolution
     with torch.no_grad():
         q(torch.randn(1, ci, 33, 33) * 2)
-    assert q.packed == packed
+    assert q.packed.keys() == packed.keys() and all(q.packed[k] is w for k, w in packed.items())
 
 
 def test_the_ends_of_the_range_stay_in_uint8():
