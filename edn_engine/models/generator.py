@@ -27,6 +27,13 @@ def _head(in_ch: int, out_ch: int) -> nn.Sequential:
     return nn.Sequential(nn.ReflectionPad2d(3), ChannelsLastConv2d(in_ch, out_ch, 7))
 
 
+def _output(out: torch.Tensor) -> torch.Tensor:
+    """The output layer's map, in the default layout on a CPU: its callers split off a few channels for tanh and
+    sigmoid, which took 2.2 ms on a channel slice of a channels-last 256x256 map against 0.2 (int8 and bf16
+    inference run channels-last)."""
+    return out.contiguous() if out.device.type == "cpu" else out
+
+
 class GlobalGenerator(nn.Module):
     """Encoder (7x7 stem, strided convs), residual blocks at the bottleneck, decoder back to full resolution.
 
@@ -59,7 +66,7 @@ class GlobalGenerator(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return _output(self.head(self.features(x)))
 
 
 class LocalEnhancer(nn.Module):
@@ -82,7 +89,7 @@ class LocalEnhancer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.global_net.features(self.downsample(x))
         s = self.local_stem(x)
-        return self.head(self.local_up(self.local_blocks(self.local_down(s) + g)))
+        return _output(self.head(self.local_up(self.local_blocks(self.local_down(s) + g))))
 
 
 class Generator(nn.Module):
