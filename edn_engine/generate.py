@@ -34,6 +34,7 @@ import torch
 
 from . import device as devices
 from . import threads
+from .allocator import keep_large_blocks
 from .errors import EdnError
 from .events import Reporter
 from .compositing import over
@@ -116,6 +117,7 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
     from .video import read_image
     from .video_out import VideoWriter
 
+    keep_large_blocks()  # each frame's maps reuse the last frame's pages (`allocator`)
     plan = run.plan
     if (track.width, track.height) != tuple(plan.src_size):
         reporter.log(f"warning: the track is {track.width}x{track.height}, the training footage was "
