@@ -27,6 +27,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from .allocator import keep_large_blocks
 from .compositing import blend_patch, paste
 from .errors import EdnError
 from .pose.framing import Framing
@@ -116,10 +117,12 @@ _WORKER: dict = {}
 
 
 def _start_worker(plate: np.ndarray | None, size: tuple[int, int], preview: bool) -> None:
-    """Keep the plate; one OpenCV thread (the workers and the generator share the cores); exit with the parent.
+    """Keep the plate; one OpenCV thread (the workers and the generator share the cores); large blocks kept for
+    the next frame; exit with the parent.
     Ctrl-C in a terminal reaches the whole process group: the parent stops the pool, the workers stay quiet."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
+    keep_large_blocks()  # a frame's full-resolution pictures reuse the last one's pages (`allocator`)
     _WORKER.update(plate=plate, size=size, preview=preview)
     parent = multiprocessing.parent_process()
     if parent is not None:
