@@ -25,7 +25,9 @@ down), that is not bit-identical to an uninterrupted run, but visually the same.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -39,7 +41,7 @@ from .errors import EdnError
 from .events import Reporter
 from .compositing import over
 from .frame_writer import FrameJob, FrameWriter
-from .inference import Run, Synthesizer, load_run
+from .inference import BodyFrame, Run, Synthesizer, load_run
 from .hand_bank import HandBank
 from .hand_data import hand_framing
 from .layout import HANDS
@@ -137,16 +139,20 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
     counts = {"written": 0, "empty": 0, "kept": 0}
     outside: list[int] = []  # frames whose driving pose puts the whole window off the frame: nothing to paste
     writer = VideoWriter(video, track.fps) if video is not None else None
+    # The face and hands of a frame are refined on a second thread while the body generator makes the next
+    # frame (which is fed only the body's frame): each waits for the other only at the frame after.
     with writer if writer is not None else contextlib.nullcontext(), \
             FrameWriter(plate, (w, h), preview=writer.write if writer is not None else None,
-                        generator_on_cpu=run.device.type == "cpu") as frames_out:
+                        generator_on_cpu=run.device.type == "cpu") as frames_out, \
+            ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),)) as finisher:
+        jobs: collections.deque[FrameJob | Future] = collections.deque()  # in frame order
         for i in range(track.frames):
             n = track.frame_start + i
             path, fr = output / f"frame_{n:06d}.png", framings[i]
             window = torch.tensor(fr.window) if fr.window is not None else None
             if not present[i]:
                 synth.reset()
-                frames_out.submit(FrameJob(path, fr))
+                jobs.append(FrameJob(path, fr))
                 counts["empty"] += 1
             elif resume and path.is_file():
                 rgba = read_image(path, cv2.IMREAD_UNCHANGED)
@@ -155,41 +161,56 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
                                    path=path, frame=n)
                 shown = fr.image(rgba[..., :3] if plate is None else over(rgba, plate))
                 synth.set_previous(to_tensor(shown), window)
-                frames_out.submit(FrameJob(path, fr, kept=True))
+                jobs.append(FrameJob(path, fr, kept=True))
                 counts["kept"] += 1
             else:
-                c = face_centre(framed.body[i], framed.face[i])
                 plate_crop = to_tensor(plate_mip.image(fr)) if plate is not None else None
-                rgb, alpha = synth.next_frame(to_tensor(stick_figure(framed, i)),
-                                              torch.tensor(c) if c is not None else None, plate_crop, window)
-                rgba = np.dstack([to_image(rgb), (alpha[0].clamp(0, 1) * 255).round().byte().numpy()])
+                body = synth.body_frame(to_tensor(stick_figure(framed, i)), plate_crop, window)
                 if plate is not None and fr.source_roi() is None:
                     outside.append(n)
-                hands, exemplars = (_hand_patches(synth, track, i, fr, window, plate_mip, run.hand_size,
-                                                  run.hand_bank) if synth.HG is not None else ((), ()))
-                frames_out.submit(FrameJob(path, fr, rgba, hands=hands, exemplars=exemplars))  # laid over the plate
+                jobs.append(finisher.submit(_finish, synth, body, path, track, framed, i, fr, window, plate_mip,
+                                            run.hand_size, run.hand_bank))
                 counts["written"] += 1
+            while len(jobs) > 1:  # the frame before this one, finished by now or soon
+                frames_out.submit(_job(jobs.popleft()))
             reporter.progress(i + 1, track.frames, stage="generate", frame=n)
+        while jobs:
+            frames_out.submit(_job(jobs.popleft()))
     if outside:
         reporter.log(f"warning: the driving pose puts the person's window wholly outside the frame in {len(outside)} "
                      f"frames, written transparent: frames {frame_ranges(outside)}")
     return {**counts, "outside": len(outside), "precision": synth.precision}
 
 
-def _hand_patches(synth: Synthesizer, track: PoseTrack, i: int, fr, window: torch.Tensor, plate: Mipmap,
-                  size: int, bank: HandBank | None) -> tuple:
-    """Row `i`'s hands for the frame writer, each a (box framing, BGRA patch): as the hand refiner redraws them,
-    and the training hands to lay over those (`hand_bank`; none without a `bank`). The boxes follow the driving pose
-    (source pixels) by the dataset's rule, sized by the frame's window."""
-    body, hands = track.body[i], track.hands[i]
-    found = [(side, box) for side in (0, 1) if (box := hand_box(body, hands, side, fr.window[3])) is not None]
+def _job(job: FrameJob | Future) -> FrameJob:
+    return job.result() if isinstance(job, Future) else job
+
+
+def _finish(synth: Synthesizer, body: BodyFrame, path: Path, track: PoseTrack, framed: PoseTrack, i: int, fr,
+            window: torch.Tensor | None, plate: Mipmap | None, hand_size: int, bank: HandBank | None) -> FrameJob:
+    """Row `i`'s frame from the body generator's `body`: its face and hands refined, ready for the frame writer."""
+    c = face_centre(framed.body[i], framed.face[i])
+    rgb, alpha = synth.refine_face(body, torch.tensor(c) if c is not None else None)
+    rgba = np.dstack([to_image(rgb), (alpha[0].clamp(0, 1) * 255).round().byte().numpy()])
+    hands, exemplars = (_hand_patches(synth, body, track, i, fr, window, plate, hand_size, bank)
+                        if synth.HG is not None else ((), ()))
+    return FrameJob(path, fr, rgba, hands=hands, exemplars=exemplars)  # laid over the plate
+
+
+def _hand_patches(synth: Synthesizer, body: BodyFrame, track: PoseTrack, i: int, fr, window: torch.Tensor,
+                  plate: Mipmap, size: int, bank: HandBank | None) -> tuple:
+    """Row `i`'s hands for the frame writer, each a (box framing, BGRA patch): as the hand refiner redraws them
+    over `body`, and the training hands to lay over those (`hand_bank`; none without a `bank`). The boxes follow the
+    driving pose (source pixels) by the dataset's rule, sized by the frame's window."""
+    body_points, hands = track.body[i], track.hands[i]
+    found = [(side, box) for side in (0, 1) if (box := hand_box(body_points, hands, side, fr.window[3])) is not None]
     if not found:
         return (), ()
     framings = [hand_framing((track.width, track.height), box, size) for _, box in found]
-    labels = torch.stack([to_tensor(hand_figure(body, hands, side, f)) for (side, _), f in zip(found, framings)])
+    labels = torch.stack([to_tensor(hand_figure(body_points, hands, side, f)) for (side, _), f in zip(found, framings)])
     plates = torch.stack([to_tensor(plate.image(f)) for f in framings])
     boxes = torch.tensor([box for _, box in found])
-    colour, a = synth.refine_hands(window, boxes, labels, plates)
+    colour, a = synth.refine_hands(body, window, boxes, labels, plates)
     refined = tuple((f, np.dstack([to_image(c), (h[0] * 255).round().byte().numpy()]))
                     for f, c, h in zip(framings, colour, a))
     exemplars = []  # the nearest training hand of each, moved onto the pose, to lay over the refined one

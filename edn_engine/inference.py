@@ -26,6 +26,17 @@ from .runs import load_latest
 from .tensors import carry, composite
 
 
+@dataclasses.dataclass(frozen=True)
+class BodyFrame:
+    """The body generator's frame (batches of one, on the device): its stick figure, the person's colour and
+    alpha, and what the next frame is fed (the composite over the plate, or the colour alone)."""
+
+    label: torch.Tensor
+    rgb: torch.Tensor
+    alpha: torch.Tensor
+    shown: torch.Tensor
+
+
 class Synthesizer:
     """Runs the generator one frame at a time, remembering its previous output for the next frame."""
 
@@ -45,11 +56,10 @@ class Synthesizer:
             G.to(memory_format=torch.channels_last)
         self.prev: torch.Tensor | None = None
         self.prev_window: torch.Tensor | None = None
-        self.prev_alpha: torch.Tensor | None = None  # the last frame's alpha, for the hand refiner
 
     def reset(self) -> None:
         """Start a new temporal chain (after a gap): the next frame gets zeros as its previous output."""
-        self.prev, self.prev_window, self.prev_alpha = None, None, None
+        self.prev, self.prev_window = None, None
 
     def set_previous(self, image: torch.Tensor, window: torch.Tensor | None = None) -> None:
         """Continue a chain from a frame already generated: (3, H, W) in [-1, 1], as seen through its `window`
@@ -57,7 +67,6 @@ class Synthesizer:
         self.prev = image[None].to(self.dev)
         self.prev_window = None if window is None else window.reshape(1, 4).float().to(self.dev)
 
-    @torch.no_grad()
     def next_frame(self, label: torch.Tensor, centre: torch.Tensor | None = None, plate: torch.Tensor | None = None,
                    window: torch.Tensor | None = None):
         """label (3, H, W) in [-1, 1] -> (rgb (3, H, W) in [-1, 1], alpha (1, H, W) in [0, 1]), on the CPU.
@@ -65,6 +74,13 @@ class Synthesizer:
         Person over plate: `plate` is the plate crop (3, H, W) and `window` the frame's window (x0, y0, w, h);
         as in training, the composite is fed to the next frame, carried into its window, and the Face GAN
         refines the composite's face. The colour returned is the person's, to be laid over any plate."""
+        return self.refine_face(self.body_frame(label, plate, window), centre)
+
+    @torch.no_grad()
+    def body_frame(self, label: torch.Tensor, plate: torch.Tensor | None = None,
+                   window: torch.Tensor | None = None) -> BodyFrame:
+        """`next_frame`'s first half, the body generator's frame, which the next frame is fed: after it, the face
+        (`refine_face`) and the hands (`refine_hands`) of this frame may be refined while the next one is made."""
         x = label[None].to(self.dev)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -80,23 +96,31 @@ class Synthesizer:
         alpha = alpha.float()
         shown = rgb if plate is None else composite(rgb, alpha, plate[None].to(self.dev))
         # G's own output, as in training (the face refinement is not fed back, nor seen by the hand refiner)
-        self.prev, self.prev_window, self.prev_alpha = shown, win, alpha
+        self.prev, self.prev_window = shown, win
+        return BodyFrame(x, rgb, alpha, shown)
+
+    @torch.no_grad()
+    def refine_face(self, body: BodyFrame, centre: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`next_frame`'s second half: the Face GAN on the face of `body` centred at `centre` (none where None or
+        negative) -> (rgb, alpha) as `next_frame` returns them."""
+        rgb = body.rgb
         if self.FG is not None and centre is not None and float(centre[0]) >= 0:
             size, (h, w) = self.cfg.face_size, rgb.shape[-2:]
             origins = face_origins(centre.reshape(1, 2).float(), size, h, w)
             with devices.autocast(self.dev, self.amp):
-                face = self.FG.refine(crop_faces(x, origins, size), crop_faces(shown, origins, size))
+                face = self.FG.refine(crop_faces(body.label, origins, size), crop_faces(body.shown, origins, size))
             rgb = paste_faces(rgb, face.float(), origins)
-        return rgb[0].cpu(), alpha[0].cpu()
+        return rgb[0].cpu(), body.alpha[0].cpu()
 
     @torch.no_grad()
-    def refine_hands(self, window: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, plates: torch.Tensor):
-        """The hand refiner on the hands of the frame `next_frame` just made, as in training: it sees that frame's
-        composite and alpha before the Face GAN's paste. `window`: the frame's window; `boxes` (n, 3) the hand boxes
-        in source pixels, `labels` and `plates` (n, 3, S, S) the hands' stick figures and plate crops.
+    def refine_hands(self, body: BodyFrame, window: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
+                     plates: torch.Tensor):
+        """The hand refiner on the hands of `body`, as in training: it sees that frame's composite and alpha before
+        the Face GAN's paste. `window`: the frame's window; `boxes` (n, 3) the hand boxes in source pixels, `labels`
+        and `plates` (n, 3, S, S) the hands' stick figures and plate crops.
         -> colour (n, 3, S, S) in [-1, 1] and alpha (n, 1, S, S) in [0, 1], on the CPU."""
         n, size = len(boxes), tuple(labels.shape[-2:])
-        picture = torch.cat([self.prev, self.prev_alpha], 1).expand(n, -1, -1, -1)
+        picture = torch.cat([body.shown, body.alpha], 1).expand(n, -1, -1, -1)
         windows = window.reshape(1, 4).float().to(self.dev).expand(n, -1)
         crops = carry(picture, windows, box_windows(boxes.float().to(self.dev)), size)
         with devices.autocast(self.dev, self.amp):

@@ -34,7 +34,7 @@ from edn_engine.atomic import write_json  # noqa: E402
 from edn_engine.events import Reporter  # noqa: E402
 from edn_engine.generate import plate_for  # noqa: E402
 from edn_engine.hand_data import hand_framing  # noqa: E402
-from edn_engine.inference import Synthesizer, load_run  # noqa: E402
+from edn_engine.inference import BodyFrame, Synthesizer, load_run  # noqa: E402
 from edn_engine.pose.framing import Mipmap  # noqa: E402
 from edn_engine.pose.hands import hand_box  # noqa: E402
 from edn_engine.pose.track import PoseTrack  # noqa: E402
@@ -70,11 +70,11 @@ def leak(run_dir: Path, track: PoseTrack, every: int) -> dict:
         shown = []
         for f in (recoloured, figure):  # the figure as drawn last: the hands are probed over its frame
             synth.reset()  # a first frame: no temporal input
-            synth.next_frame(to_tensor(f), None, to_tensor(mip.image(fr)), torch.tensor(fr.window))
-            shown.append(to_image(synth.prev[0]).astype(np.int16))
+            body = synth.body_frame(to_tensor(f), to_tensor(mip.image(fr)), torch.tensor(fr.window))
+            shown.append(to_image(body.shown[0]).astype(np.int16))
         changes.append(float(np.abs(shown[1] - shown[0])[_band(lines)].mean()))
         if run.HG is not None:
-            hand_changes += hand_leak(synth, track, i, fr, mip, run.hand_size)
+            hand_changes += hand_leak(synth, body, track, i, fr, mip, run.hand_size)
     return {"run": str(run_dir), "step": run.step, "frames": len(changes),
             "mean_change": round(float(np.mean(changes)), 2) if changes else None,
             "hands": len(hand_changes),
@@ -82,7 +82,8 @@ def leak(run_dir: Path, track: PoseTrack, every: int) -> dict:
             "skip_finest": run.cfg.skip_finest, "hand_skip_finest": run.cfg.hand_skip_finest}
 
 
-def hand_leak(synth: Synthesizer, track: PoseTrack, i: int, fr, mip: Mipmap, size: int) -> list[float]:
+def hand_leak(synth: Synthesizer, body: BodyFrame, track: PoseTrack, i: int, fr, mip: Mipmap,
+              size: int) -> list[float]:
     """The change of each refined hand over the plate (0-255) on its figure's pixels, recoloured against not; the
     boxes as generation finds them (`generate._hand_patches`), from frame `i`'s framing `fr`."""
     out, window = [], torch.tensor(fr.window)
@@ -94,7 +95,7 @@ def hand_leak(synth: Synthesizer, track: PoseTrack, i: int, fr, mip: Mipmap, siz
         figure, plate = hand_figure(track.body[i], track.hands[i], side, f), mip.image(f)
         shown = []
         for fig in (figure, figure[..., [1, 2, 0]]):  # BGR -> GRB: every colour but the wrist's grey
-            colour, alpha = synth.refine_hands(window, torch.tensor([box]), to_tensor(fig)[None],
+            colour, alpha = synth.refine_hands(body, window, torch.tensor([box]), to_tensor(fig)[None],
                                                to_tensor(plate)[None])
             a = alpha[0, 0].numpy()[..., None]
             shown.append(to_image(colour[0]).astype(np.float32) * a + plate.astype(np.float32) * (1 - a))

@@ -162,7 +162,7 @@ def test_the_hand_refiner_trains_in_the_face_stage_and_redraws_each_hand_in_the_
 
     assert len(load_run(hand_run, "cpu").hand_bank.frame) > 0  # the training hands, kept in the run
 
-    def green(self, window, boxes, labels, plates):  # the refiner's output made unmistakable
+    def green(self, body, window, boxes, labels, plates):  # the refiner's output made unmistakable
         colour = torch.tensor([-1.0, 1.0, -1.0])[None, :, None, None].expand(len(boxes), 3, *labels.shape[-2:])
         return colour, torch.ones(len(boxes), 1, *labels.shape[-2:])
 
