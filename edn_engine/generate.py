@@ -140,50 +140,58 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
     outside: list[int] = []  # frames whose driving pose puts the whole window off the frame: nothing to paste
     writer = VideoWriter(video, track.fps) if video is not None else None
     # The face and hands of a frame are refined on a second thread while the body generator makes the next
-    # frame (which is fed only the body's frame): each waits for the other only at the frame after.
+    # frame (which is fed only the body's frame): each waits for the other only at the frame after. Not on MPS,
+    # whose PyTorch backend must not be used from two threads at once.
+    finishing = run.device.type in ("cpu", "cuda")
     with writer if writer is not None else contextlib.nullcontext(), \
             FrameWriter(plate, (w, h), preview=writer.write if writer is not None else None,
                         generator_on_cpu=run.device.type == "cpu") as frames_out, \
             ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),)) as finisher:
-        jobs: collections.deque[FrameJob | Future] = collections.deque()  # in frame order
-        for i in range(track.frames):
-            n = track.frame_start + i
-            path, fr = output / f"frame_{n:06d}.png", framings[i]
-            window = torch.tensor(fr.window) if fr.window is not None else None
-            if not present[i]:
-                synth.reset()
-                jobs.append(FrameJob(path, fr))
-                counts["empty"] += 1
-            elif resume and path.is_file():
-                rgba = read_image(path, cv2.IMREAD_UNCHANGED)
-                if rgba.ndim != 3 or rgba.shape[:2] != (h, w) or rgba.shape[2] != 4:
-                    raise EdnError(f"existing frame is not a {w}x{h} RGBA image; remove it or the folder",
-                                   path=path, frame=n)
-                shown = fr.image(rgba[..., :3] if plate is None else over(rgba, plate))
-                synth.set_previous(to_tensor(shown), window)
-                jobs.append(FrameJob(path, fr, kept=True))
-                counts["kept"] += 1
-            else:
-                plate_crop = to_tensor(plate_mip.image(fr)) if plate is not None else None
-                body = synth.body_frame(to_tensor(stick_figure(framed, i)), plate_crop, window)
-                if plate is not None and fr.source_roi() is None:
-                    outside.append(n)
-                jobs.append(finisher.submit(_finish, synth, body, path, track, framed, i, fr, window, plate_mip,
-                                            run.hand_size, run.hand_bank))
-                counts["written"] += 1
-            while len(jobs) > 1:  # the frame before this one, finished by now or soon
-                frames_out.submit(_job(jobs.popleft()))
-            reporter.progress(i + 1, track.frames, stage="generate", frame=n)
-        while jobs:
-            frames_out.submit(_job(jobs.popleft()))
+        jobs: collections.deque[tuple[int, FrameJob | Future]] = collections.deque()  # (row, job), in frame order
+
+        def hand_over(keep: int) -> None:
+            """Give the frame writer all but the last `keep` jobs, in order; progress counts the frames given."""
+            while len(jobs) > keep:
+                row, job = jobs[0]  # left queued until given: an interrupt here leaves it for the next call
+                frames_out.submit(job.result() if isinstance(job, Future) else job)
+                jobs.popleft()
+                reporter.progress(row + 1, track.frames, stage="generate", frame=track.frame_start + row)
+
+        try:
+            for i in range(track.frames):
+                n = track.frame_start + i
+                path, fr = output / f"frame_{n:06d}.png", framings[i]
+                window = torch.tensor(fr.window) if fr.window is not None else None
+                if not present[i]:
+                    synth.reset()
+                    jobs.append((i, FrameJob(path, fr)))
+                    counts["empty"] += 1
+                elif resume and path.is_file():
+                    rgba = read_image(path, cv2.IMREAD_UNCHANGED)
+                    if rgba.ndim != 3 or rgba.shape[:2] != (h, w) or rgba.shape[2] != 4:
+                        raise EdnError(f"existing frame is not a {w}x{h} RGBA image; remove it or the folder",
+                                       path=path, frame=n)
+                    shown = fr.image(rgba[..., :3] if plate is None else over(rgba, plate))
+                    synth.set_previous(to_tensor(shown), window)
+                    jobs.append((i, FrameJob(path, fr, kept=True)))
+                    counts["kept"] += 1
+                else:
+                    plate_crop = to_tensor(plate_mip.image(fr)) if plate is not None else None
+                    body = synth.body_frame(to_tensor(stick_figure(framed, i)), plate_crop, window)
+                    if plate is not None and fr.source_roi() is None:
+                        outside.append(n)
+                    args = (synth, body, path, track, framed, i, fr, window, plate_mip, run.hand_size, run.hand_bank)
+                    jobs.append((i, finisher.submit(_finish, *args) if finishing else _finish(*args)))
+                    counts["written"] += 1
+                hand_over(1)  # the frame before this one, finished by now or soon
+            hand_over(0)
+        except KeyboardInterrupt:  # Ctrl-C or the add-on's cancel: the frames made so far are written, for --resume
+            hand_over(0)
+            raise
     if outside:
         reporter.log(f"warning: the driving pose puts the person's window wholly outside the frame in {len(outside)} "
                      f"frames, written transparent: frames {frame_ranges(outside)}")
     return {**counts, "outside": len(outside), "precision": synth.precision}
-
-
-def _job(job: FrameJob | Future) -> FrameJob:
-    return job.result() if isinstance(job, Future) else job
 
 
 def _finish(synth: Synthesizer, body: BodyFrame, path: Path, track: PoseTrack, framed: PoseTrack, i: int, fr,

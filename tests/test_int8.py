@@ -33,9 +33,13 @@ def test_conv_matches_fp32_on_signed_and_rectified_input(shape):
         with torch.no_grad():
             assert rel_rms(conv(x), q(x)) < 0.05
     packed = dict(q.packed)  # packed once per input: packing anew on every call cost 40x the convolution
+    x = torch.randn(1, ci, 33, 33) * 2  # another range, in weights packed for the first
     with torch.no_grad():
-        q(torch.randn(1, ci, 33, 33) * 2)
+        assert rel_rms(conv(x), q(x)) < 0.05
     assert q.packed.keys() == packed.keys() and all(q.packed[k] is w for k, w in packed.items())
+    x = torch.randn(2, ci, 33, 33).contiguous(memory_format=torch.channels_last)  # a batch, channels-last
+    with torch.no_grad():
+        assert rel_rms(conv(x), q(x)) < 0.05
 
 
 def test_the_ends_of_the_range_stay_in_uint8():
