@@ -6,7 +6,6 @@ Errors become one line naming the file and frame (or an `error` event with `--js
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import importlib
 import os
@@ -106,7 +105,9 @@ def _stop_on_sigterm():
 def _stop_with_parent() -> None:
     """A verb that another engine process runs (`child.run_module`) stops as on Ctrl-C soon after that process
     ends, even killed outright and while this one is silent: its own events would tell it only at the next one,
-    and until it ends, it and its writers hold the pipe that the add-on waits on."""
+    and until it ends, it and its writers hold the pipe that the add-on waits on. It sends itself SIGTERM, the
+    add-on's cancel, rather than `_thread.interrupt_main()`: that does nothing where SIGINT is ignored, as it is in
+    every process started in the background by a shell without job control (and in their children)."""
     parent = os.environ.pop(PARENT_PID, "")
     if not parent.isdigit() or os.name != "posix":  # an orphan is handed to another parent on POSIX only
         return
@@ -114,7 +115,7 @@ def _stop_with_parent() -> None:
     def watch() -> None:
         while os.getppid() == int(parent):
             time.sleep(0.5)
-        _thread.interrupt_main()
+        os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, daemon=True, name="edn-parent-watch").start()
 

@@ -202,8 +202,9 @@ def test_the_addons_cancel_stops_the_child_through_its_parent(run, tmp_path):
 # A parent that starts `edn generate` as `run_module` does, its events going to a file: no broken pipe tells the
 # child that the parent is gone.
 _SILENT_PARENT = """
-import os, subprocess, sys, time
+import os, signal, subprocess, sys, time
 from edn_engine.child import PARENT_PID
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell without job control starts a job in the background
 with open(sys.argv[1], "w") as events:
     subprocess.Popen([sys.executable, "-m", "edn_engine", *sys.argv[2:]], stdout=events,
                      env={**os.environ, PARENT_PID: str(os.getpid())})
