@@ -37,7 +37,7 @@ AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_EN
 # "-avxvnni": AVX2 plus AVX-VNNI's 8-bit dot products, the instructions of Intel's laptops since Alder Lake (12th
 # generation, Core Ultra: no AVX-512, no bf16), for int8 generation; on a CPU with the avx_vnni flag.
 ISA_HOLDS = {"-avx2": AVX2_ENV, "-avxvnni": {**AVX2_ENV, "ONEDNN_MAX_CPU_ISA": "AVX2_VNNI"}}
-PRECISIONS = ("bf16", "fp32", "fp32-avx2")  # training's; generation adds "int8" and "int8-avx2"
+PRECISIONS = ("bf16", "fp32", "fp32-avx2")  # training's; generation adds "int8", "int8-avx2" and "int8-avxvnni"
 # Threading variants: "none" = torch's defaults (long-spinning OpenMP threads, one per core), "engine" = what
 # `edn_engine.threads.apply_policy` sets, "one-thread" = OMP_NUM_THREADS=1 alone (the issue's other workaround).
 # Any of them prefixed "intel:" runs on Intel's OpenMP instead of libgomp (see `intel_openmp`).
@@ -128,7 +128,10 @@ def case_env(policy: str, precision: str, command: str | None = None) -> dict[st
         env["KMP_BLOCKTIME"] = policy.split(":")[1]
     elif policy != "none":
         raise ValueError(f"unknown threading policy {policy!r}")
-    env.update(ISA_HOLDS.get("-" + precision.partition("-")[2], {}))  # "fp32" -> "-": none
+    hold = precision.partition("-")[2]  # "fp32" -> "": none
+    if hold and "-" + hold not in ISA_HOLDS:  # a misspelt hold would time this CPU's own instructions unseen
+        raise ValueError(f"unknown instruction set {hold!r} in precision {precision!r}")
+    env.update(ISA_HOLDS.get("-" + hold, {}))
     return env
 
 

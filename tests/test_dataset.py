@@ -21,7 +21,7 @@ from edn_engine.pose.framing import Framing
 from edn_engine.pose.skeleton import B, mirror_pose
 from edn_engine.pose.track import PoseTrack
 from edn_engine.render import draw_pose
-from edn_engine.tensors import to_tensor
+from edn_engine.tensors import to_image, to_tensor
 
 
 @pytest.fixture(scope="session")
@@ -172,3 +172,16 @@ def test_a_mirrored_pair_is_flipped_with_its_poses_faces_and_windows(shared):
         drawn = draw_pose(*mirror_pose(track.body[i], track.hands[i], track.face[i], 64), size=(64, 64))
         assert torch.equal(out["label"][0, k], to_tensor(drawn))
     assert data.mirrored(batch, [False, False]) is batch
+
+
+def test_to_image_inverts_to_tensor_and_clamps_both_ways():
+    """A picture survives to_tensor and back exactly; values past [-1, 1] saturate (none folds back from below -1,
+    as OpenCV's absolute value would have it), and a channels-last or non-contiguous tensor reads the same."""
+    bgr = np.random.default_rng(0).integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    t = to_tensor(bgr)
+    assert np.array_equal(to_image(t), bgr)
+    assert np.array_equal(to_image(t[None].contiguous(memory_format=torch.channels_last)[0]), bgr)
+    assert np.array_equal(to_image(t.transpose(1, 2).contiguous().transpose(1, 2)), bgr)  # strided
+    wild = torch.tensor([-3.0, -1.2, 1.3, 0.0]).view(1, 1, 4).expand(3, 2, 4)
+    assert to_image(wild)[0, :, 0].tolist() == [0, 0, 255, 128]  # -1.2 must not become 25 (|-25.5|)
+

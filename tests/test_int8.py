@@ -51,6 +51,18 @@ def test_the_ends_of_the_range_stay_in_uint8():
     assert q.view(-1).tolist()[2] >= 254
 
 
+def test_to_uint8_rounds_to_the_nearest_level_in_either_layout():
+    """q = round(x / scale + zero), in the input's own memory format (oneDNN reads channels-last maps as they are)."""
+    torch.manual_seed(0)
+    for x in (torch.randn(2, 5, 7, 9), torch.randn(2, 5, 7, 9).contiguous(memory_format=torch.channels_last),
+              torch.randn(1, 3, 4, 6)[..., ::2]):  # a strided view too
+        q, scale, zero = to_uint8(x)
+        assert q.dtype == torch.uint8 and q.shape == x.shape
+        assert q.is_contiguous(memory_format=torch.channels_last) == x.is_contiguous(memory_format=torch.channels_last)
+        want = (x / scale + zero).round().clamp(0, 255)
+        assert (q.float() - want).abs().max() <= 1 and (q.float() != want).float().mean() < 1e-3
+
+
 def test_upsample_conv_matches_fp32():
     torch.manual_seed(0)
     up = UpsampleConv(32, 16).eval()

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import copy
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -76,15 +78,20 @@ class Int8Conv2d(nn.Module):
 
 def to_uint8(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
     """`x` quantized over its own range, widened to hold 0 (zero padding must stay exact): (q, scale, zero point)
-    with x ~ (q - zero) * scale. One pass, no clamp: the range spans 254 steps, so with the zero point rounded by at
-    most half a step, x / scale + zero + 0.5 lies in [0, 255] and truncating to uint8 rounds it. (Over 255 steps,
-    x = 1 of a [-1, 1] stick figure came to 256, which uint8 wraps to 0.)"""
-    dense = x.permute(0, 2, 3, 1) if x.is_contiguous(memory_format=torch.channels_last) else x  # oneDNN's maps
-    lo, hi = (float(v) for v in torch.aminmax(dense))  # (reduced in memory order: 3x faster than across it)
+    with x ~ (q - zero) * scale, in `x`'s memory format. OpenCV's convertScaleAbs computes x / scale + zero,
+    rounded and saturated to uint8, in one pass: a quarter of the time of torch's add then cast (3.4 ms of a
+    64-channel 256x256 map with AVX2), since torch has no fused op for it on plain tensors. The values are never
+    negative, so its absolute value changes nothing; saturation keeps the range's ends from wrapping (x = 1 of a
+    [-1, 1] stick figure once came to 256, which a cast wraps to 0)."""
+    channels_last = x.is_contiguous(memory_format=torch.channels_last)
+    dense = (x.permute(0, 2, 3, 1) if channels_last else x.contiguous()).detach()  # oneDNN's maps, memory order
+    lo, hi = (float(v) for v in torch.aminmax(dense))  # reduced in memory order: 3x faster than across it
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     scale = max(hi - lo, 1e-8) / 254
     zero = round(-lo / scale)
-    return torch.add(torch.tensor(zero + 0.5), x, alpha=1 / scale).to(torch.uint8), scale, zero
+    rows = np.ascontiguousarray(dense.reshape(-1, dense.shape[-2] * dense.shape[-1]).numpy())  # x's memory, 2-D
+    q = torch.from_numpy(cv2.convertScaleAbs(rows, alpha=1 / scale, beta=zero)).view(dense.shape)
+    return (q.permute(0, 3, 1, 2) if channels_last else q), scale, zero
 
 
 class Int8UpsampleConv(nn.Module):
