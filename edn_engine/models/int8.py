@@ -15,7 +15,8 @@ layer is within ~3%. ONEDNN_MAX_CPU_ISA=AVX2 holds it to the latter, as for fp32
 CPU's speed and quality. A trained run's 1080p person generated so, against fp32: 42.9 dB PSNR (no visible change),
 and the same detector figures but for 30 hands found of 71 against 32 (`benchmarks/bench_quality_zen5_int8.json`).
 Speed: `scripts/bench_generate.py` (`benchmarks/bench_generate_zen5*.json`, `bench_generate_xeon_int8.json`:
-the `cpu` generator 63 ms a frame on one thread with AVX2, 44 with AVX-VNNI, Xeon).
+the `cpu` generator 63 ms a frame on one thread with AVX2, 44 with AVX-VNNI, Xeon; 58 with AVX2 since inputs
+are quantized by OpenCV, `bench_generate_xeon_quantize.json`).
 """
 
 from __future__ import annotations
