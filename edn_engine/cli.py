@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     reporter = Reporter(json_mode=getattr(args, "json", False))
     previous = _stop_on_sigterm()
-    _stop_with_parent()
+    if previous is not None:  # on the main thread, whose SIGTERM handler stops the verb cleanly
+        _stop_with_parent()
     try:
         args.func(args, reporter)
         return 0

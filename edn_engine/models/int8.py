@@ -15,8 +15,8 @@ layer is within ~3%. ONEDNN_MAX_CPU_ISA=AVX2 holds it to the latter, as for fp32
 CPU's speed and quality. A trained run's 1080p person generated so, against fp32: 42.9 dB PSNR (no visible change),
 and the same detector figures but for 30 hands found of 71 against 32 (`benchmarks/bench_quality_zen5_int8.json`).
 Speed: `scripts/bench_generate.py` (`benchmarks/bench_generate_zen5*.json`, `bench_generate_xeon_int8.json`:
-the `cpu` generator 63 ms a frame on one thread with AVX2, 44 with AVX-VNNI, Xeon; 58 with AVX2 since inputs
-are quantized by OpenCV, `bench_generate_xeon_quantize.json`).
+the `cpu` generator 63 ms a frame on one thread with AVX2, 44 with AVX-VNNI, Xeon; about 58 with AVX2 by the
+profiler since inputs are quantized by OpenCV).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Int8Conv2d(nn.Module):
         return cls(conv.weight, conv.bias, conv.stride, conv.padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        qx, scale, zero = to_uint8(x.float())
+        qx, scale, zero = to_uint8(x)
         padding = self.padding
         if zero and any(padding):  # x's zeros are `zero` in q
             qx, padding = F.pad(qx, (padding[1], padding[1], padding[0], padding[0]), value=zero), [0, 0]
@@ -84,6 +84,7 @@ def to_uint8(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
     64-channel 256x256 map with AVX2), since torch has no fused op for it on plain tensors. The values are never
     negative, so its absolute value changes nothing; saturation keeps the range's ends from wrapping (x = 1 of a
     [-1, 1] stick figure once came to 256, which a cast wraps to 0)."""
+    x = x.float()  # (OpenCV reads neither bf16 nor, here, fp16)
     channels_last = x.is_contiguous(memory_format=torch.channels_last)
     dense = (x.permute(0, 2, 3, 1) if channels_last else x.contiguous()).detach()  # oneDNN's maps, memory order
     lo, hi = (float(v) for v in torch.aminmax(dense))  # reduced in memory order: 3x faster than across it
