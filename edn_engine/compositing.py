@@ -28,7 +28,7 @@ def paste(fr: Framing, window_rgba: np.ndarray, plate: np.ndarray) -> tuple[np.n
         x0, y0, x1, y1 = roi
         back = fr.back(_premultiplied(window_rgba, np.uint8), cv2.INTER_LINEAR, roi=roi)
         # OpenCV on whole contiguous images: numpy's strided channel slices of a 1000-pixel window cost more.
-        # The straight colour, 0 where alpha is 0, and alpha itself (divided by 255 / 255) in one division.
+        # One division gives the straight colour (0 where alpha is 0) and keeps alpha (255 * alpha / 255).
         alpha = cv2.extractChannel(back, 3)
         rgba[y0:y1, x0:x1] = cv2.divide(back, _colour_by_alpha(alpha), scale=255)
         clear = cv2.cvtColor(255 - alpha, cv2.COLOR_GRAY2BGR)
@@ -76,7 +76,7 @@ def blend_patch(rgba: np.ndarray, comp: np.ndarray, plate: np.ndarray, fr: Frami
         mixed += (new - mixed) * cv2.merge([w] * 4)
     colour, alpha = cv2.cvtColor(mixed, cv2.COLOR_BGRA2BGR), cv2.extractChannel(mixed, 3)
     alpha3 = cv2.merge([alpha] * 3)
-    straight = np.divide(colour, alpha3, out=np.zeros_like(colour), where=alpha3 > 0.0255)
+    straight = np.divide(colour, alpha3, out=np.zeros_like(colour), where=alpha3 > 0.0255)  # 1e-4 of opaque
     rgba[y0:y1, x0:x1] = np.clip(cv2.merge([straight * 255, alpha]) + 0.5, 0, 255)
     comp[y0:y1, x0:x1] = np.clip(colour + (1.0 - alpha3 * (1 / 255)) * plate[y0:y1, x0:x1] + 0.5, 0, 255)
 
