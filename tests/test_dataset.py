@@ -184,4 +184,3 @@ def test_to_image_inverts_to_tensor_and_clamps_both_ways():
     assert np.array_equal(to_image(t.transpose(1, 2).contiguous().transpose(1, 2)), bgr)  # strided
     wild = torch.tensor([-3.0, -1.2, 1.3, 0.0]).view(1, 1, 4).expand(3, 2, 4)
     assert to_image(wild)[0, :, 0].tolist() == [0, 0, 255, 128]  # -1.2 must not become 25 (|-25.5|)
-

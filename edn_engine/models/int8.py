@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 
 import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -91,7 +90,7 @@ def to_uint8(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     scale = max(hi - lo, 1e-8) / 254
     zero = round(-lo / scale)
-    rows = np.ascontiguousarray(dense.reshape(-1, dense.shape[-2] * dense.shape[-1]).numpy())  # x's memory, 2-D
+    rows = dense.reshape(-1, dense.shape[-2] * dense.shape[-1]).numpy()  # contiguous: a view of x, or a copy
     q = torch.from_numpy(cv2.convertScaleAbs(rows, alpha=1 / scale, beta=zero)).view(dense.shape)
     return (q.permute(0, 3, 1, 2) if channels_last else q), scale, zero
 
