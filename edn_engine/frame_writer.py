@@ -7,8 +7,9 @@ the paste (25 ms of a 1080p frame's work) ran on the generator's thread too. A w
 RGBA: a quarter of a megabyte) and its framing; the plate goes once, when the worker starts. Workers import no
 torch, and exit when the generating process dies (an add-on job that is cancelled or killed leaves none behind).
 Measured interleaved on a 150-frame 1080p clip on the 2-core dev machine: 1.2x more frames a second in fp32 (AVX2)
-and 1.35x in bf16 than the threads. A script that generates must guard its top level with
-`if __name__ == "__main__":`, as any user of spawned processes must.
+and 1.35x in bf16 than the threads. Where the generator runs on the CPU, a worker also finishes each frame (its
+face and hands refined: `finishing`) before writing it; only then does it import torch. A script that generates
+must guard its top level with `if __name__ == "__main__":`, as any user of spawned processes must.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from .threads import frame_writers, physical_cores
 class FrameJob:
     """One output frame. `window`: the generator's RGBA at the training size, None for a frame with no person
     (written transparent); `kept`: already on disk from an interrupted run (--resume), only read back for the
-    preview video."""
+    preview video; `unfinished`: the body generator's frame, which the writer's `finisher` turns into the window
+    and its hands first."""
 
     path: Path  # OUT/frame_NNNNNN.png; a person-over-plate run also writes OUT/composite/frame_NNNNNN.png
     fr: Framing
@@ -46,6 +48,7 @@ class FrameJob:
     kept: bool = False
     hands: tuple[tuple[Framing, np.ndarray], ...] = ()  # refined hands: each box's framing and BGRA patch
     exemplars: tuple[tuple[Framing, np.ndarray], ...] = ()  # training hands laid over them (`hand_bank`), likewise
+    unfinished: object | None = None  # `finishing.Unfinished`
 
 
 class FrameWriter:
@@ -58,17 +61,18 @@ class FrameWriter:
     `plate` (BGR at the clip's size) makes a person-over-plate writer (RGBA and composite), None a whole-frame one
     (the training frame scaled back). `preview`, if given, receives each frame's picture in order (the composite,
     or the RGB of a whole-frame run): for the preview video. A worker's error is raised here. `generator_on_cpu`:
-    whether the generator shares the cores with the writers (`threads.frame_writers`)."""
+    whether the generator shares the cores with the writers (`threads.frame_writers`). `finisher` (a
+    `finishing.Finisher`, started in each worker): what finishes the jobs sent `unfinished`."""
 
     def __init__(self, plate: np.ndarray | None, size: tuple[int, int], *,
                  preview: Callable[[np.ndarray], None] | None = None, workers: int | None = None, depth: int = 4,
-                 generator_on_cpu: bool = True):
+                 generator_on_cpu: bool = True, finisher=None):
         self.preview = preview
         self.depth = depth
         # One writer keeps up with a CPU's generator on 2 cores (one was as fast as two: 150 frames at 1080p in
         # 31-32 s fp32 AVX2, 20-22 s bf16, interleaved); a GPU's generator outruns one, so more where there are cores
         self.workers = workers or frame_writers(physical_cores() or os.cpu_count() or 2, generator_on_cpu)
-        self._init = (plate, tuple(size), preview is not None)
+        self._init = (plate, tuple(size), preview is not None, finisher)
         self.pending: collections.deque[tuple[Path, Future]] = collections.deque()
 
     def __enter__(self) -> "FrameWriter":
@@ -116,14 +120,16 @@ def _lost(path: Path) -> EdnError:
 _WORKER: dict = {}
 
 
-def _start_worker(plate: np.ndarray | None, size: tuple[int, int], preview: bool) -> None:
-    """Keep the plate; one OpenCV thread (the workers and the generator share the cores); large blocks kept for
-    the next frame; exit with the parent.
+def _start_worker(plate: np.ndarray | None, size: tuple[int, int], preview: bool, finisher=None) -> None:
+    """Keep the plate; one OpenCV thread, and one torch thread for the finisher (the workers and the generator share
+    the cores); large blocks kept for the next frame; exit with the parent.
     Ctrl-C in a terminal reaches the whole process group: the parent stops the pool, the workers stay quiet."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
     keep_large_blocks()  # a frame's full-resolution pictures reuse the last one's pages (`allocator`)
-    _WORKER.update(plate=plate, size=size, preview=preview)
+    if finisher is not None:
+        finisher.start(threads=1)
+    _WORKER.update(plate=plate, size=size, preview=preview, finisher=finisher)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
@@ -134,6 +140,8 @@ def _run(job: FrameJob) -> np.ndarray | None:
     from .video import read_image, write_png_fast
 
     plate, (w, h), preview = _WORKER["plate"], _WORKER["size"], _WORKER["preview"]
+    if job.unfinished is not None:
+        job = _WORKER["finisher"](job)
     comp_path = job.path.parent / "composite" / job.path.name
     if job.kept:
         if not preview:

@@ -25,9 +25,7 @@ down), that is not bit-identical to an uninterrupted run, but visually the same.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -40,18 +38,16 @@ from .allocator import keep_large_blocks
 from .errors import EdnError
 from .events import Reporter
 from .compositing import over
+from .finishing import Finisher, Unfinished
 from .frame_writer import FrameJob, FrameWriter
-from .inference import BodyFrame, Run, Synthesizer, load_run
-from .hand_bank import HandBank
-from .hand_data import hand_framing
+from .inference import Run, Synthesizer, load_run
 from .layout import HANDS
 from .pose.face import face_centre
-from .pose.hands import hand_box
 from .pose.follow import frame_ranges
 from .pose.framing import Mipmap
 from .pose.track import PoseTrack
 from .pose.window import frame_track
-from .tensors import hand_figure, stick_figure, to_image, to_tensor
+from .tensors import stick_figure, to_tensor
 
 
 def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *, video: str | Path | None = None,
@@ -130,8 +126,7 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
     framed = frame_track(track, framings)
     plate = plate_for(run, (track.width, track.height)) if plan.windowed else None
     plate_mip = Mipmap(plate) if plate is not None else None  # the plate, cut into every frame's window
-    synth = Synthesizer(run.G, run.FG, run.cfg, run.device, amp=amp, alpha=run.mattes,
-                        HG=run.HG if plate is not None else None)
+    synth = Synthesizer(run.G, None, run.cfg, run.device, amp=amp, alpha=run.mattes)  # the body generator
     w, h = track.width, track.height
     if plate is not None:
         (output / "composite").mkdir(exist_ok=True)
@@ -139,94 +134,53 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
     counts = {"written": 0, "empty": 0, "kept": 0}
     outside: list[int] = []  # frames whose driving pose puts the whole window off the frame: nothing to paste
     writer = VideoWriter(video, track.fps) if video is not None else None
-    # The face and hands of a frame are refined on a second thread while the body generator makes the next
-    # frame (which is fed only the body's frame): each waits for the other only at the frame after. Not on MPS,
-    # whose PyTorch backend must not be used from two threads at once.
-    finishing = run.device.type in ("cpu", "cuda")
+    # Each frame's face and hands are refined (`finishing`) in the frame writer's process where the generator runs
+    # on the CPU, so that it keeps a core to itself; elsewhere here, between frames.
+    finisher = Finisher(run, amp, (w, h), plate)
+    in_writer = _finishes_in_writer(run.device)
     with writer if writer is not None else contextlib.nullcontext(), \
             FrameWriter(plate, (w, h), preview=writer.write if writer is not None else None,
-                        generator_on_cpu=run.device.type == "cpu") as frames_out, \
-            ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),)) as finisher:
-        jobs: collections.deque[tuple[int, FrameJob | Future]] = collections.deque()  # (row, job), in frame order
-
-        def hand_over(keep: int) -> None:
-            """Give the frame writer all but the last `keep` jobs, in order; progress counts the frames given."""
-            while len(jobs) > keep:
-                row, job = jobs[0]  # left queued until given: an interrupt here leaves it for the next call
-                frames_out.submit(job.result() if isinstance(job, Future) else job)
-                jobs.popleft()
-                reporter.progress(row + 1, track.frames, stage="generate", frame=track.frame_start + row)
-
-        try:
-            for i in range(track.frames):
-                n = track.frame_start + i
-                path, fr = output / f"frame_{n:06d}.png", framings[i]
+                        generator_on_cpu=in_writer, finisher=finisher if in_writer else None) as frames_out:
+        if not in_writer:
+            finisher.start()
+        for i in range(track.frames):
+            n = track.frame_start + i
+            path, fr = output / f"frame_{n:06d}.png", framings[i]
+            if not present[i]:
+                synth.reset()
+                job = FrameJob(path, fr)
+                counts["empty"] += 1
+            elif resume and path.is_file():
+                rgba = read_image(path, cv2.IMREAD_UNCHANGED)
+                if rgba.ndim != 3 or rgba.shape[:2] != (h, w) or rgba.shape[2] != 4:
+                    raise EdnError(f"existing frame is not a {w}x{h} RGBA image; remove it or the folder",
+                                   path=path, frame=n)
+                shown = fr.image(rgba[..., :3] if plate is None else over(rgba, plate))
+                synth.set_previous(to_tensor(shown), torch.tensor(fr.window) if fr.window is not None else None)
+                job = FrameJob(path, fr, kept=True)
+                counts["kept"] += 1
+            else:
+                plate_crop = to_tensor(plate_mip.image(fr)) if plate is not None else None
                 window = torch.tensor(fr.window) if fr.window is not None else None
-                if not present[i]:
-                    synth.reset()
-                    jobs.append((i, FrameJob(path, fr)))
-                    counts["empty"] += 1
-                elif resume and path.is_file():
-                    rgba = read_image(path, cv2.IMREAD_UNCHANGED)
-                    if rgba.ndim != 3 or rgba.shape[:2] != (h, w) or rgba.shape[2] != 4:
-                        raise EdnError(f"existing frame is not a {w}x{h} RGBA image; remove it or the folder",
-                                       path=path, frame=n)
-                    shown = fr.image(rgba[..., :3] if plate is None else over(rgba, plate))
-                    synth.set_previous(to_tensor(shown), window)
-                    jobs.append((i, FrameJob(path, fr, kept=True)))
-                    counts["kept"] += 1
-                else:
-                    plate_crop = to_tensor(plate_mip.image(fr)) if plate is not None else None
-                    body = synth.body_frame(to_tensor(stick_figure(framed, i)), plate_crop, window)
-                    if plate is not None and fr.source_roi() is None:
-                        outside.append(n)
-                    args = (synth, body, path, track, framed, i, fr, window, plate_mip, run.hand_size, run.hand_bank)
-                    jobs.append((i, finisher.submit(_finish, *args) if finishing else _finish(*args)))
-                    counts["written"] += 1
-                hand_over(1)  # the frame before this one, finished by now or soon
-            hand_over(0)
-        except KeyboardInterrupt:  # Ctrl-C or the add-on's cancel: the frames made so far are written, for --resume
-            hand_over(0)
-            raise
+                body = synth.body_frame(to_tensor(stick_figure(framed, i)), plate_crop, window)
+                if plate is not None and fr.source_roi() is None:
+                    outside.append(n)
+                job = FrameJob(path, fr, unfinished=Unfinished(body, face_centre(framed.body[i], framed.face[i]),
+                                                               track.body[i], track.hands[i]))
+                job = job if in_writer else finisher(job)
+                counts["written"] += 1
+            # an interrupt (Ctrl-C, the add-on's cancel) leaves the frames given so far to be written, for --resume
+            frames_out.submit(job)
+            reporter.progress(i + 1, track.frames, stage="generate", frame=n)
     if outside:
         reporter.log(f"warning: the driving pose puts the person's window wholly outside the frame in {len(outside)} "
                      f"frames, written transparent: frames {frame_ranges(outside)}")
     return {**counts, "outside": len(outside), "precision": synth.precision}
 
 
-def _finish(synth: Synthesizer, body: BodyFrame, path: Path, track: PoseTrack, framed: PoseTrack, i: int, fr,
-            window: torch.Tensor | None, plate: Mipmap | None, hand_size: int, bank: HandBank | None) -> FrameJob:
-    """Row `i`'s frame from the body generator's `body`: its face and hands refined, ready for the frame writer."""
-    c = face_centre(framed.body[i], framed.face[i])
-    rgb, alpha = synth.refine_face(body, torch.tensor(c) if c is not None else None)
-    rgba = cv2.merge([to_image(rgb), (alpha[0].clamp(0, 1) * 255).round().byte().numpy()])  # (np.dstack: 5x slower)
-    hands, exemplars = (_hand_patches(synth, body, track, i, fr, window, plate, hand_size, bank)
-                        if synth.HG is not None else ((), ()))
-    return FrameJob(path, fr, rgba, hands=hands, exemplars=exemplars)  # laid over the plate
-
-
-def _hand_patches(synth: Synthesizer, body: BodyFrame, track: PoseTrack, i: int, fr, window: torch.Tensor,
-                  plate: Mipmap, size: int, bank: HandBank | None) -> tuple:
-    """Row `i`'s hands for the frame writer, each a (box framing, BGRA patch): as the hand refiner redraws them
-    over `body`, and the training hands to lay over those (`hand_bank`; none without a `bank`). The boxes follow the
-    driving pose (source pixels) by the dataset's rule, sized by the frame's window."""
-    body_points, hands = track.body[i], track.hands[i]
-    found = [(side, box) for side in (0, 1) if (box := hand_box(body_points, hands, side, fr.window[3])) is not None]
-    if not found:
-        return (), ()
-    framings = [hand_framing((track.width, track.height), box, size) for _, box in found]
-    labels = torch.stack([to_tensor(hand_figure(body_points, hands, side, f)) for (side, _), f in zip(found, framings)])
-    plates = torch.stack([to_tensor(plate.image(f)) for f in framings])
-    boxes = torch.tensor([box for _, box in found])
-    colour, a = synth.refine_hands(body, window, boxes, labels, plates)
-    refined = tuple((f, cv2.merge([to_image(c), (h[0] * 255).round().byte().numpy()]))
-                    for f, c, h in zip(framings, colour, a))
-    exemplars = []  # the nearest training hand of each, moved onto the pose, to lay over the refined one
-    for side, box in found if bank is not None else ():
-        if (drawn := bank.hand_patch(side, hands[side], box, size)) is not None:
-            grown, patch = drawn
-            exemplars.append((hand_framing((track.width, track.height), grown, patch.shape[0]), patch))
-    return refined, tuple(exemplars)
+def _finishes_in_writer(device: torch.device) -> bool:
+    """Whether frames are finished in the frame writer's process (the generator on the CPU: see `finishing`)."""
+    return device.type == "cpu"
 
 
 def plate_for(run: Run, size: tuple[int, int]) -> np.ndarray:

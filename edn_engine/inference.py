@@ -36,9 +36,19 @@ class BodyFrame:
     alpha: torch.Tensor
     shown: torch.Tensor
 
+    def __reduce__(self):
+        """Pickled (to a frame writer: `finishing`) as numpy arrays, where torch would move each tensor to shared
+        memory and pass its file descriptor."""
+        return _body_frame, tuple(t.detach().cpu().numpy() for t in (self.label, self.rgb, self.alpha, self.shown))
+
+
+def _body_frame(*arrays) -> BodyFrame:
+    return BodyFrame(*(torch.from_numpy(a) for a in arrays))
+
 
 class Synthesizer:
-    """Runs the generator one frame at a time, remembering its previous output for the next frame."""
+    """Runs the generator one frame at a time, remembering its previous output for the next frame. Without `G`, it
+    only refines frames the generator made elsewhere (`finishing`)."""
 
     def __init__(self, G, FG, cfg: ModelConfig, dev: torch.device, amp: bool = True, alpha: bool = True,
                  channels_last: bool | None = None, HG=None):
@@ -52,7 +62,7 @@ class Synthesizer:
         if channels_last is None:  # where it was measured to help (on a CPU: bf16 inference only)
             channels_last = devices.use_channels_last(dev, training=False, bf16=self.precision == "bf16")
         self.channels_last = channels_last
-        if channels_last:
+        if channels_last and G is not None:
             G.to(memory_format=torch.channels_last)
         self.prev: torch.Tensor | None = None
         self.prev_window: torch.Tensor | None = None

@@ -20,6 +20,7 @@ from edn_engine.dataset import FrameStore, build_dataset  # noqa: E402
 from edn_engine.errors import EdnError  # noqa: E402
 from edn_engine.events import Reporter  # noqa: E402
 from edn_engine.compositing import over  # noqa: E402
+from edn_engine import generate as generate_module  # noqa: E402
 from edn_engine.generate import generate  # noqa: E402
 from edn_engine.hand_data import crop_size, hand_framing  # noqa: E402
 from edn_engine.pose.hands import HAND_BOX, hand_box  # noqa: E402
@@ -172,6 +173,7 @@ def test_the_hand_refiner_trains_in_the_face_stage_and_redraws_each_hand_in_the_
 
     monkeypatch.setattr(Synthesizer, "refine_hands", green)
     monkeypatch.setattr(HandBank, "hand_patch", blue)
+    monkeypatch.setattr(generate_module, "_finishes_in_writer", lambda device: False)  # here, where they are patched
     track = PoseTrack.load(dataset / "track_source.npz").slice(0, 3)
     track.save(tmp_path / "three.npz")
     plate = cv2.imread(str(hand_run / "plate.png"))
@@ -201,6 +203,23 @@ def test_the_hand_refiner_trains_in_the_face_stage_and_redraws_each_hand_in_the_
         assert hands_seen >= 3
     with pytest.raises(EdnError, match="hands must be one of training, refined, body, not 'none'"):
         generate(hand_run, tmp_path / "three.npz", tmp_path / "none", device="cpu", hands="none")
+
+
+def test_frames_finished_in_the_frame_writer_are_those_finished_here(hand_run, dataset, tmp_path, monkeypatch):
+    """On a CPU the face and hands are refined in the frame writer's process (`finishing`), from the body frames
+    pickled to it: the same frames, to the bit, as finishing them in the generating process."""
+    track = PoseTrack.load(dataset / "track_source.npz").slice(0, 6)
+    track.save(tmp_path / "six.npz")
+    with tiny_run.one_thread():
+        summary = generate(hand_run, tmp_path / "six.npz", tmp_path / "writer", device="cpu")
+        monkeypatch.setattr(generate_module, "_finishes_in_writer", lambda device: False)
+        generate(hand_run, tmp_path / "six.npz", tmp_path / "here", device="cpu")
+    assert summary["face_gan"] and summary["hand_refiner"] and summary["training_hands"]
+    names = [p.relative_to(tmp_path / "here") for p in sorted((tmp_path / "here").rglob("*.png"))]
+    assert len(names) == 12
+    for name in names:
+        a, b = (cv2.imread(str(tmp_path / side / name), cv2.IMREAD_UNCHANGED) for side in ("writer", "here"))
+        assert a.shape == b.shape and (a == b).all(), name
 
 
 def test_body_and_hand_steps_train_on_mirrored_pairs_the_face_gan_on_the_pairs_as_they_are(

@@ -120,7 +120,7 @@ def test_every_entry_point_sets_the_policy_before_torch_loads(start, argv, spin,
 def test_generating_leaves_the_frame_writers_their_cores(monkeypatch):
     """On 2 cores the generator runs one thread beside one frame writer (see threads.py); a GPU's writers take all
     but one core."""
-    for cores, want in ((1, "1"), (2, "1"), (4, "3"), (8, "6")):
+    for cores, want in ((1, "1"), (2, "1"), (4, "2"), (8, "4")):
         assert threads.policy_env({}, cores=cores, command="generate")["OMP_NUM_THREADS"] == want
         assert threads.policy_env({}, cores=cores, command="eval")["OMP_NUM_THREADS"] == want
         assert threads.policy_env({}, cores=cores, command="train")["OMP_NUM_THREADS"] == str(cores)

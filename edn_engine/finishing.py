@@ -1,0 +1,100 @@
+"""A generated frame finished: after the body generator's frame, the Face GAN refines its face and the hand refiner
+its hands, with the person's own training hands laid over those (`hand_bank`).
+
+Where the generator runs on the CPU, frames are finished in the frame writer's process (`frame_writer`), each
+just before it is scaled back and written, so that the generator has a core of its own. On a thread of the
+generating process, the two stalled each other: with three busy threads on two cores the body generator took
+73 ms a frame instead of 58 (int8 held to AVX2; the finishing thread also held the interpreter between its small
+ops). Measured on romp_sample2 at 1080p, 2-core Sapphire Rapids held to AVX2, prototypes in turns: 14.3-14.7
+frames/s against 12.9. On a GPU (or MPS) frames are finished in the generating process, between frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import torch
+
+from .frame_writer import FrameJob
+from .hand_bank import HandBank
+from .hand_data import hand_framing
+from .inference import BodyFrame, Run, Synthesizer
+from .pose.framing import Framing, Mipmap
+from .pose.hands import hand_box
+from .tensors import hand_figure, to_image, to_tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class Unfinished:
+    """What finishing one frame needs besides the run: the body generator's frame, and the poses that place its
+    face (in the window's pixels) and its hands (the driving track's rows, in source pixels)."""
+
+    body: BodyFrame
+    face_centre: tuple[float, float] | None  # `pose.face.face_centre` of the framed pose
+    body_points: np.ndarray  # the track's body row
+    hands: np.ndarray  # the track's hands row
+
+
+class Finisher:
+    """The run's face and hand refiners, finishing frames wherever `start` was called: the frame writer's process
+    (pickled there with the networks in fp32: each process makes its own int8 copies, as `Synthesizer` does), or the
+    generating one. `plate` None: a whole-frame run, whose hands are not refined (they are pasted over a plate)."""
+
+    def __init__(self, run: Run, amp: bool, src_size: tuple[int, int], plate: np.ndarray | None):
+        self.FG, self.HG = run.FG, run.HG if plate is not None else None
+        self.cfg, self.device, self.amp, self.mattes = run.cfg, run.device, amp, run.mattes
+        self.hand_size, self.bank = run.hand_size, run.hand_bank
+        self.src_size, self.plate = tuple(src_size), plate
+        self.synth: Synthesizer | None = None
+        self.plate_mip: Mipmap | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "synth": None, "plate_mip": None}  # what `start` builds, built again there
+
+    def start(self, threads: int | None = None) -> "Finisher":
+        """Make the networks ready here; `threads`: torch's thread count in this process (a frame writer's: 1)."""
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.synth = Synthesizer(None, self.FG, self.cfg, self.device, amp=self.amp, alpha=self.mattes, HG=self.HG)
+        self.plate_mip = Mipmap(self.plate) if self.plate is not None else None
+        return self
+
+    def __call__(self, job: FrameJob) -> FrameJob:
+        """`job` (with its `unfinished` frame) with the window's RGBA, and its hands for the writer to lay over."""
+        u: Unfinished = job.unfinished
+        centre = torch.tensor(u.face_centre) if u.face_centre is not None else None
+        rgb, alpha = self.synth.refine_face(u.body, centre)
+        rgba = cv2.merge([to_image(rgb), (alpha[0].clamp(0, 1) * 255).round().byte().numpy()])  # (np.dstack: 5x slower)
+        hands, exemplars = self._hand_patches(u, job.fr) if self.synth.HG is not None else ((), ())
+        return dataclasses.replace(job, window=rgba, hands=hands, exemplars=exemplars, unfinished=None)
+
+    def _hand_patches(self, u: Unfinished, fr: Framing) -> tuple:
+        """The frame's hands, each a (box framing, BGRA patch): as the hand refiner redraws them over the body, and
+        the training hands to lay over those (none without a bank). The boxes follow the driving pose (source
+        pixels) by the dataset's rule, sized by the frame's window."""
+        size, bank = self.hand_size, self.bank
+        found = [(side, box) for side in (0, 1)
+                 if (box := hand_box(u.body_points, u.hands, side, fr.window[3])) is not None]
+        if not found:
+            return (), ()
+        framings = [hand_framing(self.src_size, box, size) for _, box in found]
+        labels = torch.stack([to_tensor(hand_figure(u.body_points, u.hands, side, f))
+                              for (side, _), f in zip(found, framings)])
+        plates = torch.stack([to_tensor(self.plate_mip.image(f)) for f in framings])
+        boxes = torch.tensor([box for _, box in found])
+        colour, a = self.synth.refine_hands(u.body, torch.tensor(fr.window), boxes, labels, plates)
+        refined = tuple((f, cv2.merge([to_image(c), (h[0] * 255).round().byte().numpy()]))
+                        for f, c, h in zip(framings, colour, a))
+        return refined, _training_hands(bank, found, u.hands, self.src_size, size) if bank is not None else ()
+
+
+def _training_hands(bank: HandBank, found: list, hands: np.ndarray, src_size: tuple[int, int], size: int) -> tuple:
+    """The nearest training hand of each found hand, moved onto its pose, to lay over the refined one."""
+    exemplars = []
+    for side, box in found:
+        if (drawn := bank.hand_patch(side, hands[side], box, size)) is not None:
+            grown, patch = drawn
+            exemplars.append((hand_framing(src_size, grown, patch.shape[0]), patch))
+    return tuple(exemplars)
