@@ -129,7 +129,9 @@ def _start_worker(plate: np.ndarray | None, size: tuple[int, int], preview: bool
     keep_large_blocks()  # a frame's full-resolution pictures reuse the last one's pages (`allocator`)
     if finisher is not None:
         finisher.start(threads=1)
-    _WORKER.update(plate=plate, size=size, preview=preview, finisher=finisher)
+    # the pictures are kept in RGB order, as PNGs hold them: two 1080p conversions a frame fewer
+    _WORKER.update(plate=None if plate is None else cv2.cvtColor(plate, cv2.COLOR_BGR2RGB), size=size,
+                   preview=preview, finisher=finisher)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
@@ -150,16 +152,20 @@ def _run(job: FrameJob) -> np.ndarray | None:
     if job.window is None:
         rgba, comp = np.zeros((h, w, 4), np.uint8), plate
     elif plate is None:
-        rgba, comp = job.fr.back(job.window), None  # the whole training frame, back at the clip's framing
+        rgba, comp = job.fr.back(_rgba(job.window)), None  # the whole training frame, back at the clip's framing
     else:
-        rgba, comp = paste(job.fr, job.window, plate)  # the window's person, back in the full frame
+        rgba, comp = paste(job.fr, _rgba(job.window), plate)  # the window's person, back in the full frame
         for fr, patch in job.hands:  # then the hands, redrawn at the source's resolution
-            blend_patch(rgba, comp, plate, fr, patch)
+            blend_patch(rgba, comp, plate, fr, _rgba(patch))
         for fr, patch in job.exemplars:  # and the person's own hands over them
-            blend_patch(rgba, comp, plate, fr, patch, over=True)
+            blend_patch(rgba, comp, plate, fr, _rgba(patch), over=True)
     if comp is not None:  # first: --resume keeps a frame whose RGBA is on disk, so its composite must be there too
-        write_png_fast(comp_path, comp)
-    write_png_fast(job.path, rgba)
+        write_png_fast(comp_path, comp, rgb_order=True)
+    write_png_fast(job.path, rgba, rgb_order=True)
     if not preview:
         return None
-    return comp if comp is not None else cv2.cvtColor(rgba, cv2.COLOR_BGRA2BGR)
+    return cv2.cvtColor(comp, cv2.COLOR_RGB2BGR) if comp is not None else cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)
+
+
+def _rgba(bgra: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
