@@ -42,6 +42,20 @@ def test_conv_matches_fp32_on_signed_and_rectified_input(shape):
         assert rel_rms(conv(x), q(x)) < 0.05
 
 
+@pytest.mark.parametrize("channels, pad", [(6, 3), (16, 1), (600, 1)])
+def test_a_reflection_padding_joins_its_convolution_with_the_same_result(channels, pad):
+    """pix2pixHD's ReflectionPad2d + Conv2d becomes one int8 layer that pads the quantized map (OpenCV; torch past
+    512 channels): the same numbers, to the bit, as padding in fp32 and then quantizing."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.ReflectionPad2d(pad), nn.Conv2d(channels, 8, 2 * pad + 1)).eval()
+    q = quantized(net)
+    assert isinstance(q[0], nn.Identity) and q[1].reflect == pad
+    x = torch.randn(2, channels, 9, 11)
+    for x in (x, x.contiguous(memory_format=torch.channels_last)):
+        with torch.no_grad():
+            assert torch.equal(q(x), Int8Conv2d.of(net[1])(net[0](x)))
+
+
 def test_the_ends_of_the_range_stay_in_uint8():
     """A stick figure's -1 and 1 (0 and 255 in the picture) must not wrap: over 255 steps, 1 rounded to 256 -> 0."""
     for x in (torch.tensor([-1.0, 0.0, 1.0]), torch.tensor([0.0, 3.0]), torch.tensor([-2.0, 0.0]), torch.zeros(3)):

@@ -101,7 +101,10 @@ def to_uint8(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
 
 def _reflection_padded(q: torch.Tensor, pad: int) -> torch.Tensor:
     """A uint8 map reflection-padded (as nn.ReflectionPad2d) by OpenCV, channels-last: a 16x256x256 map in 0.05 ms,
-    where torch took 0.3 on it and 0.5 on the fp32 map before quantization (AVX2)."""
+    where torch took 0.3 on it and 0.5 on the fp32 map before quantization (AVX2). OpenCV's images hold at most 512
+    channels (the paper profiles' bottleneck has 1024): torch pads those."""
+    if q.shape[1] > 512:
+        return F.pad(q, (pad,) * 4, mode="reflect")
     images = q.permute(0, 2, 3, 1).contiguous().numpy()  # (a view of a channels-last map)
     padded = np.stack([cv2.copyMakeBorder(im, pad, pad, pad, pad, cv2.BORDER_REFLECT_101) for im in images])
     return torch.from_numpy(padded).permute(0, 3, 1, 2)
