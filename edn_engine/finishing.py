@@ -5,8 +5,12 @@ Where the generator runs on the CPU, frames are finished in the frame writer's p
 just before it is scaled back and written, so that the generator has a core of its own. On a thread of the
 generating process, the two stalled each other: with three busy threads on two cores the body generator took
 73 ms a frame instead of 58 (int8 held to AVX2; the finishing thread also held the interpreter between its small
-ops). Measured on romp_sample2 at 1080p, 2-core Sapphire Rapids held to AVX2, prototypes in turns: 14.3-14.7
-frames/s against 12.9. On a GPU (or MPS) frames are finished in the generating process, between frames.
+ops). `edn generate` of romp_sample2 at 1080p on a 2-core Sapphire Rapids, in turns with the thread
+(`benchmarks/bench_generate_xeon_finishing.json`): held to AVX2, 15.3-15.7 frames/s against 12.7, and 6.8-7.7
+against 6.5-6.9 with a busy process per core; with AVX-VNNI 16.1-16.9 against 15.5-15.8, but 7.6-8.0 against
+8.4-9.2 loaded (two busy threads of ours take less of a loaded machine than three). The writer then holds torch
+and the refiners: 230 MB of its own. On a GPU (or MPS) frames are finished in the generating process, between
+frames.
 """
 
 from __future__ import annotations
