@@ -1,7 +1,8 @@
 """The person laid over a plate, as compositors do it: a window's RGBA scaled back into the full frame
 (premultiplied) and blended over the background. Generation writes its frames with these (`frame_writer`), and the
 baselines of `edn eval` and the previews of `edn transfer` use them too, so they show a window exactly as
-generation writes it."""
+generation writes it. BGR(A) below is OpenCV's order; RGB(A) works as well (the frame writer keeps its pictures so):
+only alpha's place, last, matters."""
 
 from __future__ import annotations
 

@@ -44,25 +44,27 @@ class Unfinished:
 class Finisher:
     """The run's face and hand refiners, finishing frames wherever `start` was called: the frame writer's process
     (pickled there with the networks in fp32: each process makes its own int8 copies, as `Synthesizer` does), or the
-    generating one. `plate` None: a whole-frame run, whose hands are not refined (they are pasted over a plate)."""
+    generating one. `windowed` False: a whole-frame run, whose hands are not refined (they are laid over a plate)."""
 
-    def __init__(self, run: Run, amp: bool, src_size: tuple[int, int], plate: np.ndarray | None):
-        self.FG, self.HG = run.FG, run.HG if plate is not None else None
+    def __init__(self, run: Run, amp: bool, src_size: tuple[int, int], windowed: bool):
+        self.FG, self.HG = run.FG, run.HG if windowed else None
         self.cfg, self.device, self.amp, self.mattes = run.cfg, run.device, amp, run.mattes
         self.hand_size, self.bank = run.hand_size, run.hand_bank
-        self.src_size, self.plate = tuple(src_size), plate
+        self.src_size = tuple(src_size)
         self.synth: Synthesizer | None = None
         self.plate_mip: Mipmap | None = None
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "synth": None, "plate_mip": None}  # what `start` builds, built again there
 
-    def start(self, threads: int | None = None) -> "Finisher":
-        """Make the networks ready here; `threads`: torch's thread count in this process (a frame writer's: 1)."""
+    def start(self, plate: np.ndarray | None, threads: int | None = None) -> "Finisher":
+        """Make the networks ready here, with the run's `plate` (BGR, the clip's size) for the hands' plate crops;
+        `threads`: torch's thread count in this process (a frame writer's: 1)."""
         if threads is not None:
             torch.set_num_threads(threads)
         self.synth = Synthesizer(None, self.FG, self.cfg, self.device, amp=self.amp, alpha=self.mattes, HG=self.HG)
-        self.plate_mip = Mipmap(self.plate) if self.plate is not None else None
+        self.FG = self.HG = None  # the synthesizer holds what it runs (its int8 copies, or these)
+        self.plate_mip = Mipmap(plate) if plate is not None else None
         return self
 
     def __call__(self, job: FrameJob) -> FrameJob:

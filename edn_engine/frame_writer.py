@@ -4,12 +4,13 @@ plate, encoded and written as PNGs, in worker processes beside the generator.
 Why processes, not threads: fpng holds the GIL while it encodes (16 ms a 1920x1080 RGBA frame, 11 ms an RGB
 one), so on a thread each encode stalled the generator's loop whenever a torch op returned and wanted the GIL back;
 the paste (25 ms of a 1080p frame's work) ran on the generator's thread too. A worker is sent the window (256x256
-RGBA: a quarter of a megabyte) and its framing; the plate goes once, when the worker starts. Workers import no
-torch, and exit when the generating process dies (an add-on job that is cancelled or killed leaves none behind).
-Measured interleaved on a 150-frame 1080p clip on the 2-core dev machine: 1.2x more frames a second in fp32 (AVX2)
-and 1.35x in bf16 than the threads. Where the generator runs on the CPU, a worker also finishes each frame (its
-face and hands refined: `finishing`) before writing it; only then does it import torch. A script that generates
-must guard its top level with `if __name__ == "__main__":`, as any user of spawned processes must.
+RGBA: a quarter of a megabyte) and its framing; the plate goes once, when the worker starts. Workers exit when the
+generating process dies (an add-on job that is cancelled or killed leaves none behind). Measured interleaved on a
+150-frame 1080p clip on the 2-core dev machine: 1.2x more frames a second in fp32 (AVX2) and 1.35x in bf16 than the
+threads. Where the generator runs on the CPU, a worker is sent the body generator's frame instead (2.6 MB of float
+maps) and finishes it first (its face and hands refined: `finishing`), holding torch and the refiners; elsewhere
+workers import no torch. A script that generates must guard its top level with `if __name__ == "__main__":`, as any
+user of spawned processes must.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import collections
 import dataclasses
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -62,17 +64,18 @@ class FrameWriter:
     (the training frame scaled back). `preview`, if given, receives each frame's picture in order (the composite,
     or the RGB of a whole-frame run): for the preview video. A worker's error is raised here. `generator_on_cpu`:
     whether the generator shares the cores with the writers (`threads.frame_writers`). `finisher` (a
-    `finishing.Finisher`, started in each worker): what finishes the jobs sent `unfinished`."""
+    `finishing.Finisher`): what finishes the jobs sent `unfinished`, copied to each worker and started there with
+    the plate (`start(plate, threads=1)`)."""
 
     def __init__(self, plate: np.ndarray | None, size: tuple[int, int], *,
                  preview: Callable[[np.ndarray], None] | None = None, workers: int | None = None, depth: int = 4,
                  generator_on_cpu: bool = True, finisher=None):
         self.preview = preview
         self.depth = depth
-        # One writer keeps up with a CPU's generator on 2 cores (one was as fast as two: 150 frames at 1080p in
-        # 31-32 s fp32 AVX2, 20-22 s bf16, interleaved); a GPU's generator outruns one, so more where there are cores
         self.workers = workers or frame_writers(physical_cores() or os.cpu_count() or 2, generator_on_cpu)
-        self._init = (plate, tuple(size), preview is not None, finisher)
+        # the finisher by plain pickle: its networks' weights copied, where multiprocessing's pickler would move
+        # them to shared memory (/dev/shm, 64 MB in a default Docker container)
+        self._init = (plate, tuple(size), preview is not None, None if finisher is None else pickle.dumps(finisher))
         self.pending: collections.deque[tuple[Path, Future]] = collections.deque()
 
     def __enter__(self) -> "FrameWriter":
@@ -120,18 +123,21 @@ def _lost(path: Path) -> EdnError:
 _WORKER: dict = {}
 
 
-def _start_worker(plate: np.ndarray | None, size: tuple[int, int], preview: bool, finisher=None) -> None:
-    """Keep the plate; one OpenCV thread, and one torch thread for the finisher (the workers and the generator share
-    the cores); large blocks kept for the next frame; exit with the parent.
+def _start_worker(plate: np.ndarray | None, size: tuple[int, int], preview: bool, finisher: bytes | None) -> None:
+    """Keep the plate; start the finisher; one OpenCV thread and one torch thread (the workers and the generator
+    share the cores); large blocks kept for the next frame; exit with the parent. A finisher that cannot start
+    fails each job with its own error (raised here, the pool would only report a worker that ended).
     Ctrl-C in a terminal reaches the whole process group: the parent stops the pool, the workers stay quiet."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
     keep_large_blocks()  # a frame's full-resolution pictures reuse the last one's pages (`allocator`)
-    if finisher is not None:
-        finisher.start(threads=1)
+    try:
+        _WORKER["finisher"] = None if finisher is None else pickle.loads(finisher).start(plate, threads=1)
+    except Exception as exc:  # any error: given back with the first job
+        _WORKER["error"] = exc
     # the pictures are kept in RGB order, as PNGs hold them: two 1080p conversions a frame fewer
     _WORKER.update(plate=None if plate is None else cv2.cvtColor(plate, cv2.COLOR_BGR2RGB), size=size,
-                   preview=preview, finisher=finisher)
+                   preview=preview)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
@@ -141,6 +147,8 @@ def _run(job: FrameJob) -> np.ndarray | None:
     """Write one frame (and its composite); return its preview picture when the writer has a preview."""
     from .video import read_image, write_png_fast
 
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     plate, (w, h), preview = _WORKER["plate"], _WORKER["size"], _WORKER["preview"]
     if job.unfinished is not None:
         job = _WORKER["finisher"](job)

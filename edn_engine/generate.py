@@ -15,12 +15,12 @@ OUT/composite/frame_NNNNNN.png the same over the run's background plate (preview
 (a moving camera) write their training frame scaled back to the clip's framing: RGBA at the clip's resolution too,
 so the strips of either line up with the footage.
 
-Frames are written atomically as `frame_NNNNNN.png` (source numbering) by worker processes (`frame_writer`:
-the scaling back, the plate and the PNG encoding happen there, beside the generator) and never held in memory
-together. A frame with no pose is written fully transparent and restarts the temporal chain (the next
-frame is generated from zeros, like a first frame). `resume`: frames already on disk are kept, and the last one
-is read back as the previous output of the next; being 8-bit (and, for a whole-frame run, scaled up and back
-down), that is not bit-identical to an uninterrupted run, but visually the same.
+Frames are written atomically as `frame_NNNNNN.png` (source numbering) by worker processes (`frame_writer`: the
+scaling back, the plate and the PNG encoding happen there, beside the generator, and on a CPU the face and hands are
+refined there too: `finishing`) and never held in memory together. A frame with no pose is written fully transparent
+and restarts the temporal chain (the next frame is generated from zeros, like a first frame). `resume`: frames
+already on disk are kept, and the last one is read back as the previous output of the next; being 8-bit (and, for a
+whole-frame run, scaled up and back down), that is not bit-identical to an uninterrupted run, but visually the same.
 """
 
 from __future__ import annotations
@@ -135,14 +135,16 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
     outside: list[int] = []  # frames whose driving pose puts the whole window off the frame: nothing to paste
     writer = VideoWriter(video, track.fps) if video is not None else None
     # Each frame's face and hands are refined (`finishing`) in the frame writer's process where the generator runs
-    # on the CPU, so that it keeps a core to itself; elsewhere here, between frames.
-    finisher = Finisher(run, amp, (w, h), plate)
+    # on the CPU, so that it keeps a core to itself; elsewhere here, between frames (on a GPU that no longer overlaps
+    # the next frame, as a thread did: unmeasured, no GPU was at hand).
+    finisher = Finisher(run, amp, (w, h), windowed=plate is not None)
     in_writer = _finishes_in_writer(run.device)
     with writer if writer is not None else contextlib.nullcontext(), \
             FrameWriter(plate, (w, h), preview=writer.write if writer is not None else None,
-                        generator_on_cpu=in_writer, finisher=finisher if in_writer else None) as frames_out:
+                        generator_on_cpu=run.device.type == "cpu",
+                        finisher=finisher if in_writer else None) as frames_out:
         if not in_writer:
-            finisher.start()
+            finisher.start(plate)
         for i in range(track.frames):
             n = track.frame_start + i
             path, fr = output / f"frame_{n:06d}.png", framings[i]

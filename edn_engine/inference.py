@@ -90,7 +90,8 @@ class Synthesizer:
     def body_frame(self, label: torch.Tensor, plate: torch.Tensor | None = None,
                    window: torch.Tensor | None = None) -> BodyFrame:
         """`next_frame`'s first half, the body generator's frame, which the next frame is fed: after it, the face
-        (`refine_face`) and the hands (`refine_hands`) of this frame may be refined while the next one is made."""
+        (`refine_face`) and the hands (`refine_hands`) of this frame may be refined elsewhere (`finishing`: in the
+        frame writer's process) while the next one is made."""
         x = label[None].to(self.dev)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

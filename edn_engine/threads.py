@@ -28,12 +28,12 @@ The policy (each variable only where the user has not set it; what they set alwa
                            `edn eval` leave the frame writers theirs (`frame_writers`): on 2 cores, one thread.
 
 Why the generator leaves the writers a core: the frame writer (scaling back, blending, PNG encoding; ~45 core-ms a
-1080p frame) and a two-thread generator took turns on two cores, and each parallel region waited for the thread the
-writer had displaced. `edn generate` of romp_sample2 at 1080p on a 2-core AMD EPYC (Zen 5), one generator thread
-against two, two rounds in turns (`benchmarks/bench_generate_zen5.json`): 11.6-12.5 frames/s against 9.0-9.2 (int8
-held to AVX2), 8.4-8.6 against 7.3-7.9 (fp32 held to AVX2), 10.5-11.6 against 9.3-9.9 (fp32), 11.2-12.8 against
-8.3-9.5 (bf16), and 20-35% fewer core-ms a frame; loaded, a busy process per core, 6.4 against 4.5 (int8) and 4.6
-against 3.8 (fp32 held to AVX2; `bench_generate_zen5_loaded.json`).
+1080p frame; since `finishing`, the face and hands too) and a two-thread generator took turns on two cores, and each
+parallel region waited for the thread the writer had displaced. `edn generate` of romp_sample2 at 1080p on a 2-core
+AMD EPYC (Zen 5), one generator thread against two, two rounds in turns (`benchmarks/bench_generate_zen5.json`):
+11.6-12.5 frames/s against 9.0-9.2 (int8 held to AVX2), 8.4-8.6 against 7.3-7.9 (fp32 held to AVX2), 10.5-11.6
+against 9.3-9.9 (fp32), 11.2-12.8 against 8.3-9.5 (bf16), and 20-35% fewer core-ms a frame; loaded, a busy process
+per core, 6.4 against 4.5 (int8) and 4.6 against 3.8 (fp32 held to AVX2; `bench_generate_zen5_loaded.json`).
 
 Why Intel/LLVM OpenMP sleeps at once: any wait there made a loaded machine erratic. Measured on Linux with PyPI's
 intel-openmp (the runtime torch's Windows wheel bundles) in place of libgomp (`benchmarks/bench_train_intel_openmp*`):

@@ -85,7 +85,7 @@ def leak(run_dir: Path, track: PoseTrack, every: int) -> dict:
 def hand_leak(synth: Synthesizer, body: BodyFrame, track: PoseTrack, i: int, fr, mip: Mipmap,
               size: int) -> list[float]:
     """The change of each refined hand over the plate (0-255) on its figure's pixels, recoloured against not; the
-    boxes as generation finds them (`generate._hand_patches`), from frame `i`'s framing `fr`."""
+    boxes as generation finds them (`finishing.Finisher._hand_patches`), from frame `i`'s framing `fr`."""
     out, window = [], torch.tensor(fr.window)
     for side in (0, 1):
         box = hand_box(track.body[i], track.hands[i], side, fr.window[3])

@@ -108,6 +108,21 @@ def test_a_worker_that_dies_is_a_clear_error_naming_the_frame(tmp_path, noticed)
                 writer.submit(FrameJob(tmp_path / f"frame_{k:06d}.png", fr, _window(4)))
 
 
+class _Unstartable:
+    """A finisher whose networks cannot be made ready (pickled to the worker by reference to this module)."""
+
+    def start(self, plate, threads=None):
+        raise RuntimeError("the refiners cannot be quantized here")
+
+
+def test_a_finisher_that_cannot_start_is_its_own_error_not_a_dead_worker(tmp_path):
+    fr = window_framing((W, H), (32, 32), (0.0, 0.0, 64.0, 64.0))
+    with pytest.raises(RuntimeError, match="the refiners cannot be quantized here"):
+        with FrameWriter(np.zeros((H, W, 3), np.uint8), (W, H), workers=1, finisher=_Unstartable()) as writer:
+            writer.submit(FrameJob(tmp_path / "frame_000000.png", fr, unfinished="a body frame"))
+    assert not (tmp_path / "frame_000000.png").exists()
+
+
 _KILLED_PARENT = """
 import os, signal, sys
 import numpy as np

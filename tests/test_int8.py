@@ -42,7 +42,7 @@ def test_conv_matches_fp32_on_signed_and_rectified_input(shape):
         assert rel_rms(conv(x), q(x)) < 0.05
 
 
-@pytest.mark.parametrize("channels, pad", [(6, 3), (16, 1), (600, 1)])
+@pytest.mark.parametrize("channels, pad", [(1, 1), (6, 3), (16, 1), (600, 1)])
 def test_a_reflection_padding_joins_its_convolution_with_the_same_result(channels, pad):
     """pix2pixHD's ReflectionPad2d + Conv2d becomes one int8 layer that pads the quantized map (OpenCV; torch past
     512 channels): the same numbers, to the bit, as padding in fp32 and then quantizing."""
@@ -52,6 +52,17 @@ def test_a_reflection_padding_joins_its_convolution_with_the_same_result(channel
     assert isinstance(q[0], nn.Identity) and q[1].reflect == pad
     x = torch.randn(2, channels, 9, 11)
     for x in (x, x.contiguous(memory_format=torch.channels_last)):
+        with torch.no_grad():
+            assert torch.equal(q(x), Int8Conv2d.of(net[1])(net[0](x)))
+
+
+def test_a_padding_the_convolution_cannot_take_stays_apart():
+    """Uneven reflection, or a convolution that pads too: the padding stays a layer of its own, in fp32."""
+    for pad, conv_pad in (((1, 2, 1, 1), 0), (1, 1)):
+        net = nn.Sequential(nn.ReflectionPad2d(pad), nn.Conv2d(4, 4, 3, padding=conv_pad)).eval()
+        q = quantized(net)
+        assert isinstance(q[0], nn.ReflectionPad2d) and q[1].reflect == 0
+        x = torch.randn(1, 4, 9, 9)
         with torch.no_grad():
             assert torch.equal(q(x), Int8Conv2d.of(net[1])(net[0](x)))
 

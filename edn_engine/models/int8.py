@@ -107,7 +107,7 @@ def _reflection_padded(q: torch.Tensor, pad: int) -> torch.Tensor:
         return F.pad(q, (pad,) * 4, mode="reflect")
     images = q.permute(0, 2, 3, 1).contiguous().numpy()  # (a view of a channels-last map)
     padded = np.stack([cv2.copyMakeBorder(im, pad, pad, pad, pad, cv2.BORDER_REFLECT_101) for im in images])
-    return torch.from_numpy(padded).permute(0, 3, 1, 2)
+    return torch.from_numpy(padded.reshape(*padded.shape[:3], -1)).permute(0, 3, 1, 2)  # (OpenCV drops one channel)
 
 
 class Int8UpsampleConv(nn.Module):
