@@ -138,7 +138,7 @@ def frame_writers(cores: int, generator_on_cpu: bool = True) -> int:
     """Frame-writing processes (`frame_writer`) for `cores` cores. A CPU's generator shares the cores with them:
     half go to the writers, which also refine each frame's face and hands (`finishing`), about as many core-ms a
     frame as the body generator's (on 2 cores: one writer and one generator thread; more cores are unmeasured), at
-    most 4 (each holds torch and the refiners: 230 MB of its own). A GPU's generator needs none (its writers hold
+    most 4 (each holds torch and the refiners: about 250 MB of its own). A GPU's generator needs none (its writers hold
     no torch): all but one core, at most 8."""
     if not generator_on_cpu:
         return max(1, min(8, cores - 1))
