@@ -63,7 +63,6 @@ class Finisher:
         if threads is not None:
             torch.set_num_threads(threads)
         self.synth = Synthesizer(None, self.FG, self.cfg, self.device, amp=self.amp, alpha=self.mattes, HG=self.HG)
-        self.FG = self.HG = None  # the synthesizer holds what it runs (its int8 copies, or these)
         self.plate_mip = Mipmap(plate) if plate is not None else None
         return self
 
