@@ -126,7 +126,8 @@ _WORKER: dict = {}
 def _start_worker(plate: np.ndarray | None, size: tuple[int, int], preview: bool, finisher: bytes | None) -> None:
     """Keep the plate; start the finisher; one OpenCV thread and one torch thread (the workers and the generator
     share the cores); large blocks kept for the next frame; exit with the parent. A finisher that cannot start
-    fails each job with its own error (raised here, the pool would only report a worker that ended).
+    fails each job with its own error (raised in this initializer, it would reach the parent only as a worker
+    that ended).
     Ctrl-C in a terminal reaches the whole process group: the parent stops the pool, the workers stay quiet."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)

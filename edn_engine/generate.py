@@ -148,6 +148,7 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
         for i in range(track.frames):
             n = track.frame_start + i
             path, fr = output / f"frame_{n:06d}.png", framings[i]
+            window = torch.tensor(fr.window) if fr.window is not None else None
             if not present[i]:
                 synth.reset()
                 job = FrameJob(path, fr)
@@ -158,12 +159,11 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
                     raise EdnError(f"existing frame is not a {w}x{h} RGBA image; remove it or the folder",
                                    path=path, frame=n)
                 shown = fr.image(rgba[..., :3] if plate is None else over(rgba, plate))
-                synth.set_previous(to_tensor(shown), torch.tensor(fr.window) if fr.window is not None else None)
+                synth.set_previous(to_tensor(shown), window)
                 job = FrameJob(path, fr, kept=True)
                 counts["kept"] += 1
             else:
                 plate_crop = to_tensor(plate_mip.image(fr)) if plate is not None else None
-                window = torch.tensor(fr.window) if fr.window is not None else None
                 body = synth.body_frame(to_tensor(stick_figure(framed, i)), plate_crop, window)
                 if plate is not None and fr.source_roi() is None:
                     outside.append(n)
