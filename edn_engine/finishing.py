@@ -8,9 +8,9 @@ generating process, the two stalled each other: with three busy threads on two c
 ops). `edn generate` of romp_sample2 at 1080p on a 2-core Sapphire Rapids, in turns with the thread
 (`benchmarks/bench_generate_xeon_finishing.json`): held to AVX2, 15.3-15.7 frames/s against 12.7, and 6.8-7.7
 against 6.5-6.9 with a busy process per core; with AVX-VNNI 16.1-16.9 against 15.5-15.8, but 7.6-8.0 against
-8.4-9.2 loaded (two busy threads of ours take less of a loaded machine than three). The writer then holds torch
-and the refiners: about 250 MB of its own. On a GPU (or MPS) frames are finished in the generating process, between
-frames.
+8.4-9.2 loaded (two busy threads of ours take less of a loaded machine than three: so on 2 cores two writers now
+write beside the generator, `threads.frame_writers`). A writer then holds torch and the refiners: about 250 MB of its
+own. On a GPU (or MPS) frames are finished in the generating process, between frames.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
 
 @contextlib.contextmanager
 def _threads(device: torch.device):
-    """Generate's share of the cores (`threads.frame_writers`), where this process's policy chose another's."""
+    """Generate's share of the cores (`threads.generator_threads`), where this process's policy chose another's."""
     share = threads.chosen_threads("generate") if device.type == "cpu" else None
     before = torch.get_num_threads()
     if share is not None:

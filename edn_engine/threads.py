@@ -25,7 +25,7 @@ The policy (each variable only where the user has not set it; what they set alwa
                            when the user chose an OMP_WAIT_POLICY, which each would override;
   OMP_NUM_THREADS=N        N = physical cores this process may use (SMT siblings share one core's units),
                            divided among the processes torchrun started on this machine; `edn generate` and
-                           `edn eval` leave the frame writers theirs (`frame_writers`): on 2 cores, one thread.
+                           `edn eval` leave the frame writers half (`generator_threads`): on 2 cores, one thread.
 
 Why the generator leaves the writers a core: the frame writer (scaling back, blending, PNG encoding; ~45 core-ms a
 1080p frame; since `finishing`, the face and hands too) and a two-thread generator took turns on two cores, and each
@@ -34,6 +34,7 @@ AMD EPYC (Zen 5), one generator thread against two, two rounds in turns (`benchm
 11.6-12.5 frames/s against 9.0-9.2 (int8 held to AVX2), 8.4-8.6 against 7.3-7.9 (fp32 held to AVX2), 10.5-11.6
 against 9.3-9.9 (fp32), 11.2-12.8 against 8.3-9.5 (bf16), and 20-35% fewer core-ms a frame; loaded, a busy process
 per core, 6.4 against 4.5 (int8) and 4.6 against 3.8 (fp32 held to AVX2; `bench_generate_zen5_loaded.json`).
+Since the writers refine the faces and hands too, two of them write beside that one thread (`frame_writers`).
 
 Why Intel/LLVM OpenMP sleeps at once: any wait there made a loaded machine erratic. Measured on Linux with PyPI's
 intel-openmp (the runtime torch's Windows wheel bundles) in place of libgomp (`benchmarks/bench_train_intel_openmp*`):
@@ -129,20 +130,28 @@ def policy_env(environ: Mapping[str, str] | None = None, cores: int | None = Non
                 local = 1
             threads = max(1, cores // local)
             if command in WRITING:
-                threads = max(1, threads - frame_writers(threads))
+                threads = generator_threads(threads)
             out["OMP_NUM_THREADS"] = str(threads)
     return out
 
 
+def generator_threads(cores: int) -> int:
+    """A CPU generator's threads beside its frame writers: the cores the writers' share leaves (half, at most 4
+    cores: on 2 cores, one thread; see above)."""
+    return max(1, cores - min(4, cores // 2))
+
+
 def frame_writers(cores: int, generator_on_cpu: bool = True) -> int:
-    """Frame-writing processes (`frame_writer`) for `cores` cores. A CPU's generator shares the cores with them:
-    half go to the writers, which also refine each frame's face and hands (`finishing`), about as many core-ms a
-    frame as the body generator's (on 2 cores: one writer and one generator thread; more cores are unmeasured), at
-    most 4 (each holds torch and the refiners: about 250 MB of its own). A GPU's generator needs none (its writers hold
-    no torch): all but one core, at most 8."""
+    """Frame-writing processes (`frame_writer`) for `cores` cores. A CPU's generator shares the cores with them: it
+    keeps `generator_threads`, and the writers, which also refine each frame's face and hands (`finishing`), are one
+    more than the cores left to them, at most 4 (each holds torch and the refiners: about 250 MB of its own). Where
+    the generator is faster than a writer (int8 with AVX-VNNI: 44 ms a frame against the writer's 65), one writer
+    left the generator idle; a second fills the gap. On 2 cores, two writers beside a one-thread generator
+    (`benchmarks/bench_generate_xeon_writers.json`; more cores are unmeasured). A GPU's generator needs none of the
+    cores (its writers hold no torch): all but one core, at most 8."""
     if not generator_on_cpu:
         return max(1, min(8, cores - 1))
-    return max(1, min(4, cores // 2))
+    return min(4, cores - generator_threads(cores) + 1)
 
 
 def settings(environ: Mapping[str, str]) -> dict[str, str]:

@@ -110,7 +110,7 @@ def test_every_entry_point_sets_the_policy_before_torch_loads(start, argv, spin,
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     cores = threads.physical_cores()
     if cores and spin == "10000":  # generating: a share of the cores is left to the frame writers
-        cores = max(1, cores - threads.frame_writers(cores))
+        cores = threads.generator_threads(cores)
     assert probe["seen"] == {"GOMP_SPINCOUNT": spin, "KMP_BLOCKTIME": "0",
                              "OMP_NUM_THREADS": str(cores) if cores else None}
     if cores:
@@ -118,14 +118,14 @@ def test_every_entry_point_sets_the_policy_before_torch_loads(start, argv, spin,
 
 
 def test_generating_leaves_the_frame_writers_their_cores(monkeypatch):
-    """On 2 cores the generator runs one thread beside one frame writer (see threads.py); a GPU's writers take all
+    """On 2 cores the generator runs one thread beside two frame writers (see threads.py); a GPU's writers take all
     but one core."""
     for cores, want in ((1, "1"), (2, "1"), (4, "2"), (8, "4")):
         assert threads.policy_env({}, cores=cores, command="generate")["OMP_NUM_THREADS"] == want
         assert threads.policy_env({}, cores=cores, command="eval")["OMP_NUM_THREADS"] == want
         assert threads.policy_env({}, cores=cores, command="train")["OMP_NUM_THREADS"] == str(cores)
-    assert threads.frame_writers(2) == 1 and threads.frame_writers(16, generator_on_cpu=False) == 8
-    assert threads.frame_writers(64) == 4 and threads.frame_writers(64, generator_on_cpu=False) == 8
+    assert [threads.frame_writers(n) for n in (1, 2, 4, 8, 64)] == [1, 2, 3, 4, 4]
+    assert threads.frame_writers(16, generator_on_cpu=False) == 8 and threads.frame_writers(2, False) == 1
     assert threads.chosen_threads("generate") is None  # no policy chosen in this process: torch's own
     monkeypatch.setattr(threads, "_CHOSEN", {"OMP_NUM_THREADS": "2"})  # as `edn transfer` on 2 cores
     monkeypatch.setattr(threads, "physical_cores", lambda: 2)
