@@ -136,22 +136,24 @@ def policy_env(environ: Mapping[str, str] | None = None, cores: int | None = Non
 
 
 def generator_threads(cores: int) -> int:
-    """A CPU generator's threads beside its frame writers: the cores the writers' share leaves (half, at most 4
-    cores: on 2 cores, one thread; see above)."""
+    """A CPU generator's threads beside its frame writers: the cores left after the writers' share (half the cores,
+    at most 4): on 2 cores, one thread (see above)."""
     return max(1, cores - min(4, cores // 2))
 
 
 def frame_writers(cores: int, generator_on_cpu: bool = True) -> int:
     """Frame-writing processes (`frame_writer`) for `cores` cores. A CPU's generator shares the cores with them: it
-    keeps `generator_threads`, and the writers, which also refine each frame's face and hands (`finishing`), are one
-    more than the cores left to them, at most 4 (each holds torch and the refiners: about 250 MB of its own). Where
-    the generator is faster than a writer (int8 with AVX-VNNI: 44 ms a frame against the writer's 65), one writer
-    left the generator idle; a second fills the gap. On 2 cores, two writers beside a one-thread generator
-    (`benchmarks/bench_generate_xeon_writers.json`; more cores are unmeasured). A GPU's generator needs none of the
-    cores (its writers hold no torch): all but one core, at most 8."""
+    keeps `generator_threads`, the writers the rest (at most 4: each holds torch and the refiners, about 250 MB of
+    its own), and one more where the generator runs a single thread. The writers also refine each frame's face and
+    hands (`finishing`), so where the generator is faster than a writer (int8 with AVX-VNNI: 44 ms a frame against the
+    writer's 65) one writer left it waiting; a second fills the gap (on 2 cores, `bench_generate_xeon_writers.json`).
+    A generator of several threads gets no extra writer: a team waits for whichever thread an extra process displaced
+    (see above; more than 2 cores are unmeasured). A GPU's generator needs none of the cores (its writers hold no
+    torch): all but one core, at most 8."""
     if not generator_on_cpu:
         return max(1, min(8, cores - 1))
-    return min(4, cores - generator_threads(cores) + 1)
+    threads = generator_threads(cores)
+    return max(1, min(4, cores - threads + (threads == 1)))
 
 
 def settings(environ: Mapping[str, str]) -> dict[str, str]:
