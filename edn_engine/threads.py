@@ -153,7 +153,8 @@ def frame_writers(cores: int, generator_on_cpu: bool = True) -> int:
     if not generator_on_cpu:
         return max(1, min(8, cores - 1))
     threads = generator_threads(cores)
-    return max(1, min(4, cores - threads + (threads == 1)))
+    extra = 1 if threads == 1 else 0
+    return max(1, min(4, cores - threads + extra))
 
 
 def settings(environ: Mapping[str, str]) -> dict[str, str]:
