@@ -63,16 +63,18 @@ class FrameWriter:
     `plate` (BGR at the clip's size) makes a person-over-plate writer (RGBA and composite), None a whole-frame one
     (the training frame scaled back). `preview`, if given, receives each frame's picture in order (the composite,
     or the RGB of a whole-frame run): for the preview video. A worker's error is raised here. `generator_on_cpu`:
-    whether the generator shares the cores with the writers (`threads.frame_writers`). `finisher` (a
+    whether the generator shares the cores with the writers, `generator_threads` its torch threads there
+    (`threads.frame_writers`). `finisher` (a
     `finishing.Finisher`): what finishes the jobs sent `unfinished`, copied to each worker and started there with
     the plate (`start(plate, threads=1)`)."""
 
     def __init__(self, plate: np.ndarray | None, size: tuple[int, int], *,
                  preview: Callable[[np.ndarray], None] | None = None, workers: int | None = None, depth: int = 4,
-                 generator_on_cpu: bool = True, finisher=None):
+                 generator_on_cpu: bool = True, generator_threads: int | None = None, finisher=None):
         self.preview = preview
         self.depth = depth
-        self.workers = workers or frame_writers(physical_cores() or os.cpu_count() or 2, generator_on_cpu)
+        self.workers = workers or frame_writers(physical_cores() or os.cpu_count() or 2, generator_on_cpu,
+                                                generator_threads)
         # the finisher by plain pickle: its networks' weights copied, where multiprocessing's pickler would move
         # them to shared memory (/dev/shm, 64 MB in a default Docker container)
         self._init = (plate, tuple(size), preview is not None, None if finisher is None else pickle.dumps(finisher))

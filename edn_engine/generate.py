@@ -141,7 +141,7 @@ def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Pa
     in_writer = _finishes_in_writer(run.device)
     with writer if writer is not None else contextlib.nullcontext(), \
             FrameWriter(plate, (w, h), preview=writer.write if writer is not None else None,
-                        generator_on_cpu=run.device.type == "cpu",
+                        generator_on_cpu=run.device.type == "cpu", generator_threads=torch.get_num_threads(),
                         finisher=finisher if in_writer else None) as frames_out:
         if not in_writer:
             finisher.start(plate)

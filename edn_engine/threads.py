@@ -141,18 +141,19 @@ def generator_threads(cores: int) -> int:
     return max(1, cores - min(4, cores // 2))
 
 
-def frame_writers(cores: int, generator_on_cpu: bool = True) -> int:
+def frame_writers(cores: int, generator_on_cpu: bool = True, threads: int | None = None) -> int:
     """Frame-writing processes (`frame_writer`) for `cores` cores. A CPU's generator shares the cores with them: it
-    keeps `generator_threads`, the writers the rest (at most 4: each holds torch and the refiners, about 250 MB of
-    its own), and one more where the generator runs a single thread. The writers also refine each frame's face and
-    hands (`finishing`), so where the generator is faster than a writer (int8 with AVX-VNNI: 44 ms a frame against the
-    writer's 65) one writer left it waiting; a second fills the gap (on 2 cores, `bench_generate_xeon_writers.json`).
-    A generator of several threads gets no extra writer: a team waits for whichever thread an extra process displaced
-    (see above; more than 2 cores are unmeasured). A GPU's generator needs none of the cores (its writers hold no
-    torch): all but one core, at most 8."""
+    keeps its `threads` (default: the policy's, `generator_threads`; a user's OMP_NUM_THREADS may differ), the
+    writers the rest (at most 4: each holds torch and the refiners, about 250 MB of its own), and one more where the
+    generator runs a single thread. The writers also refine each frame's face and hands (`finishing`), so where the
+    generator is faster than a writer (int8 with AVX-VNNI: 44 ms a frame against the writer's 65) one writer left it
+    waiting; a second fills the gap (on 2 cores, `bench_generate_xeon_writers.json`). A generator of several threads
+    gets no extra writer: a team waits for whichever thread an extra process displaced (see above; more than 2 cores
+    are unmeasured). A GPU's generator needs none of the cores (its writers hold no torch): all but one core, at
+    most 8."""
     if not generator_on_cpu:
         return max(1, min(8, cores - 1))
-    threads = generator_threads(cores)
+    threads = generator_threads(cores) if threads is None else threads
     extra = 1 if threads == 1 else 0
     return max(1, min(4, cores - threads + extra))
 

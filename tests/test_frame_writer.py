@@ -167,3 +167,14 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "\nState:\tZ" not in status
+
+
+def test_the_writer_count_follows_the_generators_own_threads(monkeypatch):
+    """On 2 cores a one-thread generator gets two writers beside it; one the user gave two threads
+    (OMP_NUM_THREADS=2) gets one, which would otherwise displace a thread of its team."""
+    from edn_engine import frame_writer
+
+    monkeypatch.setattr(frame_writer, "physical_cores", lambda: 2)
+    assert FrameWriter(None, (W, H), generator_threads=1).workers == 2
+    assert FrameWriter(None, (W, H), generator_threads=2).workers == 1
+    assert FrameWriter(None, (W, H), generator_on_cpu=False).workers == 1

@@ -126,6 +126,7 @@ def test_generating_leaves_the_frame_writers_their_cores(monkeypatch):
         assert threads.policy_env({}, cores=cores, command="train")["OMP_NUM_THREADS"] == str(cores)
     assert [threads.frame_writers(n) for n in (1, 2, 3, 4, 8, 64)] == [1, 2, 1, 2, 4, 4]  # one more beside one thread
     assert threads.frame_writers(16, generator_on_cpu=False) == 8 and threads.frame_writers(2, False) == 1
+    assert threads.frame_writers(2, threads=2) == 1  # the user's OMP_NUM_THREADS=2: no writer displaces the team
     assert threads.chosen_threads("generate") is None  # no policy chosen in this process: torch's own
     monkeypatch.setattr(threads, "_CHOSEN", {"OMP_NUM_THREADS": "2"})  # as `edn transfer` on 2 cores
     monkeypatch.setattr(threads, "physical_cores", lambda: 2)
