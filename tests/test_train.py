@@ -30,7 +30,6 @@ from edn_engine.models.face import build_face_generator, crop_faces, face_origin
 from edn_engine.models.generator import build_generator
 from edn_engine.runs import list_checkpoints, load_latest, read_checkpoint, save_checkpoint
 from edn_engine.training import TrainConfig, train
-from edn_engine.training.config import lr_at
 from edn_engine.training.steps import FrozenBody, generate_pair
 
 
@@ -249,16 +248,6 @@ def test_two_processes_with_gloo_hold_identical_weights(dataset, tmp_path):
     assert summary["world_size"] == 1 and summary["step"] == 6 and summary["stopped"] == "steps"
 
 
-def test_minutes_budget_stops_and_saves(dataset, tmp_path):
-    tcfg = TrainConfig(steps=None, minutes=0.04, save_every=10**6, preview_every=10**6, device="cpu")
-    t0 = time.monotonic()
-    with tiny_run.one_thread():
-        summary = train(dataset, tmp_path / "run", tcfg, overrides=dict(tiny_run.TINY))
-    assert summary["stopped"] == "time" and summary["step"] >= 1
-    assert time.monotonic() - t0 < 60
-    assert read_checkpoint(list_checkpoints(tmp_path / "run")[-1])["step"] == summary["step"]
-
-
 def test_training_whose_events_have_no_reader_saves_and_stops(dataset, tmp_path):
     """The events' reader is gone (the process that started `edn train --json` was killed): the trainer stops
     and saves, as on SIGTERM, rather than dying on the broken pipe with its steps since the last checkpoint."""
@@ -312,55 +301,6 @@ def test_resumed_losses_csv_keeps_one_header_when_the_losses_logged_change(tmp_p
     assert tuple(rows[0]) == HEADER and [r["step"] for r in rows] == ["1", "2", "3"]
     assert (rows[0]["G_limb"], rows[0]["G_alpha"], rows[0]["G_hand"]) == ("0.25", "0.125", "")
     assert (rows[2]["G_limb"], rows[2]["G_hand"], rows[2]["G_alpha"]) == ("0.4", "0.7", "0.1")
-
-
-def test_a_minutes_plan_stretches_the_cheaper_face_stage_over_the_time_left():
-    """Planned at the body's speed, a face stage of cheaper steps would end early: once its steps are timed, it
-    is stretched to fill the budget, the body's share untouched."""
-    from edn_engine.training.config import Plan
-
-    tcfg = TrainConfig(steps=None, minutes=2.0, face_fraction=0.2)
-    plan = Plan.from_speed(4, [5.0, 1.0, 1.0, 1.0], 10.0, tcfg, use_face=True)
-    assert (plan.steps, plan.body_steps) == (114, 91)  # 4 + 110 s / 1 s, the last 20% in the face stage
-    later = plan.fill_face_stage(95, [0.9, 0.25, 0.25, 0.25], 100.0, tcfg)  # 4 face steps timed at 0.25 s
-    assert (later.steps, later.body_steps) == (95 + 80, 91)
-    assert later.lr(95, tcfg) == tcfg.lr  # still in the face stage's constant part: no jump in the schedule
-    assert plan.fill_face_stage(95, [0.9, 0.25], 121.0, tcfg).steps == 95  # no time left: stop where it is
-
-
-def test_two_processes_stop_together_on_a_minutes_budget(dataset, tmp_path):
-    """With --minutes each process times its own steps and reads its own clock; they must still plan the same
-    steps and stop at the same one, or one would wait for the others forever."""
-    out = tmp_path / "ddp minutes"
-    cmd = [ENGINE_PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "edn_engine", "train", str(dataset), "-o", str(out), "--device", "cpu", "--json", "--minutes",
-           "0.15", "--save-every", "100", *tiny_run.tiny_args()]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=tiny_run.engine_env(), timeout=240)
-    assert res.returncode == 0, res.stderr[-3000:]
-    done = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")][-1]
-    assert done["event"] == "done" and done["world_size"] == 2 and done["stopped"] == "time", done
-    assert done["face_stage"] and len(set(done["generator_sha256"])) == 1
-    assert read_checkpoint(list_checkpoints(out)[-1])["step"] == done["step"]
-
-
-def test_a_minutes_resume_inside_the_face_stage_keeps_the_body_frozen(dataset, tmp_path):
-    """Resumed with --minutes (as the add-on's Resume does) after the body stage ended, the run finishes its face
-    stage on its own schedule, past the point where a --minutes run re-plans from its speed: it never goes back to
-    training the body. The face stage runs at the model's face_lr times the body's learning rate."""
-    out = tmp_path / "run"
-    with tiny_run.one_thread():
-        train(dataset, out, TrainConfig(steps=10, face_fraction=0.6, save_every=5, preview_every=100,
-                                        keep_checkpoints=5, device="cpu"), overrides=dict(tiny_run.TINY, face_lr=3.0))
-        (out / "checkpoints" / "step_00000010.pt").unlink()  # as if stopped after step 5, in the face stage
-        summary = train(dataset, out, TrainConfig(steps=None, minutes=0.5, save_every=100, preview_every=100,
-                                                  device="cpu"), resume=True)
-    assert summary["step"] == 10
-    with open(out / "losses.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    assert [r["stage"] for r in rows] == ["body"] * 4 + ["face"] * 6
-    tcfg = TrainConfig()  # each stage: constant for its first half, then down towards 0 (`lr_at`)
-    expected = [lr_at(s, 0, 4, tcfg) for s in range(4)] + [3 * lr_at(s, 4, 6, tcfg) for s in range(4, 10)]
-    assert [float(r["lr"]) for r in rows] == pytest.approx(expected, rel=1e-4)
 
 
 def test_the_face_stage_generates_each_pairs_body_crops_once():
