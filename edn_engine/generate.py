@@ -19,13 +19,15 @@ Frames are written atomically as `frame_NNNNNN.png` (source numbering) by worker
 scaling back, the plate and the PNG encoding happen there, beside the generator, and on a CPU the face and hands are
 refined there too: `finishing`) and never held in memory together. A frame with no pose is written fully transparent
 and restarts the temporal chain (the next frame is generated from zeros, like a first frame). `resume`: frames
-already on disk are kept, and the last one is read back as the previous output of the next; being 8-bit (and, for a
+already on disk are kept (only those generated from the same track, checkpoint and `hands`: `.source.json`), and the last one is read back as the previous output of the next; being 8-bit (and, for a
 whole-frame run, scaled up and back down), that is not bit-identical to an uninterrupted run, but visually the same.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from pathlib import Path
 
 import cv2
@@ -35,6 +37,7 @@ import torch
 from . import device as devices
 from . import threads
 from .allocator import keep_large_blocks
+from .atomic import write_json
 from .errors import EdnError
 from .events import Reporter
 from .compositing import over
@@ -48,6 +51,8 @@ from .pose.framing import Mipmap
 from .pose.track import PoseTrack
 from .pose.window import frame_track
 from .tensors import stick_figure, to_tensor
+
+SOURCE_RECORD = ".source.json"  # in the frames folder (hidden: not a frame), what they were generated from
 
 
 def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *, video: str | Path | None = None,
@@ -72,7 +77,12 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
         run.HG = None
     # Frames go to a folder beside OUT, swapped in when all are written. An interrupted run leaves it for
     # --resume; a run without --resume starts afresh, so no frame of an older, longer track survives.
+    source = {"track_sha256": _sha256(track_path), "checkpoint": str(run.checkpoint.resolve()), "step": run.step,
+              "hands": hands}
+    if resume:
+        _check_same_source(output, source)
     with staged_folder(output, keep_on_failure=True, continue_from=resume) as build, _threads(run.device):
+        write_json(build / SOURCE_RECORD, source)
         counts = _generate_frames(run, track, present, build, video, resume, amp, reporter)
     return {
         "output": str(output), "frames": track.frames, **counts,
@@ -99,6 +109,37 @@ def _threads(device: torch.device):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _check_same_source(output: Path, source: dict) -> None:
+    """--resume continues frames (an interrupted run's, else the finished folder's) only where they were generated
+    from the same track, checkpoint and hands choice (their SOURCE_RECORD): else the folder would mix two results.
+    Frames without a record (an older engine's) are continued as before."""
+    from .outputs import partial_path
+
+    partial = partial_path(output)
+    record = (partial if partial.is_dir() else output) / SOURCE_RECORD
+    if not record.is_file():
+        return
+    try:
+        before = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        before = None
+    changed = [k for k in source if not isinstance(before, dict) or before.get(k) != source[k]]
+    if changed:
+        raise EdnError(f"the frames here were generated from another {' and '.join(_WHAT[k] for k in changed)}: "
+                       "generate without --resume to start afresh", path=output)
+
+
+_WHAT = {"track_sha256": "track", "checkpoint": "checkpoint", "step": "training step", "hands": "--hands choice"}
+
+
+def _sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_hands(hands: str) -> None:

@@ -87,6 +87,15 @@ def test_resume_keeps_written_frames_and_continues(run, dataset, tmp_path):
     redone = cv2.imread(str(out / f"frame_{hold[-1]:06d}.png"), cv2.IMREAD_UNCHANGED)
     # fed back from the 8-bit frame on disk instead of the float one: the same picture within rounding
     assert np.abs(redone.astype(int) - reference.astype(int)).mean() < 2.0
+    # resumed with another track (or run, or --hands), the folder would mix two results: refused, nothing touched
+    other = PoseTrack.load(track)
+    other.replace(body=other.body * np.array([1.01, 1.0, 1.0], np.float32)).save(tmp_path / "other.npz")
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(EdnError, match="generated from another track: generate without --resume"):
+        generate(run, tmp_path / "other.npz", out, device="cpu", resume=True)
+    with pytest.raises(EdnError, match="another --hands choice"):
+        generate(run, track, out, device="cpu", resume=True, hands="body")
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before and not partial_path(out).exists()
 
 
 def test_bad_input(run, dataset, tmp_path):
