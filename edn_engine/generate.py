@@ -19,8 +19,9 @@ Frames are written atomically as `frame_NNNNNN.png` (source numbering) by worker
 scaling back, the plate and the PNG encoding happen there, beside the generator, and on a CPU the face and hands are
 refined there too: `finishing`) and never held in memory together. A frame with no pose is written fully transparent
 and restarts the temporal chain (the next frame is generated from zeros, like a first frame). `resume`: frames
-already on disk are kept (only those generated from the same track, checkpoint and `hands`: `.source.json`), and the last one is read back as the previous output of the next; being 8-bit (and, for a
-whole-frame run, scaled up and back down), that is not bit-identical to an uninterrupted run, but visually the same.
+already on disk are kept (only those generated from the same track, checkpoint and `hands`: `.source.json`), and
+the last one is read back as the previous output of the next; being 8-bit (and, for a whole-frame run, scaled up
+and back down), that is not bit-identical to an uninterrupted run, but visually the same.
 """
 
 from __future__ import annotations

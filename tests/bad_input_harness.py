@@ -132,7 +132,8 @@ def check_case(w: Workspace, c: Case, mode: str) -> None:
     before = bad.snapshot(w.good, w.bad, d)
     res = run_inprocess(argv) if mode == "in-process" else run_subprocess(argv, cwd=d)
     after = bad.snapshot(w.good, w.bad, d)
-    detail = f"edn {' '.join(map(str, argv))}\nrc={res.rc}\nstdout:\n{res.stdout[-2000:]}\nstderr:\n{res.stderr[-3000:]}"
+    detail = (f"edn {' '.join(map(str, argv))}\nrc={res.rc}\nstdout:\n{res.stdout[-2000:]}\n"
+              f"stderr:\n{res.stderr[-3000:]}")
     assert res.rc == 2, f"exit code {res.rc}, expected 2\n{detail}"
     if mode == "json":
         message, events = json_error(res)

@@ -162,3 +162,8 @@ def shorter_track(ws: Workspace, d: Path, frames: int) -> Path:
     from edn_engine.pose.track import PoseTrack
 
     return PoseTrack.load(ws.track).slice(0, frames).save(d / f"first {frames}.npz")
+
+
+def frame_names(folder: Path) -> list[str]:
+    """The entries of a frames folder but its hidden record of what they were generated from (`generate`)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))

@@ -13,7 +13,7 @@ import torch
 import bad_input_data as bad
 import tiny_run
 from bad_input_harness import Cases, assert_names, check_case, error_line, run_inprocess, run_ok
-from bad_input_workspace import LAST, Workspace, good_dataset_copy, good_run_copy
+from bad_input_workspace import LAST, Workspace, frame_names, good_dataset_copy, good_run_copy
 from bad_input_workspace import ws  # noqa: F401 (the session's shared good data)
 
 TINY_ARGS = tiny_run.tiny_args()
@@ -213,7 +213,7 @@ def test_damaged_newest_checkpoint_falls_back_with_a_warning(ws, verb, damage):
         bad.flip_tensor_bytes(newest, exp_avg, 64)
     if verb == "generate":
         res = run_ok(["generate", run, ws.track, "-o", d / "frames"])
-        assert sorted(p.name for p in (d / "frames").iterdir()) == [f"frame_{n:06d}.png" for n in range(LAST + 1)]
+        assert frame_names(d / "frames") == [f"frame_{n:06d}.png" for n in range(LAST + 1)]
         summary = json.loads(res.stdout)
         assert summary["step"] == 1 and summary["checkpoint"].endswith("step_00000001.pt")
     else:
