@@ -51,6 +51,12 @@ def test_no_person_at_all_is_a_clear_error():
     track.body[:] = 0
     with pytest.raises(EdnError, match="no person in any frame"):
         person_windows(track, (64, 64))
+    track = walking_track([150.0] * 3, [100.0] * 3)
+    track.body[1, :, :2] = 500.0  # a broken frame: every joint at one point, a person of no size
+    assert np.all(np.isfinite(person_windows(track, (64, 64))))  # framed as its neighbours
+    track.body[:, :, :2] = 500.0  # every frame so
+    with pytest.raises(EdnError, match="no person in any frame"):
+        person_windows(track, (64, 64))
 
 
 def test_window_framing_maps_points_and_pixels_and_back():

@@ -130,6 +130,8 @@ def _measure(body: np.ndarray, config: WindowConfig) -> tuple[np.ndarray, np.nda
         elif len(pts) >= 3 and extent > 0:
             height[i] = extent / 0.8  # a partial view: the joints seen span most of the person
             centre[i] = [pts[:, 0].mean(), (pts[:, 1].max() + pts[:, 1].min()) / 2]
+        if not height[i] > 0:  # every joint at one point (a broken track): no size to frame a window by
+            centre[i], height[i] = np.nan, np.nan
     return centre, height
 
 
