@@ -84,14 +84,18 @@ def check_output_folder(folder: str | Path, layout: Layout, what: str = "output 
     return folder
 
 
-def check_output_file(path: str | Path, suffix: str, what: str = "output") -> Path:
+def check_output_file(path: str | Path, suffix: str, what: str = "output",
+                      inputs: tuple[str | Path | None, ...] = ()) -> Path:
     """Fail before minutes of work if a file output cannot be written (wrong suffix, a folder, a parent that is
-    a file, a read-only folder)."""
+    a file, a read-only folder), or would replace one of the stage's `inputs`."""
     path = Path(path)
     if path.suffix.lower() != suffix:
         raise EdnError(f"the {what} must be a {suffix} file", path=path)
     if path.is_dir():
         raise EdnError(f"the {what} is a folder, not a file", path=path)
+    for item in inputs:
+        if item is not None and Path(item).resolve() == path.resolve():
+            raise EdnError(f"the {what} is this stage's input {item}: choose another file", path=path)
     _check_writable(path, what)
     return path
 

@@ -188,6 +188,12 @@ def _(w, d):
     return ["pose", "clean", w.track, "-o", d / "c.json"], [d / "c.json", ".npz"]
 
 
+@case("clean-output-is-its-input")
+def _(w, d):
+    raw = shutil.copy(w.track, d / "raw pose.npz")
+    return ["pose", "clean", raw, "-o", raw], [raw, "input"]
+
+
 @case("normalize-damaged-target")
 def _(w, d):
     return (["pose", "normalize", "--source", w.track, "--target", w.damaged_track, "-o", d / "n.npz"],
@@ -220,6 +226,18 @@ def _(w, d):
 def _(w, d):
     return (["pose", "drive", w.track, "--target", d / "me.npz", "-o", d / "drv.npz"],
             [d / "me.npz", "not found"])
+
+
+@case("drive-output-is-the-target")
+def _(w, d):
+    target = shutil.copy(w.track, d / "target pose.npz")
+    return ["pose", "drive", w.track, "--target", target, "-o", target], [target, "input"]
+
+
+@case("normalize-output-is-the-source")
+def _(w, d):
+    source = shutil.copy(w.track, d / "source pose.npz")
+    return ["pose", "normalize", "--source", source, "--target", w.track, "-o", source], [source, "input"]
 
 
 @case("drive-output-under-a-file")

@@ -171,7 +171,7 @@ def _run_clean(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..pose.clean import clean_track
     from ..pose.track import PoseTrack
 
-    check_output_file(args.output, ".npz")
+    check_output_file(args.output, ".npz", "cleaned track", inputs=(args.track,))
     track = PoseTrack.load(args.track)
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     cleaned = clean_track(track, median=args.median, max_gap=args.max_gap, method=args.method, parts=parts)
@@ -231,7 +231,7 @@ def _drive(args: argparse.Namespace, reporter: Reporter, clean: bool, interpolat
     from ..pipeline import drive_track
     from ..pose.track import PoseTrack
 
-    check_output_file(args.output, ".npz")
+    check_output_file(args.output, ".npz", "driving track", inputs=(args.source, args.target))
     if args.params is not None:
         check_output_file(args.params, ".json")
     figures = drive_track(args.source, args.target, args.output, params=args.params, clean=clean,
