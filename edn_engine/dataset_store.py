@@ -140,7 +140,11 @@ class FrameStore:
         path = self.dir / "frames" / f"frame_{n:06d}{self.ext}"
         if not path.is_file():
             raise EdnError("dataset frame missing", path=path, frame=n)
-        return to_tensor(read_image(path))
+        img = read_image(path)
+        if (img.shape[1], img.shape[0]) != self.size:
+            raise EdnError(f"dataset frame is {img.shape[1]}x{img.shape[0]}, the dataset {self.size[0]}x{self.size[1]}",
+                           path=path, frame=n)
+        return to_tensor(img)
 
     def matte(self, n: int) -> torch.Tensor:
         """(1, H, W) in [0, 1]; all ones when the dataset has no mattes (the alpha loss is then off)."""

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -192,6 +193,39 @@ def test_full_disk_while_saving_keeps_the_last_good_checkpoint(dataset, tmp_path
         save_checkpoint(tmp_path / "a file" / "run", {}, 1)  # a parent that cannot be created
 
 
+def test_a_damaged_dataset_file_met_mid_run_keeps_the_steps_done(dataset, tmp_path, monkeypatch):
+    """A damaged frame is met only when a step samples it: the steps done since the last checkpoint are saved
+    before the error names the file, and the run resumes once it is mended."""
+    real_image, calls = FrameStore.image, []
+
+    def damaged_after_a_while(self, n):
+        calls.append(n)
+        if len(calls) > 10:
+            raise EdnError("not a readable image", path=self.dir / "frames" / f"frame_{n:06d}.png", frame=n)
+        return real_image(self, n)
+
+    monkeypatch.setattr(FrameStore, "image", damaged_after_a_while)
+    tcfg = TrainConfig(steps=12, save_every=1000, preview_every=1000, face_fraction=0, device="cpu")
+    with tiny_run.one_thread(), pytest.raises(EdnError, match="not a readable image"):
+        train(dataset, tmp_path / "run", tcfg, overrides=dict(tiny_run.TINY))
+    saved = read_checkpoint(list_checkpoints(tmp_path / "run")[-1])["step"]
+    assert 1 <= saved < 12
+    monkeypatch.setattr(FrameStore, "image", real_image)
+    with tiny_run.one_thread():
+        assert train(dataset, tmp_path / "run", tcfg, resume=True)["step"] == 12
+
+
+def test_a_dataset_frame_of_another_size_is_named(dataset, tmp_path):
+    import shutil
+
+    copy = Path(shutil.copytree(dataset, tmp_path / "dataset"))
+    store = FrameStore(copy)
+    n = store.frames("train")[0]
+    cv2.imwrite(str(copy / "frames" / f"frame_{n:06d}.png"), np.zeros((32, 48, 3), np.uint8))
+    with pytest.raises(EdnError, match=f"frame_{n:06d}.png.*is 48x32, the dataset {store.size[0]}x{store.size[1]}"):
+        store.image(n)
+
+
 def test_bad_input(run, dataset, tmp_path, root):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -209,6 +243,10 @@ def test_bad_input(run, dataset, tmp_path, root):
     blocker.write_text("x")
     with pytest.raises(EdnError, match="is a file"):
         train(dataset, blocker / "run", TrainConfig(steps=1, device="cpu"), overrides=dict(tiny_run.TINY))
+    for inside in (dataset, dataset / "run"):  # its checkpoints among the frames: refused, nothing written
+        with pytest.raises(EdnError, match="lies in the dataset it trains on"):
+            train(dataset, inside, TrainConfig(steps=1, device="cpu"), overrides=dict(tiny_run.TINY))
+    assert not (dataset / "run").exists() and not (dataset / "checkpoints").exists()
     res = tiny_run.edn("train", dataset, "-o", tmp_path / "r0", "--steps", "0", "--json")
     assert res.returncode == 2
     assert "--steps must be at least 1" in json.loads(res.stdout.splitlines()[-1])["message"]

@@ -50,6 +50,9 @@ def train(dataset_dir: str | Path, run_dir: str | Path, tcfg: TrainConfig, *, pr
     an override that differs from them is refused. None: "cpu" for a new run.
     """
     run_dir = Path(run_dir)
+    dataset = Path(dataset_dir).resolve()
+    if run_dir.resolve() == dataset or dataset in run_dir.resolve().parents:
+        raise EdnError("the run folder lies in the dataset it trains on: choose another folder", path=run_dir)
     with run_folder(run_dir):  # checked before any long work; a failed run leaves no empty folder behind
         return _train(Path(dataset_dir), run_dir, tcfg, profile, dict(overrides or {}), resume, reporter)
 
@@ -145,6 +148,7 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
     face_from = None  # index in `times` of this session's first face step
     frozen_body = FrozenBody(nets.G)  # the face stage's body generator, each pair's crops made once
     last_preview = None
+    first_step = step  # this session's
     with StopFlag() as stop, deterministic(dev):
         while not plan.done(step):
             # stop on SIGTERM or Ctrl-C (on any process), or before a step that would overrun --minutes
@@ -155,9 +159,17 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
                 stopped = why
                 break
 
-            # one step: the body GAN, or the Face GAN once the body steps are done
+            # one step: the body GAN, or the Face GAN once the body steps are done; its data first, so that a
+            # damaged dataset file (met only when a step samples it) keeps the steps done since the last save
             t0 = time.monotonic()
-            batch, face_stage = next(batches), plan.face_stage(step)
+            try:
+                batch, face_stage = next(batches), plan.face_stage(step)
+                hands = data.hand_batch(batch["frame"], sampler.mirrored(step, tcfg.mirror)) if (
+                    face_stage and use_hands) else None
+            except EdnError:
+                if world == 1 and step > first_step:  # (several processes would wait for the failed one)
+                    save(step, plan)
+                raise
             if not face_stage:  # the face stage keeps each pair's body crops as they are (`FrozenBody`)
                 batch = data.mirrored(batch, sampler.mirrored(step, tcfg.mirror))
             batch = {k: v.to(dev) for k, v in batch.items()}
@@ -175,7 +187,6 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
                     losses.update(face_step(frozen_body, trained["FG"], trained["FD"], nets.opt["FG"], nets.opt["FD"],
                                             batch, mcfg, gan, vgg, amp))
                 if use_hands:
-                    hands = data.hand_batch(batch["frame"].cpu(), sampler.mirrored(step, tcfg.mirror))
                     batch.update({k: v.to(dev) for k, v in hands.items()})
                     losses.update(hand_step(frozen_body, trained["HG"], trained["HD"], nets.opt["HG"], nets.opt["HD"],
                                             batch, mcfg, gan, vgg, amp))
