@@ -146,7 +146,11 @@ def evaluate_run(run_dir: str | Path, out_dir: str | Path, *, split: str = "hold
         raise EdnError(f"the dataset has no '{split}' frames to evaluate on (rebuild it with a --holdout above "
                        f"{store.manifest.get('holdout', 0)})", path=store.dir)
     frames = frames[:max_frames]
-    open_source(store.manifest["source"], min(frames), max(frames))  # the real frames: the clip's own
+    source = open_source(store.manifest["source"], min(frames), max(frames))  # the real frames: the clip's own
+    if (source.width, source.height) != tuple(store.plan.src_size):
+        raise EdnError(f"the footage is {source.width}x{source.height}, the dataset was built from "
+                       f"{store.plan.src_size[0]}x{store.plan.src_size[1]} footage: is it another clip?",
+                       path=store.manifest["source"])
     check_output_folder(out_dir, REPORT, "report folder", inputs=(run_dir, store.dir))
 
     with staged_folder(out_dir) as build:

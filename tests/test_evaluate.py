@@ -299,7 +299,9 @@ def test_retrieval_scores_perfectly_on_training_frames(tiny_run, tmp_path):
 
 @pytest.mark.slow
 def test_edn_eval_names_missing_footage_before_generating(tiny_run, tmp_path, monkeypatch):
-    """Every run is scored against the clip's own frames: footage moved away is named before any generation."""
+    """Every run is scored against the clip's own frames: footage moved away, or another clip in its place, is
+    named before any generation."""
+    from conftest import VIDEO
     from edn_engine import evaluate
     from edn_engine.errors import EdnError
     from edn_engine.evaluate import evaluate_run
@@ -310,7 +312,11 @@ def test_edn_eval_names_missing_footage_before_generating(tiny_run, tmp_path, mo
     try:
         with pytest.raises(EdnError, match="target.mp4: input not found"):
             evaluate_run(tiny_run, tmp_path / "report")
+        target.symlink_to(VIDEO / "stgcn_ta_chi.mp4")  # another clip in its place
+        with pytest.raises(EdnError, match="target.mp4: the footage is 340x256, the dataset was built from"):
+            evaluate_run(tiny_run, tmp_path / "report")
     finally:
+        target.unlink(missing_ok=True)
         moved.rename(target)
     assert not (tmp_path / "report").exists()
 
