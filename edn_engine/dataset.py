@@ -207,7 +207,7 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
     manifest = {
         "format": FORMAT_NAME,
         "schema_version": SCHEMA_VERSION,
-        "source": str(source),
+        "source": str(Path(source).absolute()),  # read again by `edn eval`, run from anywhere
         "size": list(size),
         "framing": plan.to_dict(),
         "fps": float(getattr(clip, "fps", track.fps) or track.fps),

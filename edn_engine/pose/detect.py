@@ -91,7 +91,7 @@ def extract_pose(path: str | Path, *, start: int | None = None, end: int | None 
         raise EdnError("no frames were decoded", path=path)
     rows = int(numbers.max() - first + 1)  # image sequences may skip numbers: keep rows = frame numbers
     track = PoseTrack.empty(rows, source.width, source.height, fps=source.fps, frame_start=int(first),
-                            source=str(path))
+                            source=str(path.absolute()))  # found again from any folder
     for r in results:
         idx = r["frames"] - first
         track.body[idx], track.hands[idx], track.face[idx] = r["body"], r["hands"], r["face"]
