@@ -117,6 +117,12 @@ def build_dataset(
     return {**summary, "output": str(output)}
 
 
+def _in_frame(body: np.ndarray, width: int, height: int) -> bool:
+    """Whether any joint found in `body` (25, 3) lies on the footage."""
+    x, y, found = body[:, 0], body[:, 1], body[:, 2] > 0
+    return bool((found & (x >= 0) & (x < width) & (y >= 0) & (y < height)).any())
+
+
 def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseTrack | None,
            mattes_dir: Path | None, no_mattes: bool, holdout: float, framing: str, image_format: str,
            start: int | None, end: int | None, reporter: Reporter) -> dict:
@@ -150,8 +156,9 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
         (output / HANDS).mkdir()
 
     kept: list[dict] = []
-    excluded = {"no_person": 0, "outside_track": 0, "no_matte": 0}
+    excluded = {"no_person": 0, "outside_track": 0, "no_matte": 0, "off_frame": 0}
     nobody: list[int] = []  # source frames without the followed person: left out, named in a warning
+    off: list[int] = []  # and those whose person the track puts wholly outside the footage
     total = getattr(clip, "frame_count", None)
     for done, (n, bgr) in enumerate(clip, start=1):
         i = n - track.frame_start
@@ -161,6 +168,10 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
         if not (track.body[i, :, 2] > 0).any():
             excluded["no_person"] += 1
             nobody.append(n)
+            continue
+        if not _in_frame(track.body[i], clip.width, clip.height):
+            excluded["off_frame"] += 1
+            off.append(n)
             continue
         matte = None
         if mattes_dir is not None:
@@ -187,7 +198,13 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
     if nobody and kept:
         reporter.log(f"warning: {source.name}: left out {len(nobody)} frames without the followed person: frames "
                      f"{frame_ranges(nobody)}")
+    if off and kept:
+        reporter.log(f"warning: the track puts the person wholly outside the footage in {len(off)} frames, left out: "
+                     f"frames {frame_ranges(off)}")
     if not kept:
+        if off:
+            raise EdnError("no usable frame: the track puts the person outside the footage in every frame it "
+                           "covers (is it another clip's track?)", path=source)
         raise EdnError("no usable frame: nobody was detected in any frame of the input"
                        + (" covered by the track" if excluded["outside_track"] else ""), path=source)
     n_hold = int(round(holdout * len(kept)))

@@ -90,6 +90,25 @@ def test_pair_loader_reads_consecutive_training_frames_from_disk(shared):
     assert torch.allclose(item["image"][0].permute(1, 2, 0), torch.from_numpy(ref.copy()))
 
 
+def test_frames_whose_track_puts_the_person_off_the_footage_are_left_out_and_named(tmp_path, shared):
+    """Another clip's track (or a broken one) puts the person outside the footage: those frames would train on
+    an empty window. Left out and named; where every frame is so, refused."""
+    track_path, mattes = tiny_run.source_pose(shared.parent)
+    track = PoseTrack.load(track_path)
+    track.body[[2, 3], :, :2] += 5000.0
+    track.save(tmp_path / "t.npz")
+    log = io.StringIO()
+    summary = build_dataset(tiny_run.CLIP, tmp_path / "ds", (32, 32), track=tmp_path / "t.npz", mattes=mattes,
+                            holdout=0.0, end=tiny_run.FRAMES - 1, reporter=Reporter(False, log))
+    assert summary["excluded"]["off_frame"] == 2 and "outside the footage in 2 frames" in log.getvalue()
+    track.body[..., :2] += 5000.0
+    track.save(tmp_path / "t.npz")
+    with pytest.raises(EdnError, match="outside the footage in every frame"):
+        build_dataset(tiny_run.CLIP, tmp_path / "ds2", (32, 32), track=tmp_path / "t.npz", mattes=mattes,
+                      end=tiny_run.FRAMES - 1)
+    assert not (tmp_path / "ds2").exists()
+
+
 def test_frames_without_a_person_are_excluded_and_counted(tmp_path, shared):
     track_path, mattes = tiny_run.source_pose(shared.parent)
     track = PoseTrack.load(track_path)
