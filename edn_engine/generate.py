@@ -45,7 +45,7 @@ from .compositing import over
 from .finishing import Finisher, Unfinished
 from .frame_writer import FrameJob, FrameWriter
 from .inference import Run, Synthesizer, load_run
-from .layout import HANDS
+from .layout import HANDS, RUN_HAND_BANK
 from .pose.face import face_centre
 from .pose.follow import frame_ranges
 from .pose.framing import Mipmap
@@ -72,6 +72,9 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
     if video is not None:
         check_output_file(video, ".mp4", "preview video")
     run = load_run(run_dir, device, reporter)
+    if hands == "training" and run.HG is not None and run.hand_bank is None and run.plan.windowed:
+        reporter.log(f"warning: {Path(run_dir) / RUN_HAND_BANK} is missing (a run trained before it, or the file "
+                     "lost): the refiner's hands are drawn alone (`edn train --resume` writes it again)")
     if hands != "training":
         run.hand_bank = None
     if hands == "body":

@@ -222,6 +222,17 @@ def test_frames_finished_in_the_frame_writer_are_those_finished_here(hand_run, d
         assert a.shape == b.shape and (a == b).all(), name
 
 
+def test_a_hand_run_whose_training_hands_are_lost_says_so_and_draws_the_refiners(hand_run, dataset, tmp_path):
+    run = tiny_run.copy_run(hand_run, tmp_path / "run")
+    (run / "hand_bank.npz").unlink()
+    PoseTrack.load(dataset / "track_source.npz").slice(0, 2).save(tmp_path / "two.npz")
+    log = io.StringIO()
+    with tiny_run.one_thread():
+        summary = generate(run, tmp_path / "two.npz", tmp_path / "out", device="cpu", reporter=Reporter(False, log))
+    assert summary["hand_refiner"] and not summary["training_hands"]
+    assert f"{run / 'hand_bank.npz'} is missing" in log.getvalue()
+
+
 def test_body_and_hand_steps_train_on_mirrored_pairs_the_face_gan_on_the_pairs_as_they_are(
         dataset, tmp_path, monkeypatch):
     from edn_engine.dataset import PairDataset
