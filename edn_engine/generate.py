@@ -238,6 +238,10 @@ def plate_for(run: Run, size: tuple[int, int]) -> np.ndarray:
         raise EdnError("this person-over-plate run has no background plate (plate.png): train it again",
                        path=run.checkpoint.parent.parent)
     plate = read_image(run.plate)
-    if (plate.shape[1], plate.shape[0]) != tuple(size):
+    (w, h), (sw, sh) = (plate.shape[1], plate.shape[0]), run.plan.src_size
+    if (w, h) != (sw, sh):  # it is the footage's: another picture was put in its place
+        raise EdnError(f"the run's plate is {w}x{h}, its footage {sw}x{sh}: copy the dataset's plate.png back",
+                       path=run.plate)
+    if (w, h) != tuple(size):
         plate = cv2.resize(plate, tuple(size), interpolation=cv2.INTER_AREA)
     return plate

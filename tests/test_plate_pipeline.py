@@ -233,6 +233,15 @@ def test_a_hand_run_whose_training_hands_are_lost_says_so_and_draws_the_refiners
     assert f"{run / 'hand_bank.npz'} is missing" in log.getvalue()
 
 
+def test_a_run_plate_of_another_size_is_named_not_stretched(run, dataset, tmp_path):
+    copy = tiny_run.copy_run(run, tmp_path / "run")
+    cv2.imwrite(str(copy / "plate.png"), np.zeros((100, 100, 3), np.uint8))
+    PoseTrack.load(dataset / "track_source.npz").slice(0, 2).save(tmp_path / "two.npz")
+    with pytest.raises(EdnError, match="plate.png: the run's plate is 100x100, its footage"):
+        generate(copy, tmp_path / "two.npz", tmp_path / "out", device="cpu")
+    assert not (tmp_path / "out").exists()
+
+
 def test_body_and_hand_steps_train_on_mirrored_pairs_the_face_gan_on_the_pairs_as_they_are(
         dataset, tmp_path, monkeypatch):
     from edn_engine.dataset import PairDataset
