@@ -56,11 +56,12 @@ def feather_weights(size: int, margin: int | None = None) -> np.ndarray:
 
 
 def blend_patch(rgba: np.ndarray, comp: np.ndarray, plate: np.ndarray, fr: Framing, patch: np.ndarray,
-                over: bool = False) -> None:
+                over: bool = False, weights: np.ndarray | None = None) -> None:
     """Lay `patch` (BGRA uint8, straight alpha, at `fr`'s output size: a refined hand) into the full frame's
     `rgba` and its composite `comp` over `plate`, in place: in its place (the patch's alpha replaces the frame's),
-    or `over` the frame (a layer above it: a training hand, `hand_bank`). Blended premultiplied, feathered at the
-    patch's edge, and the composite recomputed from the blended RGBA, so the two always agree.
+    or `over` the frame (a layer above it: a training hand, `hand_bank`). Blended premultiplied, by `weights`
+    (float32 in 0..1 at the patch's size: how much of the patch counts where; default: all of it, feathered at its
+    edge), and the composite recomputed from the blended RGBA, so the two always agree.
     In 0..255, on whole arrays of one shape: numpy's arithmetic on a channel slice, or a (h, w, 1) factor
     broadcast over four channels, steps three or four values at a time (a frame's four patches took 8 ms)."""
     roi = fr.source_roi()
@@ -68,7 +69,7 @@ def blend_patch(rgba: np.ndarray, comp: np.ndarray, plate: np.ndarray, fr: Frami
         return
     x0, y0, x1, y1 = roi
     new = fr.back(_premultiplied(patch), cv2.INTER_LINEAR, roi=roi)
-    w = fr.back(feather_weights(patch.shape[0]), cv2.INTER_LINEAR, roi=roi)
+    w = fr.back(feather_weights(patch.shape[0]) if weights is None else weights, cv2.INTER_LINEAR, roi=roi)
     mixed = _premultiplied(rgba[y0:y1, x0:x1])
     if over:  # the frame under the patch shows through what the patch leaves
         keep = 1.0 - w * cv2.extractChannel(new, 3) * (1 / 255)

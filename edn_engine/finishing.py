@@ -22,11 +22,13 @@ import numpy as np
 import torch
 
 from .frame_writer import FrameJob
-from .hand_bank import HandBank
+from .compositing import feather_weights
+from .hand_bank import MIN_POINTS, HandBank, hull_mask
 from .hand_data import hand_framing
 from .inference import BodyFrame, Run, Synthesizer
 from .pose.framing import Framing, Mipmap
 from .pose.hands import hand_box
+from .pose.skeleton import THRESHOLDS
 from .tensors import hand_figure, to_image, to_tensor
 
 
@@ -75,9 +77,10 @@ class Finisher:
         return dataclasses.replace(job, window=_bgra(rgb, alpha), hands=hands, exemplars=exemplars, unfinished=None)
 
     def _hand_patches(self, u: Unfinished, fr: Framing) -> tuple:
-        """The frame's hands, each a (box framing, BGRA patch): as the hand refiner redraws them over the body, and
-        the training hands to lay over those (none without a bank). The boxes follow the driving pose (source
-        pixels) by the dataset's rule, sized by the frame's window."""
+        """The frame's hands: as the hand refiner redraws them over the body, each a (box framing, BGRA patch,
+        weights: only the hand itself, `_on_the_hand`), and the training hands to lay over those, each a (box
+        framing, BGRA patch; none without a bank). The boxes follow the driving pose (source pixels) by the
+        dataset's rule, sized by the frame's window."""
         size, bank = self.hand_size, self.bank
         found = [(side, box) for side in (0, 1)
                  if (box := hand_box(u.body_points, u.hands, side, fr.window[3])) is not None]
@@ -89,7 +92,8 @@ class Finisher:
         plates = torch.stack([to_tensor(self.plate_mip.image(f)) for f in framings])
         boxes = torch.tensor([box for _, box in found])
         colour, a = self.synth.refine_hands(u.body, torch.tensor(fr.window), boxes, labels, plates)
-        refined = tuple((f, _bgra(c, h)) for f, c, h in zip(framings, colour, a))
+        refined = tuple((f, _bgra(c, h), _on_the_hand(f, u.hands[side], size))
+                        for (side, _), f, c, h in zip(found, framings, colour, a))
         return refined, _training_hands(bank, found, u.hands, self.src_size, size) if bank is not None else ()
 
 
@@ -97,6 +101,17 @@ def _bgra(colour: torch.Tensor, alpha: torch.Tensor) -> np.ndarray:
     """A network's colour (3, H, W) in [-1, 1] and alpha (1, H, W) in [0, 1] as a BGRA uint8 picture (np.dstack took
     5x as long as cv2.merge)."""
     return cv2.merge([to_image(colour), (alpha[0].clamp(0, 1) * 255).round().byte().numpy()])
+
+
+def _on_the_hand(fr: Framing, points: np.ndarray, size: int) -> np.ndarray:
+    """Where a refined hand counts in its box (`compositing.blend_patch`'s weights): the hull of the driving hand's
+    keypoints (`points`, (21, 3) in source pixels), grown and feathered (`hand_bank.hull_mask`). Around the hand
+    the body generator's frame is kept: the refiner learned the hands of its clip, mostly against the background,
+    and over the body (a hand across the chest, driven by another dancer) it drew dark smears all over its box."""
+    found = points[:, 2] > THRESHOLDS["hands"]
+    if found.sum() < MIN_POINTS:  # a box placed along the forearm (`pose.hands.hand_box`): all of it counts
+        return feather_weights(size)
+    return hull_mask(fr.points(points)[found, :2], size) * feather_weights(size)
 
 
 def _training_hands(bank: HandBank, found: list, hands: np.ndarray, src_size: tuple[int, int], size: int) -> tuple:

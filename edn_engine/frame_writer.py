@@ -48,7 +48,8 @@ class FrameJob:
     fr: Framing
     window: np.ndarray | None = None
     kept: bool = False
-    hands: tuple[tuple[Framing, np.ndarray], ...] = ()  # refined hands: each box's framing and BGRA patch
+    # refined hands: each box's framing, BGRA patch and where it counts (`compositing.blend_patch`'s weights)
+    hands: tuple[tuple[Framing, np.ndarray, np.ndarray], ...] = ()
     exemplars: tuple[tuple[Framing, np.ndarray], ...] = ()  # training hands laid over them (`hand_bank`), likewise
     unfinished: object | None = None  # `finishing.Unfinished`
 
@@ -166,8 +167,8 @@ def _run(job: FrameJob) -> np.ndarray | None:
         rgba, comp = job.fr.back(_rgba(job.window)), None  # the whole training frame, back at the clip's framing
     else:
         rgba, comp = paste(job.fr, _rgba(job.window), plate)  # the window's person, back in the full frame
-        for fr, patch in job.hands:  # then the hands, redrawn at the source's resolution
-            blend_patch(rgba, comp, plate, fr, _rgba(patch))
+        for fr, patch, weights in job.hands:  # then the hands, redrawn at the source's resolution
+            blend_patch(rgba, comp, plate, fr, _rgba(patch), weights=weights)
         for fr, patch in job.exemplars:  # and the person's own hands over them
             blend_patch(rgba, comp, plate, fr, _rgba(patch), over=True)
     if comp is not None:  # first: --resume keeps a frame whose RGBA is on disk, so its composite must be there too

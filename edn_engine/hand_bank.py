@@ -41,6 +41,16 @@ def box_points(points: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
     return (points[:, :2] - np.array([x0, y0], np.float32)) / float(side), points[:, 2] > THRESHOLDS["hands"]
 
 
+def hull_mask(points: np.ndarray, size: int) -> np.ndarray:
+    """Where a hand is in a size x size picture of it: the hull of its found keypoints ((k, 2) in its pixels), grown
+    by GROW and feathered by FEATHER of `size`; float32 (size, size) in 0..1."""
+    hull = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(points.astype(np.int32)), 255)
+    grow = max(3, int(size * GROW)) | 1
+    hull = cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+    return cv2.GaussianBlur(hull, (0, 0), max(0.5, size * FEATHER)).astype(np.float32) / 255.0
+
+
 def distances(points: np.ndarray, found: np.ndarray, xy: np.ndarray, xy_found: np.ndarray):
     """How far hands (N, 21, 2) lie from one hand (21, 2), all in box units: the mean distance over the keypoints
     both show (N,), and how many those are (N,)."""
@@ -150,12 +160,7 @@ class HandBank:
         if move is None or not SCALES[0] <= np.hypot(*move[:, 0]) * s / size <= SCALES[1]:  # 1: the same size
             return None  # no move, or one that would shrink or swell the hand: the refined hand stays as it is
         move[:, 2] += 0.5 * (move[:, 0] + move[:, 1] - 1.0)  # between pixel indices (`Framing.pixel_matrix`)
-        hull = np.zeros((s, s), np.uint8)
-        cv2.fillConvexPoly(hull, cv2.convexHull((self.points[k][self.found[k]] * s).astype(np.int32)), 255)
-        grow = max(3, int(s * GROW)) | 1
-        hull = cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
-        hull = cv2.GaussianBlur(hull, (0, 0), max(0.5, s * FEATHER))
-        alpha = crop[..., 3].astype(np.float32) * (hull.astype(np.float32) / 255.0)
+        alpha = crop[..., 3].astype(np.float32) * hull_mask(self.points[k][self.found[k]] * s, s)
         bgr = cv2.warpAffine(crop[..., :3], move, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         alpha = cv2.warpAffine(alpha, move, (n, n), flags=cv2.INTER_LINEAR)
         return grown, np.dstack([bgr, np.clip(alpha, 0, 255).round().astype(np.uint8)])

@@ -117,6 +117,29 @@ def test_a_pasted_patch_replaces_the_middle_fades_at_its_edge_and_keeps_the_comp
     assert np.abs(comp.astype(int) - over(rgba, plate).astype(int)).max() <= 2  # still the RGBA over the plate
 
 
+def test_a_refined_hand_replaces_the_frame_only_on_the_hand():
+    """Over the body (a hand across the chest) the refiner's box holds more than the hand: only the hull of the
+    hand's keypoints counts, the body's frame is kept around it; a box placed along the forearm counts whole."""
+    from edn_engine.finishing import _on_the_hand
+
+    plate = np.full((100, 120, 3), 200, np.uint8)
+    body = np.zeros((100, 120, 4), np.uint8)
+    body[...] = [10, 20, 30, 255]  # the person's chest behind the whole box
+    patch = np.zeros((32, 32, 4), np.uint8)
+    patch[...] = [0, 0, 250, 255]  # the refiner's colour all over its box
+    fr = hand_framing((120, 100), (40.0, 30.0, 32.0), 32)  # box 40..72 x 30..62, 1:1
+    hand = np.zeros((21, 3), np.float32)
+    hand[:6] = [[50, 40, 0.9], [54, 40, 0.9], [50, 44, 0.9], [54, 44, 0.9], [52, 42, 0.9], [52, 38, 0.9]]
+    rgba, comp = body.copy(), over(body, plate)
+    blend_patch(rgba, comp, plate, fr, patch, weights=_on_the_hand(fr, hand, 32))
+    assert list(rgba[42, 52]) == [0, 0, 250, 255]  # on the hand
+    assert list(rgba[56, 66]) == [10, 20, 30, 255]  # in the box, away from the hand: the body's
+    rgba, comp = body.copy(), over(body, plate)
+    hand[4:, 2] = 0.0  # four keypoints: too few to go by
+    blend_patch(rgba, comp, plate, fr, patch, weights=_on_the_hand(fr, hand, 32))
+    assert list(rgba[56, 66]) == [0, 0, 250, 255]  # all of the box but its feathered edge
+
+
 def test_the_hand_step_trains_on_the_hands_found_and_shares_the_bodys_generation_with_the_face_step():
     cfg = get_profile("cpu", width=64, height=64, face_size=32, face_ngf=8, face_n_blocks=1, face_ndf=8)
     torch.manual_seed(0)
