@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import torch
 
+from .compositing import pull_from_plate
 from .errors import EdnError
 from .hand_bank import HandBank
 from .pose.framing import Framing, Mipmap
@@ -87,7 +88,13 @@ class HandCrops:
         `frame`, rather than a smaller bank written over a resumed run's."""
         entries = [(n, side, self.track.hands[n - self.track.frame_start][side], box)
                    for n in self.train for side, box in enumerate(self.boxes[n]) if box is not None]
-        return HandBank.from_crops(entries, self._crop, self.size)
+        return HandBank.from_crops(entries, self._bank_crop, self.size)
+
+    def _bank_crop(self, n: int, side: int) -> np.ndarray:
+        """Frame `n`'s hand crop of `side` pulled off the plate (`compositing.pull_from_plate`): a training hand
+        is laid over other pictures than its own."""
+        plate = self.plate.image(hand_framing(self.src_size, self.boxes[n][side], self.size))
+        return pull_from_plate(self._crop(n, side), plate)
 
     def _crop(self, n: int, side: int) -> np.ndarray:
         """Frame `n`'s hand crop of `side`, BGRA (its matte as alpha); one the manifest names must be there."""

@@ -4,7 +4,7 @@ onto the driving pose's keypoints and drawn only on the hand; and the frame writ
 import numpy as np
 import pytest
 
-from edn_engine.compositing import blend_patch, over
+from edn_engine.compositing import BACKGROUND, blend_patch, over, pull_from_plate
 from edn_engine.errors import EdnError
 from edn_engine.hand_bank import MARGIN, HandBank
 from edn_engine.hand_data import hand_framing
@@ -128,6 +128,25 @@ def test_an_exemplar_is_laid_over_the_frame_and_a_refined_hand_in_its_place():
     expected = [10 * (1 - k), 20 * (1 - k), 250 * k + 30 * (1 - k), 255]  # over the person: half of each, opaque
     assert np.abs(rgba[30, 25].astype(float) - expected).max() <= 1
     assert np.abs(comp.astype(int) - over(rgba, plate).astype(int)).max() <= 2  # still the RGBA over the plate
+
+
+def test_a_training_hand_is_pulled_off_the_wall_its_coarse_matte_kept():
+    """The matte holds the wall around a hand; pulled off the plate, the wall is clear, the hand opaque, a pixel
+    half hand and half wall is half opaque in the hand's colour, and over its own plate it looks as before."""
+    wall, skin = np.array([235, 225, 235], np.float32), np.array([150, 170, 210], np.float32)
+    yy, xx = np.mgrid[:64, :64]
+    cover = np.clip(20.5 - np.hypot(xx - 32, yy - 32), 0, 1)  # a hand: a disc, its edge one pixel of both
+    image = cover[..., None] * skin + (1 - cover[..., None]) * wall
+    matte = np.where(np.hypot(xx - 32, yy - 32) < 28, 255, 0)  # coarse: wider than the hand
+    plate = np.broadcast_to(wall, image.shape).round().astype(np.uint8)
+    crop = np.dstack([image.round(), matte]).astype(np.uint8)
+    pulled = pull_from_plate(crop, plate)
+    assert pulled[32, 32, 3] == 255 and pulled[32, 56, 3] == 0  # the hand; the wall inside the matte
+    edge = (32, 52) if 0 < cover[32, 52] < 1 else (32, 12)
+    assert abs(pulled[edge][3] / 255 - cover[edge]) < 0.1 and np.abs(pulled[edge][:3] - skin).max() <= 12
+    a = pulled[..., 3:].astype(np.float32) / 255
+    again = pulled[..., :3] * a + plate * (1 - a)
+    assert np.abs(again - crop[..., :3]).max() <= BACKGROUND + 1  # nearer the wall than that: the wall
 
 
 def test_a_bank_is_saved_and_read_back_and_a_bad_file_is_named(tmp_path):
