@@ -13,10 +13,10 @@ import numpy as np
 from .pose.framing import Framing
 
 # Difference matting (`pull_from_plate`): a pixel no farther from the plate than BACKGROUND (the Euclidean distance
-# of its 8-bit BGR levels: the plate's own noise and compression stay below it) is background; one as far as the
-# person's typical pixel (the median over the matte, within FOREGROUND) is the person; between, partly each (a blurred
-# finger over the wall).
-BACKGROUND, FOREGROUND = 12.0, (48.0, 150.0)
+# of its 8-bit BGR levels: the plate's own noise and compression stay below it) is background, one FOREGROUND away
+# the person, and between, partly each. Skin lies 70-220 from romp_sample2's white wall. A ramp up to the hand's
+# median distance left half of each hand translucent, and the detector found fewer of them (`bench_hands_over_body`).
+BACKGROUND, FOREGROUND = 12.0, 48.0
 MATTE_TRUST = 8.0  # the segmentation matte gates that, fully where it is at least 1/8 (its soft edge is wide)
 
 
@@ -61,10 +61,8 @@ def pull_from_plate(bgra: np.ndarray, plate: np.ndarray) -> np.ndarray:
     training hand (`hand_bank`) it held the wall between and around the fingers, and laid over the body (a hand
     across the chest, driven by another dancer) that wall showed as a pale, glassy halo."""
     image, back = bgra[..., :3].astype(np.float32), plate.astype(np.float32)
-    distance, matte = np.linalg.norm(image - back, axis=2), bgra[..., 3]
-    person = np.clip(np.median(distance[matte > 127]) if (matte > 127).any() else 0.0, *FOREGROUND)
-    alpha = np.clip((distance - BACKGROUND) / (person - BACKGROUND), 0.0, 1.0)
-    alpha *= np.clip(matte.astype(np.float32) * (MATTE_TRUST / 255.0), 0.0, 1.0)
+    alpha = np.clip((np.linalg.norm(image - back, axis=2) - BACKGROUND) / (FOREGROUND - BACKGROUND), 0.0, 1.0)
+    alpha *= np.clip(bgra[..., 3].astype(np.float32) * (MATTE_TRUST / 255.0), 0.0, 1.0)
     unmixed = back + (image - back) / np.maximum(alpha, 1 / 255)[..., None]  # noise amplified where alpha hides it
     colour = np.where(alpha[..., None] > 0, unmixed, image)
     colour = np.clip(colour + 0.5, 0, 255).astype(np.uint8)
