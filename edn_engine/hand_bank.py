@@ -8,8 +8,9 @@ the other) and lays it over the refined hand, feathered, inside the hull of its 
 frames. Given that hand as an input instead, the refiner learned to ignore it in a 5.5-minute face stage.
 
     run/hand_bank.npz   side (N,), frame (N,) source numbers, points (N, 21, 2) in box units ((x - x0) / side),
-                        found (N, 21), crops (N, S, S, 4) BGRA: the dataset's train-split hand crops, their mattes
-                        as alpha (`hand_data`); at most LIMIT a side, so a long clip's bank stays small
+                        found (N, 21), crops (N, S, S, 4) BGRA: the dataset's train-split hand crops (`hand_data`)
+                        pulled off the plate (`compositing.pull_from_plate`: alpha where they differ from it, within
+                        their mattes); at most LIMIT a side, so a long clip's bank stays small
 """
 
 from __future__ import annotations
