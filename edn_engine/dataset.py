@@ -45,6 +45,7 @@ from .events import Reporter
 from .hand_data import FOLDER as HANDS, crop_size, write_hands
 from .pose.face import face_box, face_centre
 from .pose.follow import frame_ranges
+from .pose.skeleton import in_frame
 from .pose.window import FramePlan, WindowConfig, frame_track
 from .pose.track import PoseTrack
 
@@ -117,10 +118,10 @@ def build_dataset(
     return {**summary, "output": str(output)}
 
 
-def _in_frame(body: np.ndarray, width: int, height: int) -> bool:
-    """Whether any joint found in `body` (25, 3) lies on the footage."""
-    x, y, found = body[:, 0], body[:, 1], body[:, 2] > 0
-    return bool((found & (x >= 0) & (x < width) & (y >= 0) & (y < height)).any())
+def _on_footage(body: np.ndarray, width: int, height: int) -> bool:
+    """Whether any joint of `body` (25, 3) that places a window (`WindowConfig.min_confidence`) lies on the footage."""
+    found = body[:, 2] >= WindowConfig().min_confidence
+    return bool((found & in_frame(body[:, :2], width, height)).any())
 
 
 def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseTrack | None,
@@ -169,7 +170,7 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
             excluded["no_person"] += 1
             nobody.append(n)
             continue
-        if not _in_frame(track.body[i], clip.width, clip.height):
+        if not _on_footage(track.body[i], clip.width, clip.height):
             excluded["off_frame"] += 1
             off.append(n)
             continue

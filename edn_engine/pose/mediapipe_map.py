@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .skeleton import in_frame
+
 # -- body ------------------------------------------------------------------------------------------------------
 # MediaPipe Pose's 33 landmarks, for reference:
 #  0 nose, 1-3 left eye inner/centre/outer, 4-6 right eye inner/centre/outer, 7 left ear, 8 right ear,
@@ -118,10 +120,6 @@ def _to_pixels(norm_xy: np.ndarray, width: int, height: int) -> np.ndarray:
     return norm_xy[..., :2].astype(np.float64) * np.array([width, height], np.float64)
 
 
-def _in_frame(xy: np.ndarray, width: int, height: int) -> np.ndarray:
-    return (xy[..., 0] >= 0) & (xy[..., 0] <= width - 1) & (xy[..., 1] >= 0) & (xy[..., 1] <= height - 1)
-
-
 def body_from_mediapipe(pose: np.ndarray, width: int, height: int) -> np.ndarray:
     """(33, >=4) normalized pose landmarks (x, y, z, visibility) -> (25, 3) BODY_25 in pixels."""
     xy = _to_pixels(pose, width, height)
@@ -139,7 +137,7 @@ def body_from_mediapipe(pose: np.ndarray, width: int, height: int) -> np.ndarray
         out[small, :2] = xy[toe] + lateral + SMALL_TOE_BACK * (xy[heel] - xy[toe])
         out[big, 2] = vis[toe]
         out[small, 2] = min(vis[toe], vis[heel])
-    out[~_in_frame(out[:, :2], width, height), 2] = 0.0
+    out[~in_frame(out[:, :2], width, height), 2] = 0.0
     out[out[:, 2] <= 0] = 0.0
     return out.astype(np.float32)
 
@@ -149,7 +147,7 @@ def hand_from_mediapipe(hand: np.ndarray, confidence: float, width: int, height:
     out = np.zeros((21, 3), np.float32)
     out[:, :2] = _to_pixels(hand[list(HAND_21_FROM_MP)], width, height)
     out[:, 2] = float(np.clip(confidence, 0.0, 1.0))
-    out[~_in_frame(out[:, :2], width, height)] = 0.0
+    out[~in_frame(out[:, :2], width, height)] = 0.0
     return out
 
 
@@ -161,7 +159,7 @@ def face_from_mediapipe(mesh: np.ndarray, confidence: float, width: int, height:
     for j, idx in PUPILS_FROM_MP.items():
         out[j, :2] = xy[idx] if len(xy) > idx else xy[list(PUPILS_FALLBACK[j])].mean(axis=0)
     out[:, 2] = float(np.clip(confidence, 0.0, 1.0))
-    out[~_in_frame(out[:, :2], width, height)] = 0.0
+    out[~in_frame(out[:, :2], width, height)] = 0.0
     return out.astype(np.float32)
 
 

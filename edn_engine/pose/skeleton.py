@@ -82,3 +82,8 @@ def mirror_pose(body: np.ndarray, hands: np.ndarray, face: np.ndarray,
         return out
 
     return flip(body, list(BODY_25_MIRROR)), flip(hands[::-1], slice(None)), flip(face, list(FACE_70_MIRROR))
+
+
+def in_frame(xy: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Which points (..., 2) in pixels lie on a width x height frame (0 to width - 1, 0 to height - 1)."""
+    return (xy[..., 0] >= 0) & (xy[..., 0] <= width - 1) & (xy[..., 1] >= 0) & (xy[..., 1] <= height - 1)
