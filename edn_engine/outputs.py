@@ -93,8 +93,8 @@ def check_output_file(path: str | Path, suffix: str, what: str = "output",
         raise EdnError(f"the {what} must be a {suffix} file", path=path)
     if path.is_dir():
         raise EdnError(f"the {what} is a folder, not a file", path=path)
-    for item in inputs:
-        if item is not None and Path(item).resolve() == path.resolve():
+    for item in inputs:  # samefile: one file under two spellings (a case-blind disk, a link) is still the input
+        if item is not None and path.exists() and Path(item).exists() and os.path.samefile(item, path):
             raise EdnError(f"the {what} is this stage's input {item}: choose another file", path=path)
     _check_writable(path, what)
     return path
