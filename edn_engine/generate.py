@@ -19,9 +19,9 @@ Frames are written atomically as `frame_NNNNNN.png` (source numbering) by worker
 scaling back, the plate and the PNG encoding happen there, beside the generator, and on a CPU the face and hands are
 refined there too: `finishing`) and never held in memory together. A frame with no pose is written fully transparent
 and restarts the temporal chain (the next frame is generated from zeros, like a first frame). `resume`: frames
-already on disk are kept (only those generated from the same track, checkpoint and `hands`: `.source.json`), and
-the last one is read back as the previous output of the next; being 8-bit (and, for a whole-frame run, scaled up
-and back down), that is not bit-identical to an uninterrupted run, but visually the same.
+already on disk are kept (only those generated from the same track, checkpoint, hands and precision:
+`.source.json`), and the last one is read back as the previous output of the next; being 8-bit (and, for a
+whole-frame run, scaled up and back down), that is not bit-identical to an uninterrupted run, but visually the same.
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
         run.HG = None
     # Frames go to a folder beside OUT, swapped in when all are written. An interrupted run leaves it for
     # --resume; a run without --resume starts afresh, so no frame of an older, longer track survives.
-    source = {"track_sha256": _sha256(track_path), "checkpoint": str(run.checkpoint.resolve()), "step": run.step,
-              "hands": hands}
+    source = {"track_sha256": _sha256(track_path), "checkpoint": run.checkpoint.name, "step": run.step,
+              "hands": _drawn_hands(run, run_dir), "precision": devices.inference_precision(run.device, amp)}
     if resume:
         _check_same_source(output, source)
     with staged_folder(output, keep_on_failure=True, continue_from=resume) as build, _threads(run.device):
@@ -135,7 +135,19 @@ def _check_same_source(output: Path, source: dict) -> None:
                        "generate without --resume to start afresh", path=output)
 
 
-_WHAT = {"track_sha256": "track", "checkpoint": "checkpoint", "step": "training step", "hands": "--hands choice"}
+_WHAT = {"track_sha256": "track", "checkpoint": "checkpoint", "step": "training step",
+         "hands": "way of drawing the hands (--hands, or the run's training hands)",
+         "precision": "precision (--no-amp)"}
+
+
+def _drawn_hands(run: Run, run_dir: str | Path) -> str:
+    """How the frames' hands are drawn, as the run and `--hands` make it: "body", "refined", or "training" with the
+    training hands' digest (rewritten by `edn train --resume`, they draw other hands)."""
+    if run.HG is None or not run.plan.windowed:
+        return "body"
+    if run.hand_bank is None:
+        return "refined"
+    return f"training {_sha256(Path(run_dir) / RUN_HAND_BANK)}"
 
 
 def _sha256(path: str | Path) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -231,6 +232,9 @@ def test_a_hand_run_whose_training_hands_are_lost_says_so_and_draws_the_refiners
         summary = generate(run, tmp_path / "two.npz", tmp_path / "out", device="cpu", reporter=Reporter(False, log))
     assert summary["hand_refiner"] and not summary["training_hands"]
     assert f"{run / 'hand_bank.npz'} is missing" in log.getvalue()
+    shutil.copy(hand_run / "hand_bank.npz", run)  # written again (`edn train --resume`): other hands would be drawn
+    with pytest.raises(EdnError, match="another way of drawing the hands"):
+        generate(run, tmp_path / "two.npz", tmp_path / "out", device="cpu", resume=True)
 
 
 def test_a_run_plate_of_another_size_is_named_not_stretched(run, dataset, tmp_path):
