@@ -103,7 +103,11 @@ class HandCrops:
         path = self.dir / FOLDER / f"hand_{n:06d}_{side}.png"
         if not path.is_file():
             raise EdnError("dataset hand crop missing", path=path, frame=n)
-        return read_image(path, cv2.IMREAD_UNCHANGED)
+        crop = read_image(path, cv2.IMREAD_UNCHANGED)
+        if crop.shape != (self.size, self.size, 4) or crop.dtype != np.uint8:
+            raise EdnError(f"dataset hand crop is not {self.size}x{self.size} 8-bit BGRA (its matte as alpha)",
+                           path=path, frame=n)
+        return crop
 
     def frame(self, n: int, mirror: bool = False) -> dict[str, torch.Tensor]:
         """Frame `n`'s two hands: label and real (2, 3, S, S), matte (2, 1, S, S), plate (2, 3, S, S), box (2, 3).

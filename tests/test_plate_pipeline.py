@@ -325,6 +325,9 @@ def test_the_hand_bank_names_a_missing_crop_rather_than_keep_fewer_hands(dataset
     with pytest.raises(EdnError, match="dataset hand crop missing") as err:
         PairDataset(copy).store.hand_crops().bank()
     assert name in str(err.value)
+    cv2.imwrite(str(copy / "hands" / name), np.zeros((8, 8, 3), np.uint8))  # re-saved without its matte, resized
+    with pytest.raises(EdnError, match=f"{name}.*hand crop is not .* 8-bit BGRA"):
+        PairDataset(copy).store.hand_crops().bank()
 
 
 def test_a_hand_run_resumed_on_a_dataset_without_hand_crops_is_refused_by_name(hand_run, dataset, tmp_path):

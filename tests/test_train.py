@@ -9,6 +9,7 @@ import io
 import json
 import math
 import pathlib
+import shutil
 import signal
 import subprocess
 import time
@@ -216,8 +217,6 @@ def test_a_damaged_dataset_file_met_mid_run_keeps_the_steps_done(dataset, tmp_pa
 
 
 def test_a_dataset_frame_of_another_size_is_named(dataset, tmp_path):
-    import shutil
-
     copy = Path(shutil.copytree(dataset, tmp_path / "dataset"))
     store = FrameStore(copy)
     n = store.frames("train")[0]
@@ -243,10 +242,11 @@ def test_bad_input(run, dataset, tmp_path, root):
     blocker.write_text("x")
     with pytest.raises(EdnError, match="is a file"):
         train(dataset, blocker / "run", TrainConfig(steps=1, device="cpu"), overrides=dict(tiny_run.TINY))
-    for inside in (dataset, dataset / "run"):  # its checkpoints among the frames: refused, nothing written
+    own = Path(shutil.copytree(dataset, tmp_path / "own dataset"))  # a copy: a regression must not spoil the fixture
+    for inside in (own, own / "run"):  # its checkpoints among the frames: refused, nothing written
         with pytest.raises(EdnError, match="lies in the dataset it trains on"):
-            train(dataset, inside, TrainConfig(steps=1, device="cpu"), overrides=dict(tiny_run.TINY))
-    assert not (dataset / "run").exists() and not (dataset / "checkpoints").exists()
+            train(own, inside, TrainConfig(steps=1, device="cpu"), overrides=dict(tiny_run.TINY))
+    assert not (own / "run").exists() and not (own / "checkpoints").exists()
     res = tiny_run.edn("train", dataset, "-o", tmp_path / "r0", "--steps", "0", "--json")
     assert res.returncode == 2
     assert "--steps must be at least 1" in json.loads(res.stdout.splitlines()[-1])["message"]

@@ -8,6 +8,7 @@ processes: `training.distributed`. What rank 0 logs: `training.logs`. How long a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -166,9 +167,10 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
                 batch, face_stage = next(batches), plan.face_stage(step)
                 hands = data.hand_batch(batch["frame"], sampler.mirrored(step, tcfg.mirror)) if (
                     face_stage and use_hands) else None
-            except EdnError:
+            except Exception:  # no step has begun: the state is the last step's
                 if world == 1 and step > first_step:  # (several processes would wait for the failed one)
-                    save(step, plan)
+                    with contextlib.suppress(Exception):  # a failing save must not hide the file that failed
+                        save(step, plan)
                 raise
             if not face_stage:  # the face stage keeps each pair's body crops as they are (`FrozenBody`)
                 batch = data.mirrored(batch, sampler.mirrored(step, tcfg.mirror))
