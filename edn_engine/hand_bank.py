@@ -162,6 +162,10 @@ class HandBank:
             return None  # no move, or one that would shrink or swell the hand: the refined hand stays as it is
         move[:, 2] += 0.5 * (move[:, 0] + move[:, 1] - 1.0)  # between pixel indices (`Framing.pixel_matrix`)
         alpha = crop[..., 3].astype(np.float32) * hull_mask(self.points[k][self.found[k]] * s, s)
-        bgr = cv2.warpAffine(crop[..., :3], move, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.warpAffine(alpha, move, (n, n), flags=cv2.INTER_LINEAR)
-        return grown, np.dstack([bgr, np.clip(alpha, 0, 255).round().astype(np.uint8)])
+        # moved premultiplied, as compositors resample: the colour under a nearly clear pixel (a crop pulled off its
+        # plate amplifies it there, `compositing.pull_from_plate`) must not bleed into its opaque neighbours
+        colour = crop[..., :3].astype(np.float32) * (alpha[..., None] / 255.0)
+        colour, alpha = (cv2.warpAffine(a, move, (n, n), flags=cv2.INTER_LINEAR) for a in (colour, alpha))
+        bgr = np.divide(colour * 255.0, alpha[..., None], out=np.zeros_like(colour), where=alpha[..., None] > 0.5)
+        return grown, np.dstack([np.clip(bgr + 0.5, 0, 255).astype(np.uint8),
+                                 np.clip(alpha, 0, 255).round().astype(np.uint8)])
