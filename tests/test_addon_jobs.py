@@ -188,7 +188,8 @@ def test_engine_commands_are_argument_lists(tmp_path):
 def test_an_explainer_words_a_failed_step_and_labels_name_the_steps(tmp_path):
     argv = _script(tmp_path, "print('ERROR: No matching distribution found for numpy==1.26.4', flush=True)\n"
                              "print('hint: See above for details.', flush=True)\nsys.exit(1)\n")
-    ok = [sys.executable, "-c", "print('fine')"]
+    go = tmp_path / "go"  # the first step waits for it: its label is read while it runs, whatever the load
+    ok = [sys.executable, "-c", f"import pathlib, time\nwhile not pathlib.Path({str(go)!r}).exists(): time.sleep(0.01)"]
     seen = []
 
     def explain(job, code):
@@ -198,6 +199,7 @@ def test_an_explainer_words_a_failed_step_and_labels_name_the_steps(tmp_path):
     manager = jobs.JobManager()
     job = manager.submit(_job(tmp_path, [ok, argv], step_labels=["first", "second"], explain=explain))
     assert job.status == "first"
+    go.touch()
     manager.wait(job, timeout=60)
     assert seen == [(1, 1, "second")] and job.error == f"step 'second' failed with 1 (log: {job.log_path})"
     # an explainer that has nothing to add leaves the generic message (the last output line)
