@@ -18,6 +18,7 @@ from .pose.framing import Framing
 # median distance left half of each hand translucent: on 80 frames of a transfer (`scripts/bench_transfer_hands.py`'s
 # kind, counted once by hand) the detector found 27 of 160 hands against this ramp's 44 (half the median: 38).
 BACKGROUND, FOREGROUND = 12.0, 48.0
+THIN, SOLID = 0.5 * 255, 0.9 * 255  # `blend_patch(clears=True)`: the frame's alpha a clear patch clears, and keeps
 MATTE_TRUST = 8.0  # the segmentation matte gates that, fully where it is at least 1/8 (its soft edge is wide)
 
 
@@ -81,12 +82,14 @@ def feather_weights(size: int, margin: int | None = None) -> np.ndarray:
 
 
 def blend_patch(rgba: np.ndarray, comp: np.ndarray, plate: np.ndarray, fr: Framing, patch: np.ndarray,
-                over: bool = False, weights: np.ndarray | None = None) -> None:
+                over: bool = False, weights: np.ndarray | None = None, clears: bool = False) -> None:
     """Lay `patch` (BGRA uint8, straight alpha, at `fr`'s output size: a refined hand) into the full frame's
     `rgba` and its composite `comp` over `plate`, in place: in its place (the patch's alpha replaces the frame's),
     or `over` the frame (a layer above it: a training hand, `hand_bank`). Blended premultiplied, by `weights`
     (float32 in 0..1 at the patch's size: how much of the patch counts where; default: all of it, feathered at its
-    edge), and the composite recomputed from the blended RGBA, so the two always agree.
+    edge), and the composite recomputed from the blended RGBA, so the two always agree. `clears`: where the patch
+    is clear it also counts over the frame's thin parts (alpha below THIN, fading out by SOLID), never over its solid
+    body: a refined hand clears the body's blur around it against the wall, but cuts no hole in the chest.
     In 0..255, on whole arrays of one shape: numpy's arithmetic on a channel slice, or a (h, w, 1) factor
     broadcast over four channels, steps three or four values at a time (a frame's four patches took 8 ms)."""
     roi = fr.source_roi()
@@ -100,6 +103,11 @@ def blend_patch(rgba: np.ndarray, comp: np.ndarray, plate: np.ndarray, fr: Frami
         keep = 1.0 - w * cv2.extractChannel(new, 3) * (1 / 255)
         mixed = mixed * cv2.merge([keep] * 4) + new * cv2.merge([w] * 4)
     else:  # the patch replaces the frame, but for its feathered edge
+        if clears:
+            edge = fr.back(feather_weights(patch.shape[0]), cv2.INTER_LINEAR, roi=roi)
+            clear = 1.0 - cv2.extractChannel(new, 3) * (1 / 255)
+            thin = np.clip((SOLID - cv2.extractChannel(mixed, 3)) * (1 / (SOLID - THIN)), 0.0, 1.0)
+            w = np.maximum(w, edge * clear * thin)
         mixed += (new - mixed) * cv2.merge([w] * 4)
     colour, alpha = cv2.cvtColor(mixed, cv2.COLOR_BGRA2BGR), cv2.extractChannel(mixed, 3)
     alpha3 = cv2.merge([alpha] * 3)

@@ -168,7 +168,7 @@ def _run(job: FrameJob) -> np.ndarray | None:
     else:
         rgba, comp = paste(job.fr, _rgba(job.window), plate)  # the window's person, back in the full frame
         for fr, patch, weights in job.hands:  # then the hands, redrawn at the source's resolution
-            blend_patch(rgba, comp, plate, fr, _rgba(patch), weights=weights)
+            blend_patch(rgba, comp, plate, fr, _rgba(patch), weights=weights, clears=True)
         for fr, patch in job.exemplars:  # and the person's own hands over them
             blend_patch(rgba, comp, plate, fr, _rgba(patch), over=True)
     if comp is not None:  # first: --resume keeps a frame whose RGBA is on disk, so its composite must be there too
