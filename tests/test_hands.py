@@ -134,6 +134,14 @@ def test_a_refined_hand_replaces_the_frame_only_on_the_hand():
     blend_patch(rgba, comp, plate, fr, patch, weights=_on_the_hand(fr, hand, 32))
     assert list(rgba[42, 52]) == [0, 0, 250, 255]  # on the hand
     assert list(rgba[56, 66]) == [10, 20, 30, 255]  # in the box, away from the hand: the body's
+    # where the refiner sees no person, it clears the body's blur (thin alpha), never its solid body
+    patch[16:, 16:, 3] = 0
+    rgba = body.copy()
+    rgba[46:, 56:, 3] = 60  # a blur beside the chest
+    rgba[46:, 66:, 3] = 255
+    blend_patch(rgba, over(rgba, plate), plate, fr, patch, weights=_on_the_hand(fr, hand, 32), clears=True)
+    assert rgba[52, 60, 3] == 0 and rgba[52, 68, 3] == 255
+    patch[16:, 16:, 3] = 255
     rgba, comp = body.copy(), over(body, plate)
     hand[4:, 2] = 0.0  # four keypoints: too few to go by
     blend_patch(rgba, comp, plate, fr, patch, weights=_on_the_hand(fr, hand, 32))
