@@ -106,9 +106,10 @@ def _bgra(colour: torch.Tensor, alpha: torch.Tensor) -> np.ndarray:
 def _on_the_hand(fr: Framing, points: np.ndarray, size: int) -> np.ndarray:
     """Where a refined hand counts in its box (`compositing.blend_patch`'s weights): the hull of the driving hand's
     keypoints (`points`, (21, 3) in source pixels), grown and feathered (`hand_bank.hull_mask`). Around the hand
-    the body generator's frame is kept: the refiner learned the hands of its clip, mostly against the background,
-    and over the body (a hand across the chest, driven by another dancer) it drew dark red smears all over its box,
-    or cleared it, the plate showing through the chest (`scripts/bench_transfer_hands.py`)."""
+    the body generator's frame is kept, but for its blur, which the writer lets the refiner clear
+    (`blend_patch(clears=True)`): the refiner learned the hands of its clip, mostly against the background, and
+    over the body (a hand across the chest, driven by another dancer) it drew dark red smears all over its box, or
+    cleared it, the plate showing through the chest (`scripts/bench_transfer_hands.py`)."""
     found = points[:, 2] > THRESHOLDS["hands"]
     if found.sum() < MIN_POINTS:  # a box placed along the forearm (`pose.hands.hand_box`): all of it counts
         return feather_weights(size)
