@@ -73,7 +73,7 @@ def check_output_folder(folder: str | Path, layout: Layout, what: str = "output 
     _check_writable(folder, what)
     resolved = folder.resolve()
     for item in inputs:
-        if item is not None and _inside(Path(item).resolve(), resolved):
+        if item is not None and inside(Path(item).resolve(), resolved):
             raise EdnError(f"the {what} contains this stage's input {item}: choose another output folder",
                            path=folder)
     if folder.is_dir():
@@ -118,7 +118,8 @@ def nearest_existing(path: Path) -> Path:
     return path
 
 
-def _inside(item: Path, folder: Path) -> bool:
+def inside(item: Path, folder: Path) -> bool:
+    """Whether `item` is `folder` or lies under it (both resolved)."""
     return item == folder or folder in item.parents
 
 

@@ -32,6 +32,7 @@ from ..models.hand import build_hand_discriminator, build_hand_refiner
 from ..models.losses import GANLoss, VGGLoss
 from ..models.vgg import load_vgg19
 from ..layout import RUN_HAND_BANK
+from ..outputs import inside
 from ..runs import (keep_plate, list_checkpoints, load_latest, rng_state, run_folder, save_checkpoint,
                     set_rng_state, write_run_info)
 from .config import Plan, TrainConfig
@@ -51,8 +52,7 @@ def train(dataset_dir: str | Path, run_dir: str | Path, tcfg: TrainConfig, *, pr
     an override that differs from them is refused. None: "cpu" for a new run.
     """
     run_dir = Path(run_dir)
-    dataset = Path(dataset_dir).resolve()
-    if run_dir.resolve() == dataset or dataset in run_dir.resolve().parents:
+    if inside(run_dir.resolve(), Path(dataset_dir).resolve()):
         raise EdnError("the run folder lies in the dataset it trains on: choose another folder", path=run_dir)
     with run_folder(run_dir):  # checked before any long work; a failed run leaves no empty folder behind
         return _train(Path(dataset_dir), run_dir, tcfg, profile, dict(overrides or {}), resume, reporter)
