@@ -65,9 +65,8 @@ class FrameWriter:
     (the training frame scaled back). `preview`, if given, receives each frame's picture in order (the composite,
     or the RGB of a whole-frame run): for the preview video. A worker's error is raised here. `generator_on_cpu`:
     whether the generator shares the cores with the writers, `generator_threads` its torch threads there
-    (`threads.frame_writers`). `finisher` (a
-    `finishing.Finisher`): what finishes the jobs sent `unfinished`, copied to each worker and started there with
-    the plate (`start(plate, threads=1)`)."""
+    (`threads.frame_writers`). `finisher` (a `finishing.Finisher`): what finishes the jobs sent `unfinished`, copied
+    to each worker and started there with the plate (`start(plate, threads=1)`)."""
 
     def __init__(self, plate: np.ndarray | None, size: tuple[int, int], *,
                  preview: Callable[[np.ndarray], None] | None = None, workers: int | None = None, depth: int = 4,

@@ -72,17 +72,18 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
     if video is not None:
         check_output_file(video, ".mp4", "preview video")
     run = load_run(run_dir, device, reporter)
-    if hands == "training" and run.HG is not None and run.hand_bank is None and run.plan.windowed:
-        reporter.log(f"warning: {Path(run_dir) / RUN_HAND_BANK} is missing (a run trained before it, or the file "
-                     "lost): the refiner's hands are drawn alone (`edn train --resume` writes it again)")
     if hands != "training":
         run.hand_bank = None
     if hands == "body":
         run.HG = None
+    drawn = _drawn_hands(run, run_dir)
+    if hands == "training" and drawn == "refined":
+        reporter.log(f"warning: {Path(run_dir) / RUN_HAND_BANK} is missing (a run trained before it, or the file "
+                     "lost): the refiner's hands are drawn alone (`edn train --resume` writes it again)")
     # Frames go to a folder beside OUT, swapped in when all are written. An interrupted run leaves it for
     # --resume; a run without --resume starts afresh, so no frame of an older, longer track survives.
     source = {"track_sha256": _sha256(track_path), "checkpoint": run.checkpoint.name, "step": run.step,
-              "hands": _drawn_hands(run, run_dir), "precision": devices.inference_precision(run.device, amp)}
+              "hands": drawn, "precision": devices.inference_precision(run.device, amp)}
     if resume:
         _check_same_source(output, source)
     with staged_folder(output, keep_on_failure=True, continue_from=resume) as build, _threads(run.device):
@@ -117,7 +118,7 @@ def _threads(device: torch.device):
 
 def _check_same_source(output: Path, source: dict) -> None:
     """--resume continues frames (an interrupted run's, else the finished folder's) only where they were generated
-    from the same track, checkpoint and hands choice (their SOURCE_RECORD): else the folder would mix two results.
+    from the same track, checkpoint, hands and precision (their SOURCE_RECORD): else the folder would mix two results.
     Frames without a record (an older engine's) are continued as before."""
     from .outputs import partial_path
 
