@@ -19,6 +19,10 @@ from .pose.framing import Framing
 # kind, counted once by hand) the detector found 27 of 160 hands against this ramp's 44 (half the median: 38).
 BACKGROUND, FOREGROUND = 12.0, 48.0
 THIN, SOLID = 0.5 * 255, 0.9 * 255  # `blend_patch(clears=True)`: the frame's alpha a clear patch clears, and keeps
+# `paste`: alpha below this (of 255) is the generator's haze, not the person. A sixth of a window's pixels held 1 of
+# 255 (a body run's transfer), a faint rectangle in any compositor that levels alpha up (for a glow, a shadow); and
+# cleared, the rectangle left to resample was 56% of the window's instead of all of it (4-6 ms a 1080p frame).
+ALPHA_FLOOR = 3
 MATTE_TRUST = 8.0  # the segmentation matte gates that, fully where it is at least 1/8 (its soft edge is wide)
 
 
@@ -31,18 +35,19 @@ def paste(fr: Framing, window_rgba: np.ndarray, plate: np.ndarray) -> tuple[np.n
     whatever it learned nowhere to fix), and the window's own edge faded to black: a dark seam where the
     person, or an opaque retrieved frame, reaches it. The premultiplied colour is 8-bit, so the straight colour
     written where alpha is small is coarse (at alpha 8 of 255, within about 16 levels); multiplied by alpha
-    again, as any compositor does, it is within a level."""
+    again, as any compositor does, it is within a level. Alpha below ALPHA_FLOOR is cleared (`_floored`), and only
+    the rectangle that holds the rest is resampled."""
     h, w = plate.shape[:2]
     rgba, comp = np.zeros((h, w, 4), np.uint8), plate.copy()
-    roi = fr.source_roi()
+    window = premultiplied(_floored(window_rgba), np.uint8)
+    drawn = _drawn(window)
+    roi = fr.source_roi(drawn) if drawn is not None else None
     if roi is not None:
         x0, y0, x1, y1 = roi
-        back = fr.back(_premultiplied(window_rgba, np.uint8), cv2.INTER_LINEAR, roi=roi)
-        # OpenCV on whole contiguous images: numpy's strided channel slices of a 1000-pixel window cost more.
-        # One division gives the straight colour (0 where alpha is 0) and keeps alpha (255 * alpha / 255).
-        alpha = cv2.extractChannel(back, 3)
-        rgba[y0:y1, x0:x1] = cv2.divide(back, _colour_by_alpha(alpha), scale=255)
-        clear = cv2.cvtColor(255 - alpha, cv2.COLOR_GRAY2BGR)
+        back = fr.back(window, cv2.INTER_LINEAR, roi=roi)
+        # OpenCV on whole contiguous images: numpy's strided channel slices of a 1000-pixel window cost more
+        rgba[y0:y1, x0:x1] = straight(back)
+        clear = cv2.cvtColor(255 - cv2.extractChannel(back, 3), cv2.COLOR_GRAY2BGR)
         comp[y0:y1, x0:x1] = cv2.add(cv2.cvtColor(back, cv2.COLOR_BGRA2BGR),
                                      cv2.multiply(plate[y0:y1, x0:x1], clear, scale=1 / 255))
     return rgba, comp
@@ -92,13 +97,15 @@ def blend_patch(rgba: np.ndarray, comp: np.ndarray, plate: np.ndarray, fr: Frami
     body: a refined hand clears the body's blur around it against the wall, but cuts no hole in the chest.
     In 0..255, on whole arrays of one shape: numpy's arithmetic on a channel slice, or a (h, w, 1) factor
     broadcast over four channels, steps three or four values at a time (a frame's four patches took 8 ms)."""
-    roi = fr.source_roi()
+    # a layer over the frame changes it only where the layer is drawn; a patch in its place, all over its box
+    drawn = _drawn(patch) if over else (0, 0, *fr.dst_size)
+    roi = fr.source_roi(drawn) if drawn is not None else None
     if roi is None:
         return
     x0, y0, x1, y1 = roi
-    new = fr.back(_premultiplied(patch), cv2.INTER_LINEAR, roi=roi)
+    new = fr.back(premultiplied(patch), cv2.INTER_LINEAR, roi=roi)
     w = fr.back(feather_weights(patch.shape[0]) if weights is None else weights, cv2.INTER_LINEAR, roi=roi)
-    mixed = _premultiplied(rgba[y0:y1, x0:x1])
+    mixed = premultiplied(rgba[y0:y1, x0:x1])
     if over:  # the frame under the patch shows through what the patch leaves
         keep = 1.0 - w * cv2.extractChannel(new, 3) * (1 / 255)
         mixed = mixed * cv2.merge([keep] * 4) + new * cv2.merge([w] * 4)
@@ -116,10 +123,28 @@ def blend_patch(rgba: np.ndarray, comp: np.ndarray, plate: np.ndarray, fr: Frami
     comp[y0:y1, x0:x1] = np.clip(colour + (1.0 - alpha3 * (1 / 255)) * plate[y0:y1, x0:x1] + 0.5, 0, 255)
 
 
-def _premultiplied(bgra: np.ndarray, dtype=np.float32) -> np.ndarray:
+def _floored(bgra: np.ndarray) -> np.ndarray:
+    """`bgra` with alpha below ALPHA_FLOOR cleared (a copy)."""
+    alpha = cv2.threshold(cv2.extractChannel(bgra, 3), ALPHA_FLOOR - 1, 255, cv2.THRESH_TOZERO)[1]
+    return cv2.merge([*cv2.split(bgra)[:3], alpha])
+
+
+def _drawn(bgra: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The rectangle (x0, y0, x1, y1) of `bgra`'s pixels with any alpha; None where it has none."""
+    x, y, w, h = cv2.boundingRect(cv2.extractChannel(bgra, 3))
+    return (x, y, x + w, y + h) if w and h else None
+
+
+def premultiplied(bgra: np.ndarray, dtype=np.float32) -> np.ndarray:
     """BGRA uint8 -> colour times alpha / 255, and alpha, in 0..255 as `dtype` (uint8: rounded)."""
     image = bgra.astype(dtype, copy=False)
     return cv2.multiply(image, _colour_by_alpha(cv2.extractChannel(image, 3)), scale=1 / 255)
+
+
+def straight(bgra: np.ndarray) -> np.ndarray:
+    """Premultiplied BGRA uint8 -> straight, in one division: the colour over alpha (0 where alpha is 0), alpha kept
+    (255 * alpha / 255)."""
+    return cv2.divide(bgra, _colour_by_alpha(cv2.extractChannel(bgra, 3)), scale=255)
 
 
 def _colour_by_alpha(alpha: np.ndarray) -> np.ndarray:

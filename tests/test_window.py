@@ -178,6 +178,29 @@ def test_paste_matches_a_whole_frame_resample_but_touches_only_the_window():
     assert rgba.max() == 0 and (comp == plate).all()
 
 
+def test_paste_clears_the_generators_haze_and_resamples_only_the_person():
+    """Alpha below ALPHA_FLOOR (the generator's haze over its whole window) is cleared, and only the rectangle
+    holding the person is resampled: beyond it, the whole window's resample is zero anyway."""
+    from edn_engine.compositing import ALPHA_FLOOR, paste
+
+    win = np.zeros((64, 64, 4), np.uint8)
+    win[..., :3], win[..., 3] = (30, 60, 90), np.arange(64 * 64).reshape(64, 64) % ALPHA_FLOOR  # the haze
+    win[20:40, 24:34] = (200, 180, 160, 255)  # the person
+    plate = np.full((H, W, 3), 90, np.uint8)
+    for rect in ((100.0, 20.0, 256.0, 256.0), (150.3, -40.7, 77.7, 77.7)):  # 4x up; 1.2x up, past the top
+        fr = window_framing((W, H), (64, 64), rect)
+        rgba, comp = paste(fr, win, plate)
+        person = win.copy()
+        person[..., 3][person[..., 3] < ALPHA_FLOOR] = 0
+        ref = fr.back(np.dstack([person[..., :3] * (person[..., 3:] / 255), person[..., 3:]]).astype(np.float32))
+        assert np.abs(rgba[..., 3] - ref[..., 3]).max() <= 1  # the person alone, the haze gone
+        assert np.abs(comp - (ref[..., :3] + plate * (1 - ref[..., 3:] / 255))).max() <= 2
+        x0, y0, x1, y1 = fr.source_roi((24, 20, 34, 40))
+        outside = np.ones((H, W), bool)
+        outside[y0:y1, x0:x1] = False
+        assert ref[outside].max() == 0 and ref[~outside].max() > 0  # what was left out resamples to nothing
+
+
 def test_paste_leaves_no_seam_and_no_colour_from_under_alpha_zero():
     """An opaque person reaching the window's edge fades into the plate without a dark line, and the colour the
     generator leaves where alpha is 0 (anything: training never sees it) does not bleed into the person's edge."""

@@ -84,13 +84,15 @@ class Framing:
         s, (ox, oy) = self.scale, self.offset
         return (max(0, round(ox)), max(0, round(oy)), min(dw, round(ox + sw * s)), min(dh, round(oy + sh * s)))
 
-    def source_roi(self) -> tuple[int, int, int, int] | None:
-        """The source frame's pixels the output covers, (x0, y0, x1, y1), clipped to the frame (None: none)."""
+    def source_roi(self, within: tuple[int, int, int, int] | None = None) -> tuple[int, int, int, int] | None:
+        """The source frame's pixels the output covers, (x0, y0, x1, y1), clipped to the frame (None: none).
+        `within` (x0, y0, x1, y1): only those the output's pixels in that rectangle reach (all others resample to
+        zero where the output is zero outside it: `compositing.paste` resamples only the person's rectangle)."""
         s, (ox, oy) = self.scale, self.offset
-        (dw, dh), (sw, sh) = self.dst_size, self.src_size
+        (bx0, by0, bx1, by1), (sw, sh) = within or (0, 0, *self.dst_size), self.src_size
         pad = int(np.ceil(1.0 / s)) + 1  # bilinear sampling blends the edge pixel with the border that far out
-        x0, y0 = max(0, int(np.floor(-ox / s)) - pad), max(0, int(np.floor(-oy / s)) - pad)
-        x1, y1 = min(sw, int(np.ceil((dw - ox) / s)) + pad), min(sh, int(np.ceil((dh - oy) / s)) + pad)
+        x0, y0 = max(0, int(np.floor((bx0 - ox) / s)) - pad), max(0, int(np.floor((by0 - oy) / s)) - pad)
+        x1, y1 = min(sw, int(np.ceil((bx1 - ox) / s)) + pad), min(sh, int(np.ceil((by1 - oy) / s)) + pad)
         return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
     def points(self, kp: np.ndarray) -> np.ndarray:
