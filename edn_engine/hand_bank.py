@@ -15,13 +15,14 @@ frames. Given that hand as an input instead, the refiner learned to ignore it in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .atomic import atomic_path, read_npz
+from .compositing import premultiplied, straight
 from .errors import EdnError
 from .pose.skeleton import THRESHOLDS
 
@@ -34,6 +35,7 @@ ARRAYS = ("side", "frame", "points", "found", "crops")  # the file's arrays, in 
 # Exemplars kept a side: a long clip's consecutive frames hold near-copies of each hand, and a crop costs 36 KB in
 # memory at 96 pixels (10,000 training frames with both hands: 740 MB). Those kept spread over the poses (`spread`).
 LIMIT = 1000
+LAYERS_KEPT = 256  # exemplars kept premultiplied and masked for drawing (`HandBank._layer`): 9 MB at 96 pixels
 
 
 def box_points(points: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
@@ -85,6 +87,7 @@ class HandBank:
     points: np.ndarray
     found: np.ndarray
     crops: np.ndarray
+    _layers: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)  # `_layer`'s
 
     @classmethod
     def from_crops(cls, entries: list[tuple], read, size: int, limit: int = LIMIT) -> "HandBank":
@@ -155,17 +158,23 @@ class HandBank:
         grown = (x0 - MARGIN * side_px, y0 - MARGIN * side_px, (1 + 2 * MARGIN) * side_px)
         n = int(round((1 + 2 * MARGIN) * size))
         xy, found = box_points(points, grown)
-        both, crop = self.found[k] & found, self.crops[k]
-        s = crop.shape[0]
+        both, s = self.found[k] & found, self.crops.shape[1]
         move, _ = cv2.estimateAffinePartial2D(self.points[k][both] * s, xy[both] * n, method=cv2.LMEDS)
         if move is None or not SCALES[0] <= np.hypot(*move[:, 0]) * s / size <= SCALES[1]:  # 1: the same size
             return None  # no move, or one that would shrink or swell the hand: the refined hand stays as it is
         move[:, 2] += 0.5 * (move[:, 0] + move[:, 1] - 1.0)  # between pixel indices (`Framing.pixel_matrix`)
-        alpha = crop[..., 3].astype(np.float32) * hull_mask(self.points[k][self.found[k]] * s, s)
-        # moved premultiplied, as compositors resample: the colour under a nearly clear pixel (a crop pulled off its
-        # plate amplifies it there, `compositing.pull_from_plate`) must not bleed into its opaque neighbours
-        colour = crop[..., :3].astype(np.float32) * (alpha[..., None] / 255.0)
-        colour, alpha = (cv2.warpAffine(a, move, (n, n), flags=cv2.INTER_LINEAR) for a in (colour, alpha))
-        bgr = np.divide(colour * 255.0, alpha[..., None], out=np.zeros_like(colour), where=alpha[..., None] > 0.5)
-        return grown, np.dstack([np.clip(bgr + 0.5, 0, 255).astype(np.uint8),
-                                 np.clip(alpha, 0, 255).round().astype(np.uint8)])
+        return grown, straight(cv2.warpAffine(self._layer(k), move, (n, n), flags=cv2.INTER_LINEAR))
+
+    def _layer(self, k: int) -> np.ndarray:
+        """Exemplar `k` as it is moved: opaque only on its hand (`hand_patch`), and premultiplied, as compositors
+        resample: the colour under a nearly clear pixel (a crop pulled off its plate amplifies it there,
+        `compositing.pull_from_plate`) must not bleed into its opaque neighbours. Kept once made, LAYERS_KEPT at
+        most (a frame's writer draws the same few hands again and again: 0.5 ms a hand)."""
+        if k not in self._layers:
+            if len(self._layers) >= LAYERS_KEPT:
+                self._layers.clear()
+            crop, s = self.crops[k], self.crops.shape[1]
+            alpha = crop[..., 3] * hull_mask(self.points[k][self.found[k]] * s, s)
+            self._layers[k] = premultiplied(cv2.merge([*cv2.split(crop)[:3], (alpha + 0.5).astype(np.uint8)]),
+                                            np.uint8)
+        return self._layers[k]
