@@ -96,12 +96,21 @@ def read_json(path: str | Path, what: str = "file", format_name: str | None = No
     return doc
 
 
+_NPZ_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz is a zip archive: a member first, or an empty one
+
+
 def read_npz(path: str | Path, what: str, hint: str = "") -> dict[str, np.ndarray]:
     """The arrays of an .npz EDN wrote, pickles refused; EdnError naming it when it is damaged or not an .npz
-    (zlib.error: a damaged member), ending with `hint` (what to do) when given."""
+    (zlib.error: a damaged member), ending with `hint` (what to do) when given. A file that is no zip archive at all
+    (text renamed .npz, an .npy) is told apart first: numpy would try it as a pickle and report pickled data."""
+    end = f": {hint}" if hint else ""
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if not head.startswith(_NPZ_MAGIC):
+            raise EdnError(f"not a readable {what}: " + ("the file is empty" if not head else
+                                                         "the file is not an .npz archive") + end, path=path)
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:
-        raise EdnError(f"not a readable {what}, damaged or not an .npz ({exc})" + (f": {hint}" if hint else ""),
-                       path=path) from exc
+        raise EdnError(f"not a readable {what}, damaged or not an .npz ({exc}){end}", path=path) from exc

@@ -56,6 +56,25 @@ def _(w, d):
     return ["render", w.damaged_track, "-o", d / "figures"], [w.damaged_track]
 
 
+@case("render-text-file-named-npz", upfront=True)
+def _(w, d):  # numpy tried it as a pickle and said "Cannot load file containing pickled data"
+    (d / "t.npz").write_text("a user's notes, renamed\n", encoding="utf-8")
+    return ["render", d / "t.npz", "-o", d / "figures"], [d / "t.npz", "pose track", "not an .npz archive"]
+
+
+@case("render-npy-named-npz", upfront=True)
+def _(w, d):  # numpy gave an array, not an archive: an internal error
+    np.save(d / "t.npy", np.zeros((2, 25, 3), np.float32))
+    (d / "t.npy").rename(d / "t.npz")
+    return ["render", d / "t.npz", "-o", d / "figures"], [d / "t.npz", "pose track", "not an .npz archive"]
+
+
+@case("render-empty-npz", upfront=True)
+def _(w, d):
+    (d / "t.npz").write_bytes(b"")
+    return ["render", d / "t.npz", "-o", d / "figures"], [d / "t.npz", "pose track", "file is empty"]
+
+
 @case("render-missing-track", upfront=True)
 def _(w, d):
     return ["render", d / "t.npz", "-o", d / "figures"], [d / "t.npz", "not found"]
