@@ -39,7 +39,7 @@ import numpy as np
 
 from .atomic import write_json
 from .dataset_store import (FORMAT_NAME, MANIFEST, SCHEMA_VERSION, FrameStore, PairDataset,  # noqa: F401 (re-exported)
-                            consecutive_pairs, load_manifest, read_matte)
+                            consecutive_pairs, load_manifest, read_matte, training_pairs)
 from .errors import EdnError
 from .events import Reporter
 from .hand_data import FOLDER as HANDS, crop_size, write_hands
@@ -113,8 +113,8 @@ def build_dataset(
 
     # -- built beside the old dataset and swapped in only when finished ---------------------------------------
     with staged_folder(output) as build:
-        summary = _build(clip, source, build, size, track, mattes_dir, no_mattes, holdout, framing, image_format,
-                         start, end, reporter)
+        summary = _build(clip, source, build, size, track, track_path, mattes_dir, no_mattes, holdout, framing,
+                         image_format, start, end, reporter)
     return {**summary, "output": str(output)}
 
 
@@ -124,10 +124,11 @@ def _on_footage(body: np.ndarray, width: int, height: int) -> bool:
     return bool((found & in_frame(body[:, :2], width, height)).any())
 
 
-def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseTrack | None,
+def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseTrack | None, track_path: Path | None,
            mattes_dir: Path | None, no_mattes: bool, holdout: float, framing: str, image_format: str,
            start: int | None, end: int | None, reporter: Reporter) -> dict:
-    """The build itself, into the (empty) folder `output`."""
+    """The build itself, into the (empty) folder `output`. `track_path`: the track file given, named by the errors
+    about the track (else the input, whose track the detector made)."""
     from .video import write_image
 
     if track is None or (mattes_dir is None and not no_mattes):
@@ -213,6 +214,7 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
         n_hold = max(0, len(kept) - 2)  # keep at least one training pair
     for j, entry in enumerate(kept):
         entry["split"] = "holdout" if j >= len(kept) - n_hold else "train"
+    pairs = training_pairs(kept, "the track gives" if track_path else "the input gives", track_path or source)
 
     first = kept[0]["frame"] - track.frame_start
     last = kept[-1]["frame"] - track.frame_start + 1
@@ -243,7 +245,7 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
         "framing": plan.mode,
         "frames": len(kept),
         "train_frames": len(train),
-        "train_pairs": len(consecutive_pairs([e["frame"] for e in train])),
+        "train_pairs": len(pairs),
         "holdout_frames": len(kept) - len(train),
         "excluded": excluded,
         "mattes": mattes_dir is not None,

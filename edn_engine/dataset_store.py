@@ -11,6 +11,7 @@ import torch
 
 from .atomic import read_json
 from .errors import EdnError
+from .pose.follow import frame_ranges
 from .pose.framing import Framing, Mipmap
 from .pose.hands import hand_mask
 from .pose.track import PoseTrack
@@ -68,6 +69,21 @@ def consecutive_pairs(frames: list[int]) -> list[tuple[int, int]]:
     """(t, t+1) pairs of source frame numbers that are both present: a gap breaks the temporal chain."""
     present = set(frames)
     return [(n, n + 1) for n in sorted(frames) if n + 1 in present]
+
+
+def training_pairs(entries: list[dict], whose: str, path: str | Path) -> list[tuple[int, int]]:
+    """The consecutive pairs of the 'train' frames among manifest `entries`: what training steps on (frame t and t+1,
+    for temporal smoothing). EdnError naming `path` when there is none, so that dataset build and training refuse
+    by this one rule; `whose` says where the frames came from ("the track gives")."""
+    pairs = consecutive_pairs([e["frame"] for e in entries if e["split"] == "train"])
+    if not pairs:
+        frames = [e["frame"] for e in entries]
+        held = sum(e["split"] != "train" for e in entries)
+        raise EdnError(f"{whose} {len(frames)} usable frame{'s' * (len(frames) != 1)} (frame{'s' * (len(frames) != 1)} "
+                       f"{frame_ranges(frames)}{f'; {held} held out by --holdout' if held else ''}), so no two "
+                       "consecutive frames are left to train on: training steps on pairs of frames t and t+1 "
+                       "(temporal smoothing)", path=path)
+    return pairs
 
 
 class FrameStore:
@@ -168,13 +184,12 @@ class FrameStore:
 
 
 class PairDataset(torch.utils.data.Dataset):
-    """Consecutive (t, t+1) training pairs, loaded from disk per item: the unit of temporal smoothing."""
+    """Consecutive (t, t+1) training pairs (`training_pairs`), loaded from disk per item: the unit of temporal
+    smoothing."""
 
-    def __init__(self, dataset_dir: str | Path, split: str = "train"):
+    def __init__(self, dataset_dir: str | Path):
         self.store = FrameStore(dataset_dir)
-        self.pairs = consecutive_pairs(self.store.frames(split))
-        if not self.pairs:
-            raise EdnError(f"the dataset has no two consecutive '{split}' frames to train on", path=dataset_dir)
+        self.pairs = training_pairs(self.store.manifest["frames"], "the dataset has", dataset_dir)
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -93,7 +93,7 @@ def main() -> None:
     cfg = ModelConfig.from_dict(state["model"])
     G = build_generator(cfg).to(dev)
     G.load_state_dict(state["nets"]["G"])
-    body, data = FrozenBody(G), PairDataset(args.demo / "dataset", "train")
+    body, data = FrozenBody(G), PairDataset(args.demo / "dataset")
     body_steps = state["plan"]["body_steps"]
     result = {"demo": str(args.demo), "checkpoint": checkpoint.name, "cpu": benchkit.cpu_info(),
               "bf16_autocast": devices.bf16_supported(dev),

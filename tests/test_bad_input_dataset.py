@@ -142,6 +142,25 @@ def _(w, d):
             [w.damaged_track])
 
 
+@case("dataset-track-of-one-frame")
+def _(w, d):  # built a dataset of 0 training pairs, exit 0: only `edn train` refused it
+    one = shorter_track(w, d, 1)
+    return (build_args(CLIP, d / "ds", "--track", one, "--mattes", w.mattes, "--end", str(LAST)),
+            [one, "1 usable frame (frame 0)", "no two consecutive frames"])
+
+
+@case("dataset-track-without-two-consecutive-frames")
+def _(w, d):
+    from edn_engine.pose.track import PoseTrack
+
+    track = PoseTrack.load(w.track)
+    for part in (track.body, track.hands, track.face):
+        part[1::2] = 0  # nobody in every other frame: 6 usable frames, but no pair of them
+    gappy = track.save(d / "gappy.npz")
+    return (build_args(CLIP, d / "ds", "--track", gappy, "--mattes", w.mattes, "--end", str(LAST)),
+            [gappy, "6 usable frames (frames 0, 2, 4, 6, 8, 10; 1 held out by --holdout)", "no two consecutive"])
+
+
 @case("dataset-size-100x100-untrainable", upfront=True)
 def _(w, d):
     return build_args(CLIP, d / "ds", "--start", "0", "--end", str(LAST), size="100x100"), ["100x100"]

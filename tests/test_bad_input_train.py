@@ -107,6 +107,14 @@ def _(w, d):
     return train_args(w, ds, d / "run"), [ds / "manifest.json"]
 
 
+@case("train-dataset-without-two-consecutive-train-frames", upfront=True)
+def _(w, d):  # a dataset built before `edn dataset build` refused one: both refuse by `training_pairs`
+    ds = good_dataset_copy(w, d)
+    bad.edit_json(ds / "manifest.json", lambda m: m.update(frames=m["frames"][::2]))
+    return train_args(w, ds, d / "run"), [ds, "6 usable frames (frames 0, 2, 4, 6, 8, 10; 1 held out by --holdout)",
+                                          "no two consecutive frames"]
+
+
 @case("train-dataset-track-damaged", upfront=True)
 def _(w, d):
     ds = good_dataset_copy(w, d)

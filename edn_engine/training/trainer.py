@@ -67,7 +67,7 @@ def _train(dataset_dir: Path, run_dir: Path, tcfg: TrainConfig, profile: str | N
 
     # -- the dataset, and the checkpoint to continue from ------------------------------------------------------
     manifest = load_manifest(dataset_dir)
-    data = PairDataset(dataset_dir, "train")
+    data = PairDataset(dataset_dir)
     size = tuple(manifest["size"])
     if not resume and list_checkpoints(run_dir):
         raise EdnError("this run folder already holds checkpoints: pass --resume to continue it, "
