@@ -118,10 +118,11 @@ def build_dataset(
     return {**summary, "output": str(output)}
 
 
-def _on_footage(body: np.ndarray, width: int, height: int) -> bool:
-    """Whether any joint of `body` (25, 3) that places a window (`WindowConfig.min_confidence`) lies on the footage."""
-    found = body[:, 2] >= WindowConfig().min_confidence
-    return bool((found & in_frame(body[:, :2], width, height)).any())
+def _on_footage(body: np.ndarray, plan: FramePlan) -> bool:
+    """Whether any joint of `body` (25, 3) that places a window lies on the footage: a joint as confident as the
+    plan's own window rule asks (`FramePlan.window_config`), the rule that framed this dataset's windows."""
+    found = body[:, 2] >= plan.window_config.min_confidence
+    return bool((found & in_frame(body[:, :2], *plan.src_size)).any())
 
 
 def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseTrack | None, track_path: Path | None,
@@ -171,7 +172,7 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
             excluded["no_person"] += 1
             nobody.append(n)
             continue
-        if not _on_footage(track.body[i], clip.width, clip.height):
+        if not _on_footage(track.body[i], plan):
             excluded["off_frame"] += 1
             off.append(n)
             continue

@@ -109,6 +109,28 @@ def test_frames_whose_track_puts_the_person_off_the_footage_are_left_out_and_nam
     assert not (tmp_path / "ds2").exists()
 
 
+def test_off_the_footage_is_judged_by_the_window_rule_in_force(tmp_path, shared, monkeypatch):
+    """A joint keeps a frame on the footage only if it is as confident as the dataset's own window rule asks (the
+    plan's WindowConfig), not the default rule: else a frame whose window is placed off the footage is trained."""
+    import dataclasses
+
+    from edn_engine import dataset
+    from edn_engine.pose.window import WindowConfig
+
+    planned = dataset._plan
+    monkeypatch.setattr(dataset, "_plan", lambda *a: dataclasses.replace(planned(*a),
+                                                                         window=WindowConfig(min_confidence=0.6)))
+    track_path, mattes = tiny_run.source_pose(shared.parent)
+    track = PoseTrack.load(track_path)
+    track.body[[2, 3], :, :2] += 5000.0
+    track.body[[2, 3], B["Nose"]] = (200.0, 100.0, 0.5)  # on the footage, but below the rule's 0.6 (default 0.3)
+    track.save(tmp_path / "t.npz")
+    summary = build_dataset(tiny_run.CLIP, tmp_path / "ds", (32, 32), track=tmp_path / "t.npz", mattes=mattes,
+                            holdout=0.0, end=tiny_run.FRAMES - 1)
+    assert summary["excluded"]["off_frame"] == 2
+    assert {2, 3}.isdisjoint(e["frame"] for e in load_manifest(tmp_path / "ds")["frames"])
+
+
 def test_frames_without_a_person_are_excluded_and_counted(tmp_path, shared):
     track_path, mattes = tiny_run.source_pose(shared.parent)
     track = PoseTrack.load(track_path)

@@ -77,11 +77,16 @@ class FramePlan:
     def windowed(self) -> bool:
         return self.mode == "window"
 
+    @property
+    def window_config(self) -> WindowConfig:
+        """The window rule in force: the plan's own, else the default (a plan that records none)."""
+        return self.window or WindowConfig()
+
     def framings(self, track: PoseTrack) -> list[Framing]:
         """One framing per row of `track` (a track of this plan's source size)."""
         if not self.windowed:
             return [Framing(self.src_size, self.dst_size, self.mode)] * track.frames
-        wins = person_windows(track, self.dst_size, self.window or WindowConfig())
+        wins = person_windows(track, self.dst_size, self.window_config)
         return [window_framing(self.src_size, self.dst_size, w) for w in wins]
 
     def for_source(self, src_size: tuple[int, int]) -> "FramePlan":
@@ -91,7 +96,7 @@ class FramePlan:
     def to_dict(self) -> dict:
         d = {"src_size": list(self.src_size), "dst_size": list(self.dst_size), "mode": self.mode}
         if self.windowed:
-            d["window_config"] = (self.window or WindowConfig()).to_dict()
+            d["window_config"] = self.window_config.to_dict()
         return d
 
     @classmethod
