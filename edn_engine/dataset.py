@@ -143,7 +143,7 @@ def _build(clip, source: Path, output: Path, size: tuple[int, int], track: PoseT
             track = detected
 
     plan = _plan(framing, source, mattes_dir, (clip.width, clip.height), tuple(size), start, end, output, reporter)
-    framings = plan.framings(track)
+    framings = plan.framings(track, track_path or source)
     ext = ".jpg" if image_format == "jpg" else ".png"
     jpeg = [cv2.IMWRITE_JPEG_QUALITY, 95] if image_format == "jpg" else []
     from .models.config import default_face_size

@@ -167,7 +167,7 @@ def evaluate_demo(out: Path, dataset: Path, truth: Path, generated: Path, report
 
     store = FrameStore(dataset)
     gt = PoseTrack.load(truth / "track.npz")
-    framings = store.plan.framings(gt)
+    framings = store.plan.framings(gt, truth / "track.npz")
     seen = frame_track(gt, framings)  # the poses as the model sees them
     sticks = out / "stick_figures"
     if sticks.exists():

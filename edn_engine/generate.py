@@ -50,7 +50,7 @@ from .pose.face import face_centre
 from .pose.follow import frame_ranges
 from .pose.framing import Mipmap
 from .pose.track import PoseTrack
-from .pose.window import frame_track
+from .pose.window import FramePlan, frame_track
 from .tensors import stick_figure, to_tensor
 
 SOURCE_RECORD = ".source.json"  # in the frames folder (hidden: not a frame), what they were generated from
@@ -86,9 +86,10 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
               "hands": drawn, "precision": devices.inference_precision(run.device, amp)}
     if resume:
         _check_same_source(output, source)
+    plan, framings = _framings(run, track, track_path, reporter)
     with staged_folder(output, keep_on_failure=True, continue_from=resume) as build, _threads(run.device):
         write_json(build / SOURCE_RECORD, source)
-        counts = _generate_frames(run, track, present, build, video, resume, amp, reporter)
+        counts = _generate_frames(run, plan, framings, track, present, build, video, resume, amp, reporter)
     return {
         "output": str(output), "frames": track.frames, **counts,
         "size": [track.width, track.height],
@@ -165,22 +166,27 @@ def check_hands(hands: str) -> None:
         raise EdnError(f"hands must be one of {', '.join(HANDS)}, not {hands!r}")
 
 
-def _generate_frames(run: Run, track: PoseTrack, present: np.ndarray, output: Path, video: Path | None,
-                     resume: bool, amp: bool, reporter: Reporter) -> dict:
-    """Generate every row of `track` into `output`; returns the counts of frames written, empty (no pose), kept
-    (--resume) and outside (a pose that puts the person wholly off the frame: written, but transparent), and the
-    precision the networks ran in."""
-    from .video import read_image
-    from .video_out import VideoWriter
-
-    keep_large_blocks()  # each frame's maps reuse the last frame's pages (`allocator`)
+def _framings(run: Run, track: PoseTrack, track_path: str | Path, reporter: Reporter) -> tuple[FramePlan, list]:
+    """The run's frame plan for this track, and each row's framing: settled before the frames folder is made, so
+    a track no window can be placed on (a nose alone) is named as the file given and leaves nothing behind."""
     plan = run.plan
     if (track.width, track.height) != tuple(plan.src_size):
         reporter.log(f"warning: the track is {track.width}x{track.height}, the training footage was "
                      f"{plan.src_size[0]}x{plan.src_size[1]}; framing the track on its own (drive it to the "
                      "target with `edn pose drive` for the person's scale to match)")
         plan = plan.for_source((track.width, track.height))
-    framings = plan.framings(track)
+    return plan, plan.framings(track, track_path)
+
+
+def _generate_frames(run: Run, plan: FramePlan, framings: list, track: PoseTrack, present: np.ndarray, output: Path,
+                     video: Path | None, resume: bool, amp: bool, reporter: Reporter) -> dict:
+    """Generate every row of `track` into `output`, framed by `plan` (`_framings`); returns the counts of frames
+    written, empty (no pose), kept (--resume) and outside (a pose that puts the person wholly off the frame:
+    written, but transparent), and the precision the networks ran in."""
+    from .video import read_image
+    from .video_out import VideoWriter
+
+    keep_large_blocks()  # each frame's maps reuse the last frame's pages (`allocator`)
     framed = frame_track(track, framings)
     plate = plate_for(run, (track.width, track.height)) if plan.windowed else None
     plate_mip = Mipmap(plate) if plate is not None else None  # the plate, cut into every frame's window

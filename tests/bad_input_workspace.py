@@ -14,6 +14,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bad_input_data as bad
@@ -162,6 +163,19 @@ def shorter_track(ws: Workspace, d: Path, frames: int) -> Path:
     from edn_engine.pose.track import PoseTrack
 
     return PoseTrack.load(ws.track).slice(0, frames).save(d / f"first {frames}.npz")
+
+
+def nose_only_track(ws: Workspace, d: Path) -> Path:
+    """The good track with only a nose left in each frame (no other joint, hand or face), saved as EDN saves
+    tracks: its `source` still names the clip it was extracted from, which an error must not name for it."""
+    from edn_engine.pose.track import PoseTrack
+
+    track = PoseTrack.load(ws.track)
+    assert track.source and Path(track.source).name == CLIP.name
+    body = np.zeros_like(track.body)
+    body[:, 0] = (207.0, 100.0, 0.9)
+    return track.replace(body=body, hands=np.zeros_like(track.hands), face=np.zeros_like(track.face)).save(
+        d / "nose only.npz")
 
 
 def frame_names(folder: Path) -> list[str]:

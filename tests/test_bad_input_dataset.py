@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import bad_input_data as bad
-from bad_input_harness import Cases, check_case, run_ok
-from bad_input_workspace import LAST, good_dataset_copy, shorter_track, track_fields, user_file
+from bad_input_harness import Case, Cases, check_case, run_ok
+from bad_input_workspace import LAST, good_dataset_copy, nose_only_track, shorter_track, track_fields, user_file
 from bad_input_workspace import ws  # noqa: F401 (the session's shared good data)
 from tiny_run import CLIP
 
@@ -234,6 +234,20 @@ def test_bad_input(ws, c):
 @pytest.mark.parametrize("cid", JSON_CASES)
 def test_bad_input_json(ws, cid):
     check_case(ws, CASES.by_id(cid), "json")
+
+
+def test_a_track_of_a_nose_alone_is_named_by_its_file(ws, monkeypatch):
+    """No window can be placed on a nose alone: the error names the track given, not the video it was extracted
+    from (its `source`). 12 frames uncover too little plate for a window plan, so the build is given one here."""
+    from edn_engine import dataset
+    from edn_engine.pose.window import FramePlan
+
+    monkeypatch.setattr(dataset, "_plan", lambda framing, source, mattes, src_size, size, *rest: FramePlan(
+        src_size, size, "window"))
+    nosy = Case("dataset-track-with-only-a-nose", lambda w, d: (
+        build_args(CLIP, d / "ds", "--track", nose_only_track(w, d), "--mattes", w.mattes, "--end", str(LAST)),
+        [d / "nose only.npz", "window"]))
+    check_case(ws, nosy, "in-process")
 
 
 def test_render_rerun_with_a_shorter_track_leaves_only_the_new_figures(ws):

@@ -5,14 +5,15 @@ non-ASCII characters."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
 import torch
 
 import bad_input_data as bad
-from bad_input_harness import Cases, check_case, run_ok
-from bad_input_workspace import LAST, frame_names, good_run_copy, shorter_track, user_file
+from bad_input_harness import Case, Cases, check_case, run_ok
+from bad_input_workspace import LAST, frame_names, good_run_copy, nose_only_track, shorter_track, user_file
 from bad_input_workspace import ws  # noqa: F401 (the session's shared good data)
 from tiny_run import CLIP
 
@@ -261,3 +262,18 @@ def test_paths_with_spaces_and_non_ascii_work(ws):
     run_ok(["generate", ws.run, drive, "-o", d / "Bilder 舞", "--video", d / "Vorschau ü.mp4"])
     assert len(list((d / "Figuren ü").iterdir())) == len(frame_names(d / "Bilder 舞")) == LAST + 1
     assert (d / "Datensatz ü" / "manifest.json").is_file() and (d / "Vorschau ü.mp4").stat().st_size > 0
+
+
+def test_a_track_of_a_nose_alone_is_named_by_its_file_before_any_frame_folder(ws, monkeypatch):
+    """No window can be placed on a nose alone: the error names the track given, not the video it was extracted
+    from (its `source`), and comes before the frames folder is made. The good run trains on the whole frame (12
+    frames uncover too little plate), so it is loaded here with a window plan."""
+    from edn_engine import generate
+    from edn_engine.pose.window import FramePlan
+
+    loaded = generate.load_run
+    monkeypatch.setattr(generate, "load_run", lambda *a: dataclasses.replace(
+        loaded(*a), plan=FramePlan((414, 540), (64, 64), "window")))
+    nosy = Case("generate-track-with-only-a-nose", lambda w, d: (["generate", w.run, nose_only_track(w, d), "-o",
+                                                                   d / "frames"], [d / "nose only.npz", "window"]))
+    check_case(ws, nosy, "in-process")

@@ -49,14 +49,23 @@ def test_window_glides_and_fills_gaps():
 def test_no_person_at_all_is_a_clear_error():
     track = walking_track([150.0] * 3, [100.0] * 3)
     track.body[:] = 0
-    with pytest.raises(EdnError, match="no person in any frame"):
+    with pytest.raises(EdnError, match="no frame of the track shows enough of a person"):
         person_windows(track, (64, 64))
     track = walking_track([150.0] * 3, [100.0] * 3)
     track.body[1, :, :2] = 500.0  # a broken frame: every joint at one point, a person of no size
     assert np.all(np.isfinite(person_windows(track, (64, 64))))  # framed as its neighbours
     track.body[:, :, :2] = 500.0  # every frame so
-    with pytest.raises(EdnError, match="no person in any frame"):
+    with pytest.raises(EdnError, match="no frame of the track shows enough of a person"):
         person_windows(track, (64, 64))
+
+
+def test_a_track_no_window_can_be_placed_on_is_named_by_its_file_not_its_source_video():
+    track = walking_track([150.0] * 3, [100.0] * 3).replace(source="/footage/dance.mp4")
+    track.body[:, 1:] = 0  # a nose alone in every frame
+    plan = FramePlan((W, H), (64, 64), "window", WindowConfig(min_confidence=0.25))
+    with pytest.raises(EdnError, match="place a window on .* at confidence 0.25 or more") as err:
+        plan.framings(track, "nose only.npz")
+    assert err.value.path == "nose only.npz" and "dance.mp4" not in str(err.value)
 
 
 def test_window_framing_maps_points_and_pixels_and_back():

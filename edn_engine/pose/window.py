@@ -18,6 +18,7 @@ dataset) and on a driving track (generation), so a pose lands in the window as i
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
@@ -44,13 +45,17 @@ class WindowConfig:
         return cls(**{k: v for k, v in (d or {}).items() if k in known})
 
 
-def person_windows(track: PoseTrack, dst_size: tuple[int, int], config: WindowConfig = WindowConfig()) -> np.ndarray:
-    """(N, 4) windows (x0, y0, width, height) in source pixels, one per row of `track`, of aspect `dst_size`."""
+def person_windows(track: PoseTrack, dst_size: tuple[int, int], config: WindowConfig = WindowConfig(),
+                   path: str | Path | None = None) -> np.ndarray:
+    """(N, 4) windows (x0, y0, width, height) in source pixels, one per row of `track`, of aspect `dst_size`.
+    `path`: what the error names when no frame can place one, the track's file as the user gave it (not the
+    track's `source`, the video it was once extracted from)."""
     centre, height = _measure(track.body, config)
     seen = ~np.isnan(height)
     if not seen.any():
-        raise EdnError("no person in any frame of the track: there is nothing to place a window on",
-                       path=track.source or None)
+        raise EdnError("no frame of the track shows enough of a person to place a window on (the neck and mid-hip, "
+                       f"or three joints not all at one height, at confidence {config.min_confidence:g} or more)",
+                       path=path)
     centre = np.stack([_smooth(_fill(centre[:, k], seen), config.smooth) for k in range(2)], axis=1)
     height = _smooth(_fill(height, seen), config.smooth) * config.margin
     width = height * dst_size[0] / dst_size[1]
@@ -82,11 +87,11 @@ class FramePlan:
         """The window rule in force: the plan's own, else the default (a plan that records none)."""
         return self.window or WindowConfig()
 
-    def framings(self, track: PoseTrack) -> list[Framing]:
-        """One framing per row of `track` (a track of this plan's source size)."""
+    def framings(self, track: PoseTrack, path: str | Path | None = None) -> list[Framing]:
+        """One framing per row of `track` (a track of this plan's source size); `path` names it in errors."""
         if not self.windowed:
             return [Framing(self.src_size, self.dst_size, self.mode)] * track.frames
-        wins = person_windows(track, self.dst_size, self.window_config)
+        wins = person_windows(track, self.dst_size, self.window_config, path)
         return [window_framing(self.src_size, self.dst_size, w) for w in wins]
 
     def for_source(self, src_size: tuple[int, int]) -> "FramePlan":
