@@ -85,14 +85,19 @@ def write_json(target: str | Path, obj: Any) -> None:
     write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def read_json(path: str | Path, what: str = "file", format_name: str | None = None) -> Any:
-    """A JSON file EDN wrote; EdnError naming it when it is unreadable or (with `format_name`) not of that format."""
+def read_json(path: str | Path, what: str = "file", format_name: str | None = None, hint: str = "") -> Any:
+    """A JSON file EDN wrote; EdnError naming it when it is unreadable, empty or (with `format_name`) not of that
+    format, ending with `hint` (what to do) when given."""
+    end = f": {hint}" if hint else ""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        if not text.strip():  # json says "Expecting value: line 1 column 1 (char 0)"
+            raise EdnError(f"unreadable {what} (the file is empty){end}", path=path)
+        doc = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdnError(f"unreadable {what} ({exc})", path=path) from exc
+        raise EdnError(f"unreadable {what} ({exc}){end}", path=path) from exc
     if format_name is not None and (not isinstance(doc, dict) or doc.get("format") != format_name):
-        raise EdnError(f"not an EDN {what}", path=path)
+        raise EdnError(f"not an EDN {what}{end}", path=path)
     return doc
 
 

@@ -22,7 +22,7 @@ from .models.hand import box_windows, build_hand_refiner
 from .pose.window import FramePlan
 from .hand_bank import HandBank
 from .layout import RUN_HAND_BANK, RUN_PLATE
-from .runs import load_latest
+from .runs import load_latest, read_run_info
 from .tensors import carry, composite
 
 
@@ -158,13 +158,16 @@ class Run:
 
 
 def load_run(run_dir: str | Path, device: str = "auto", reporter: Reporter | None = None) -> Run:
-    """The newest good checkpoint of `run_dir`, its networks built and loaded for inference."""
+    """The newest good checkpoint of `run_dir`, its networks built and loaded for inference. The checkpoint holds
+    all they need, but a run whose run.json is missing or damaged is refused as `edn eval` and `edn transfer`
+    refuse it: EDN writes it atomically, so a damaged one is a folder damaged since (or edited by hand)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EdnError("run folder not found", path=run_dir)
     found = load_latest(run_dir, reporter)
     if found is None:
         raise EdnError("no checkpoint in this run folder (train first with `edn train`)", path=run_dir)
+    read_run_info(run_dir)
     state, path = found
     try:
         cfg = ModelConfig.from_dict(state["model"])

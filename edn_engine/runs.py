@@ -233,8 +233,9 @@ def keep_plate(run_dir: str | Path, dataset_dir: str | Path) -> None:
 
 
 def read_run_info(run_dir: str | Path) -> dict:
-    """run.json of a run folder; EdnError naming the file when it is missing or unreadable."""
+    """run.json of a run folder; EdnError naming the file when it is missing or unreadable. Every verb given a run
+    reads it here (generate too, which needs only the checkpoint), so all give one verdict on one folder."""
     path = Path(run_dir) / RUN_INFO
     if not path.is_file():
         raise EdnError("not a training run (no run.json; train one with `edn train`)", path=run_dir)
-    return read_json(path, "run.json", "edn-run")
+    return read_json(path, "run.json", "edn-run", hint="`edn train DATASET -o RUN --resume` writes it again")

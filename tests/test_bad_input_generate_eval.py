@@ -43,6 +43,20 @@ def _(w, d):
     return ["generate", run, w.track, "-o", d / "frames"], ["no usable checkpoint", "step_00000002.pt"]
 
 
+@case("generate-run-json-empty", upfront=True)
+def _(w, d):  # generated from the checkpoint without a word, where eval and transfer refuse the run
+    run = good_run_copy(w, d)
+    (run / "run.json").write_bytes(b"")
+    return ["generate", run, w.track, "-o", d / "frames"], [run / "run.json", "the file is empty", "--resume"]
+
+
+@case("generate-run-json-not-json", upfront=True)
+def _(w, d):
+    run = good_run_copy(w, d)
+    bad.truncate(run / "run.json", 0.5)
+    return ["generate", run, w.track, "-o", d / "frames"], [run / "run.json", "unreadable run.json", "--resume"]
+
+
 @case("generate-damaged-track", upfront=True)
 def _(w, d):
     return ["generate", w.run, w.damaged_track, "-o", d / "frames"], [w.damaged_track]
@@ -120,6 +134,13 @@ def _(w, d):
 @case("eval-not-a-run", upfront=True)
 def _(w, d):
     return ["eval", w.noise_frames, "-o", d / "report"], [w.noise_frames, "run.json"]
+
+
+@case("eval-run-json-empty", upfront=True)
+def _(w, d):  # the same message as generate's: one reader (`runs.read_run_info`)
+    run = good_run_copy(w, d)
+    (run / "run.json").write_bytes(b"")
+    return ["eval", run, "-o", d / "report"], [run / "run.json", "the file is empty", "--resume"]
 
 
 @case("eval-dataset-gone", upfront=True)
