@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +84,11 @@ def source_placement(scene) -> tuple[int, int]:
         return src.timeline_start, src.channel
     track = Path(bpy.path.abspath(s.source_track)) if s.source_track else None
     if track is not None and track.is_file():
-        with np.load(track) as data:
-            return int(data["frame_start"]), 0
+        try:
+            with np.load(track) as data:
+                return int(data["frame_start"]), 0
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # a text file, a track of another tool
+            raise StripError(f"the source track is not a readable EDN pose track ({exc}): {track}") from None
     return scene.frame_start, 0
 
 

@@ -79,10 +79,11 @@ def training_pairs(entries: list[dict], whose: str, path: str | Path) -> list[tu
     if not pairs:
         frames = [e["frame"] for e in entries]
         held = sum(e["split"] != "train" for e in entries)
-        raise EdnError(f"{whose} {len(frames)} usable frame{'s' * (len(frames) != 1)} (frame{'s' * (len(frames) != 1)} "
-                       f"{frame_ranges(frames)}{f'; {held} held out by --holdout' if held else ''}), so no two "
-                       "consecutive frames are left to train on: training steps on pairs of frames t and t+1 "
-                       "(temporal smoothing)", path=path)
+        listed = f"frame {frames[0]}" if len(frames) == 1 else f"frames {frame_ranges(frames)}"
+        held_out = f"; {held} held out by --holdout" if held else ""
+        raise EdnError(f"{whose} {len(frames)} usable {listed.split()[0]} ({listed}{held_out}), so no two consecutive "
+                       "frames are left to train on: training steps on pairs of frames t and t+1 (temporal smoothing)",
+                       path=path)
     return pairs
 
 

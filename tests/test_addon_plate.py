@@ -93,3 +93,19 @@ def test_a_plate_below_the_source_strip_is_reported_as_hidden(addon, scene, tmp_
     assert addon.ops_generate.hidden_plate(scene) is None
     scene.edn.plate_strip = ""
     assert addon.ops_generate.hidden_plate(scene) is None
+
+
+
+def test_a_source_track_that_is_no_track_is_named_not_a_traceback(addon, scene, tmp_path):
+    """Results go where the source track starts; a text file named .npz there is named (a StripError, which the
+    operators report), where numpy's ValueError reached the user as a traceback."""
+    import sys
+
+    from addon_fixtures import ADDON
+
+    sequencer = sys.modules[f"{ADDON}.sequencer"]
+    track = tmp_path / "not a track ü.npz"
+    track.write_text("hello")
+    scene.edn.source_kind, scene.edn.source_track = "ARMATURE", str(track)
+    with pytest.raises(sequencer.StripError, match="not a readable EDN pose track.*not a track ü.npz"):
+        sequencer.source_placement(scene)
