@@ -20,8 +20,8 @@ from .pose.framing import Framing
 BACKGROUND, FOREGROUND = 12.0, 48.0
 THIN, SOLID = 0.5 * 255, 0.9 * 255  # `blend_patch(clears=True)`: the frame's alpha a clear patch clears, and keeps
 # `paste`: alpha below this (of 255) is the generator's haze, not the person. A sixth of a window's pixels held 1 of
-# 255 (a body run's transfer), a faint rectangle in any compositor that levels alpha up (for a glow, a shadow); and
-# cleared, the rectangle left to resample was 56% of the window's instead of all of it (4-6 ms a 1080p frame).
+# 255 (the 20-minute romp_sample2 run driven by another dancer): a faint rectangle in any compositor that levels alpha
+# up (for a glow, a shadow). Cleared, the rectangle left to resample was 56% of the window instead of all of it.
 ALPHA_FLOOR = 3
 MATTE_TRUST = 8.0  # the segmentation matte gates that, fully where it is at least 1/8 (its soft edge is wide)
 
