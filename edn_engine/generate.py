@@ -86,10 +86,12 @@ def generate(run_dir: str | Path, track_path: str | Path, output: str | Path, *,
               "hands": drawn, "precision": devices.inference_precision(run.device, amp)}
     if resume:
         _check_same_source(output, source)
+    # what can refuse the run or the track is settled before the frames folder is made, so it leaves nothing behind
     plan, framings = _framings(run, track, track_path, reporter)
+    plate = plate_for(run, (track.width, track.height)) if plan.windowed else None
     with staged_folder(output, keep_on_failure=True, continue_from=resume) as build, _threads(run.device):
         write_json(build / SOURCE_RECORD, source)
-        counts = _generate_frames(run, plan, framings, track, present, build, video, resume, amp, reporter)
+        counts = _generate_frames(run, plan, framings, plate, track, present, build, video, resume, amp, reporter)
     return {
         "output": str(output), "frames": track.frames, **counts,
         "size": [track.width, track.height],
@@ -167,8 +169,8 @@ def check_hands(hands: str) -> None:
 
 
 def _framings(run: Run, track: PoseTrack, track_path: str | Path, reporter: Reporter) -> tuple[FramePlan, list]:
-    """The run's frame plan for this track, and each row's framing: settled before the frames folder is made, so
-    a track no window can be placed on (a nose alone) is named as the file given and leaves nothing behind."""
+    """The run's frame plan for this track, and each row's framing; a track no window can be placed on (a nose
+    alone) is named as the file given."""
     plan = run.plan
     if (track.width, track.height) != tuple(plan.src_size):
         reporter.log(f"warning: the track is {track.width}x{track.height}, the training footage was "
@@ -178,9 +180,11 @@ def _framings(run: Run, track: PoseTrack, track_path: str | Path, reporter: Repo
     return plan, plan.framings(track, track_path)
 
 
-def _generate_frames(run: Run, plan: FramePlan, framings: list, track: PoseTrack, present: np.ndarray, output: Path,
-                     video: Path | None, resume: bool, amp: bool, reporter: Reporter) -> dict:
-    """Generate every row of `track` into `output`, framed by `plan` (`_framings`); returns the counts of frames
+def _generate_frames(run: Run, plan: FramePlan, framings: list, plate: np.ndarray | None, track: PoseTrack,
+                     present: np.ndarray, output: Path, video: Path | None, resume: bool, amp: bool,
+                     reporter: Reporter) -> dict:
+    """Generate every row of `track` into `output`, framed by `plan` (`_framings`) over `plate` (`plate_for`; None
+    for a whole-frame run); returns the counts of frames
     written, empty (no pose), kept (--resume) and outside (a pose that puts the person wholly off the frame:
     written, but transparent), and the precision the networks ran in."""
     from .video import read_image
@@ -188,7 +192,6 @@ def _generate_frames(run: Run, plan: FramePlan, framings: list, track: PoseTrack
 
     keep_large_blocks()  # each frame's maps reuse the last frame's pages (`allocator`)
     framed = frame_track(track, framings)
-    plate = plate_for(run, (track.width, track.height)) if plan.windowed else None
     plate_mip = Mipmap(plate) if plate is not None else None  # the plate, cut into every frame's window
     synth = Synthesizer(run.G, None, run.cfg, run.device, amp=amp, alpha=run.mattes)  # the body generator
     w, h = track.width, track.height
