@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
-import numpy as np
 
 from . import compat
+from .bundled import engine_module
 
 MEDIA_TYPES = ("MOVIE", "IMAGE")
 
@@ -84,11 +83,10 @@ def source_placement(scene) -> tuple[int, int]:
         return src.timeline_start, src.channel
     track = Path(bpy.path.abspath(s.source_track)) if s.source_track else None
     if track is not None and track.is_file():
-        try:
-            with np.load(track) as data:
-                return int(data["frame_start"]), 0
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # a text file, a track of another tool
-            raise StripError(f"the source track is not a readable EDN pose track ({exc}): {track}") from None
+        try:  # read as the engine reads it: a damaged or foreign file is named, not a traceback
+            return engine_module("pose.track").PoseTrack.load(track).frame_start, 0
+        except engine_module("errors").EdnError as exc:
+            raise StripError(f"the source track: {exc}") from None
     return scene.frame_start, 0
 
 

@@ -95,17 +95,17 @@ def test_a_plate_below_the_source_strip_is_reported_as_hidden(addon, scene, tmp_
     assert addon.ops_generate.hidden_plate(scene) is None
 
 
-
-def test_a_source_track_that_is_no_track_is_named_not_a_traceback(addon, scene, tmp_path):
-    """Results go where the source track starts; a text file named .npz there is named (a StripError, which the
-    operators report), where numpy's ValueError reached the user as a traceback."""
+@pytest.mark.parametrize("content", [b"hello", b"\x93NUMPY\x01\x00v\x00"])  # a text file; an .npy renamed .npz
+def test_a_source_track_that_is_no_track_is_named_not_a_traceback(addon, scene, tmp_path, content):
+    """Results go where the source track starts; a file that is no track there is named as the engine names it (a
+    StripError, which the operators report), where numpy's ValueError or TypeError reached the user as a traceback."""
     import sys
 
     from addon_fixtures import ADDON
 
     sequencer = sys.modules[f"{ADDON}.sequencer"]
     track = tmp_path / "not a track ü.npz"
-    track.write_text("hello")
+    track.write_bytes(content)
     scene.edn.source_kind, scene.edn.source_track = "ARMATURE", str(track)
-    with pytest.raises(sequencer.StripError, match="not a readable EDN pose track.*not a track ü.npz"):
+    with pytest.raises(sequencer.StripError, match="the source track: .*not a track ü.npz: not a readable pose track"):
         sequencer.source_placement(scene)
