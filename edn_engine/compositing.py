@@ -28,7 +28,7 @@ MATTE_TRUST = 8.0  # the segmentation matte gates that, fully where it is at lea
 
 def paste(fr: Framing, window_rgba: np.ndarray, plate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The window's RGBA back in the full frame (transparent elsewhere), and that over the plate. Only the
-    rectangle the window covers is resampled and blended: the rest is zeros, and the plate as it is.
+    rectangle the person covers is resampled and blended: the rest is zeros, and the plate as it is.
 
     The window is resampled premultiplied (colour times alpha), as compositors do. Resampled straight, the
     person's edge took colour from the pixels beside it that alpha hides (the generator's colour there is
@@ -118,8 +118,8 @@ def blend_patch(rgba: np.ndarray, comp: np.ndarray, plate: np.ndarray, fr: Frami
         mixed += (new - mixed) * cv2.merge([w] * 4)
     colour, alpha = cv2.cvtColor(mixed, cv2.COLOR_BGRA2BGR), cv2.extractChannel(mixed, 3)
     alpha3 = cv2.merge([alpha] * 3)
-    straight = np.divide(colour, alpha3, out=np.zeros_like(colour), where=alpha3 > 0.0255)  # 1e-4 of opaque
-    rgba[y0:y1, x0:x1] = np.clip(cv2.merge([straight * 255, alpha]) + 0.5, 0, 255)
+    unmixed = np.divide(colour, alpha3, out=np.zeros_like(colour), where=alpha3 > 0.0255)  # 1e-4 of opaque
+    rgba[y0:y1, x0:x1] = np.clip(cv2.merge([unmixed * 255, alpha]) + 0.5, 0, 255)
     comp[y0:y1, x0:x1] = np.clip(colour + (1.0 - alpha3 * (1 / 255)) * plate[y0:y1, x0:x1] + 0.5, 0, 255)
 
 

@@ -80,10 +80,10 @@ def training_pairs(entries: list[dict], whose: str, path: str | Path) -> list[tu
         frames = [e["frame"] for e in entries]
         held = sum(e["split"] != "train" for e in entries)
         listed = f"frame {frames[0]}" if len(frames) == 1 else f"frames {frame_ranges(frames)}"
+        count = f"{len(frames)} usable frame{'' if len(frames) == 1 else 's'}"
         held_out = f"; {held} held out by --holdout" if held else ""
-        raise EdnError(f"{whose} {len(frames)} usable {listed.split()[0]} ({listed}{held_out}), so no two consecutive "
-                       "frames are left to train on: training steps on pairs of frames t and t+1 (temporal smoothing)",
-                       path=path)
+        raise EdnError(f"{whose} {count} ({listed}{held_out}), so no two consecutive frames are left to train on: "
+                       "training steps on pairs of frames t and t+1 (temporal smoothing)", path=path)
     return pairs
 
 

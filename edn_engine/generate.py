@@ -184,9 +184,9 @@ def _generate_frames(run: Run, plan: FramePlan, framings: list, plate: np.ndarra
                      present: np.ndarray, output: Path, video: Path | None, resume: bool, amp: bool,
                      reporter: Reporter) -> dict:
     """Generate every row of `track` into `output`, framed by `plan` (`_framings`) over `plate` (`plate_for`; None
-    for a whole-frame run); returns the counts of frames
-    written, empty (no pose), kept (--resume) and outside (a pose that puts the person wholly off the frame:
-    written, but transparent), and the precision the networks ran in."""
+    for a whole-frame run); returns the counts of frames written, empty (no pose), kept (--resume) and outside (a
+    pose that puts the person wholly off the frame: written, but transparent), and the precision the networks ran
+    in."""
     from .video import read_image
     from .video_out import VideoWriter
 

@@ -87,7 +87,7 @@ class HandBank:
     points: np.ndarray
     found: np.ndarray
     crops: np.ndarray
-    _layers: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)  # `_layer`'s
+    _layers: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)  # `_layer`
 
     @classmethod
     def from_crops(cls, entries: list[tuple], read, size: int, limit: int = LIMIT) -> "HandBank":
