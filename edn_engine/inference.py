@@ -22,7 +22,7 @@ from .models.hand import box_windows, build_hand_refiner
 from .pose.window import FramePlan
 from .hand_bank import HandBank
 from .layout import RUN_HAND_BANK, RUN_PLATE
-from .runs import load_latest, read_run_info
+from .runs import RUN_INFO, load_latest, read_run_info
 from .tensors import carry, composite
 
 
@@ -159,15 +159,19 @@ class Run:
 
 def load_run(run_dir: str | Path, device: str = "auto", reporter: Reporter | None = None) -> Run:
     """The newest good checkpoint of `run_dir`, its networks built and loaded for inference. The checkpoint holds
-    all they need, but a run whose run.json is missing or damaged is refused as `edn eval` and `edn transfer`
-    refuse it: EDN writes it atomically, so a damaged one is a folder damaged since (or edited by hand)."""
+    all they need: a damaged run.json (which `edn eval` and `edn transfer` refuse: they need its dataset) is named
+    in a warning, and the run is used all the same, so a run whose dataset is gone still generates."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EdnError("run folder not found", path=run_dir)
     found = load_latest(run_dir, reporter)
     if found is None:
         raise EdnError("no checkpoint in this run folder (train first with `edn train`)", path=run_dir)
-    read_run_info(run_dir)
+    if (run_dir / RUN_INFO).is_file():
+        try:
+            read_run_info(run_dir)
+        except EdnError as exc:
+            (reporter or Reporter(False)).log(f"warning: {exc}; the checkpoint alone is used")
     state, path = found
     try:
         cfg = ModelConfig.from_dict(state["model"])

@@ -233,8 +233,8 @@ def keep_plate(run_dir: str | Path, dataset_dir: str | Path) -> None:
 
 
 def read_run_info(run_dir: str | Path) -> dict:
-    """run.json of a run folder; EdnError naming the file when it is missing or unreadable. Every verb given a run
-    reads it here (generate too, which needs only the checkpoint), so all give one verdict on one folder."""
+    """run.json of a run folder; EdnError naming the file when it is missing or unreadable (`edn generate`, which
+    needs only the checkpoint, warns instead: `inference.load_run`)."""
     path = Path(run_dir) / RUN_INFO
     if not path.is_file():
         raise EdnError("not a training run (no run.json; train one with `edn train`)", path=run_dir)

@@ -39,7 +39,7 @@ from edn_engine.models.config import ModelConfig  # noqa: E402
 from edn_engine.models.face import build_face_discriminator, build_face_generator  # noqa: E402
 from edn_engine.models.generator import build_generator  # noqa: E402
 from edn_engine.models.losses import GANLoss  # noqa: E402
-from edn_engine.runs import keep_plate, load_latest, read_run_info, save_checkpoint, write_run_info  # noqa: E402
+from edn_engine.runs import keep_plate, load_latest, save_checkpoint  # noqa: E402
 from edn_engine.training.config import TrainConfig, lr_at  # noqa: E402
 from edn_engine.training.distributed import StepSampler  # noqa: E402
 from edn_engine.training.steps import FrozenBody, face_step  # noqa: E402
@@ -74,7 +74,6 @@ def score(demo: Path, state: dict, face: dict | None, work: Path) -> dict:
         nets["FG"] = face
     save_checkpoint(work / "run", {**state, "nets": nets}, int(state["step"]))
     keep_plate(work / "run", demo / "dataset")
-    write_run_info(work / "run", {k: v for k, v in read_run_info(demo / "run").items() if k != "format"})
     generate(work / "run", demo / "scene_transfer" / "track.npz", work / "generated", device="cpu")
     report = evaluate_demo(work, demo / "dataset", demo / "scene_transfer", work / "generated", Reporter(False))
     return {m: {k: report[m][k] for k in FIGURES} for m in ("model", "retrieval", "retrieval_absolute")}

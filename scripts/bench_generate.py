@@ -164,7 +164,7 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
     from edn_engine.models.generator import build_generator
     from edn_engine.pose.framing import Framing
     from edn_engine.pose.skeleton import B
-    from edn_engine.runs import save_checkpoint, write_run_info
+    from edn_engine.runs import save_checkpoint
     from edn_engine.tensors import stick_figure, to_tensor
 
     if case["plain_layers"]:
@@ -200,7 +200,6 @@ def setup(case: dict) -> tuple[benchkit.Units, dict]:
             "model": cfg.to_dict(), "train": {}, "plan": {"steps": 2, "body_steps": 1},
             "nets": {"G": G.state_dict(), "FG": FG.state_dict()}, "optim": {}, "rng": {},
             "dataset": {"size": [w, h], "framing": Framing((w, h), (w, h)).to_dict(), "mattes": True}}, 2)
-        write_run_info(tmp / "run", {"model": cfg.to_dict()})  # `edn generate` reads a run with its run.json
         dancer(case["pipeline_frames"], w, h).save(tmp / "track.npz")
         runs = iter(range(10**6))
         units["pipeline"] = lambda: generate(tmp / "run", tmp / "track.npz", tmp / f"frames{next(runs)}",

@@ -43,20 +43,6 @@ def _(w, d):
     return ["generate", run, w.track, "-o", d / "frames"], ["no usable checkpoint", "step_00000002.pt"]
 
 
-@case("generate-run-json-empty", upfront=True)
-def _(w, d):  # generated from the checkpoint without a word, where eval and transfer refuse the run
-    run = good_run_copy(w, d)
-    (run / "run.json").write_bytes(b"")
-    return ["generate", run, w.track, "-o", d / "frames"], [run / "run.json", "the file is empty", "--resume"]
-
-
-@case("generate-run-json-not-json", upfront=True)
-def _(w, d):
-    run = good_run_copy(w, d)
-    bad.truncate(run / "run.json", 0.5)
-    return ["generate", run, w.track, "-o", d / "frames"], [run / "run.json", "unreadable run.json", "--resume"]
-
-
 @case("generate-damaged-track", upfront=True)
 def _(w, d):
     return ["generate", w.run, w.damaged_track, "-o", d / "frames"], [w.damaged_track]
@@ -137,7 +123,7 @@ def _(w, d):
 
 
 @case("eval-run-json-empty", upfront=True)
-def _(w, d):  # the same message as generate's: one reader (`runs.read_run_info`)
+def _(w, d):  # eval needs the run's dataset, which run.json names (generate warns: see below)
     run = good_run_copy(w, d)
     (run / "run.json").write_bytes(b"")
     return ["eval", run, "-o", d / "report"], [run / "run.json", "the file is empty", "--resume"]
@@ -298,3 +284,24 @@ def test_a_track_of_a_nose_alone_is_named_by_its_file_before_any_frame_folder(ws
     nosy = Case("generate-track-with-only-a-nose", lambda w, d: (["generate", w.run, nose_only_track(w, d), "-o",
                                                                    d / "frames"], [d / "nose only.npz", "window"]))
     check_case(ws, nosy, "in-process")
+
+
+@pytest.mark.parametrize("damage", ["empty", "half"])
+def test_a_damaged_run_json_is_named_but_generate_uses_the_checkpoint(ws, tmp_path, damage):
+    """The checkpoint holds all generation needs (a run generates after its dataset is gone), so a damaged run.json
+    (which eval and transfer refuse) is named in a warning, where it used to pass without a word."""
+    import io
+
+    from edn_engine.events import Reporter
+    from edn_engine.generate import generate
+
+    run = good_run_copy(ws, tmp_path)
+    if damage == "empty":
+        (run / "run.json").write_bytes(b"")
+    else:
+        bad.truncate(run / "run.json", 0.5)
+    log = io.StringIO()
+    summary = generate(run, ws.track, tmp_path / "frames", device="cpu", reporter=Reporter(False, log))
+    assert summary["written"] > 0 and len(frame_names(tmp_path / "frames")) == summary["frames"]
+    assert f"warning: {run / 'run.json'}: unreadable run.json" in log.getvalue()
+    assert "--resume` writes it again; the checkpoint alone is used" in log.getvalue()
