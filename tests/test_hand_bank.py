@@ -92,6 +92,22 @@ def test_an_exemplar_is_moved_onto_the_pose_and_drawn_only_on_its_hand():
     assert bank.hand_patch(0, _hand(), BOX, 48) is None  # no left hand in the bank
 
 
+def test_the_exemplars_kept_for_drawing_stay_few_and_draw_as_fresh_ones(monkeypatch):
+    """`HandBank._layer` keeps each exemplar it has drawn, at most LAYERS_KEPT (then starts again): a kept one, or one
+    drawn again after the clear, is the same patch a fresh bank draws."""
+    import edn_engine.hand_bank as hand_bank
+
+    monkeypatch.setattr(hand_bank, "LAYERS_KEPT", 2)
+    bank = _bank()
+    poses = [(0, _hand(0.05)), (0, _hand(0.15)), (1, _hand(0.2)), (0, _hand(0.05))]  # exemplars 0, 1, 2, then 0 again
+    for side, points in poses:
+        grown, patch = bank.hand_patch(side, points, BOX, 48)
+        assert len(bank._layers) <= 2
+        fresh_grown, fresh = _bank().hand_patch(side, points, BOX, 48)
+        assert grown == fresh_grown and np.array_equal(patch, fresh)
+    assert sorted(bank._layers) == [0, 2]  # cleared when the third came, then the first drawn again
+
+
 def test_an_exemplar_is_moved_from_pixel_centre_to_pixel_centre():
     crop = np.zeros((S, S, 4), np.uint8)
     crop[..., 3], crop[:, 10, :3] = 255, 200  # one column of the crop lit
