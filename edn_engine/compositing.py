@@ -97,9 +97,8 @@ def blend_patch(rgba: np.ndarray, comp: np.ndarray, plate: np.ndarray, fr: Frami
     body: a refined hand clears the body's blur around it against the wall, but cuts no hole in the chest.
     In 0..255, on whole arrays of one shape: numpy's arithmetic on a channel slice, or a (h, w, 1) factor
     broadcast over four channels, steps three or four values at a time (a frame's four patches took 8 ms)."""
-    # a layer over the frame changes it only where the layer is drawn; a patch in its place, all over its box
-    drawn = _drawn(patch) if over else (0, 0, *fr.dst_size)
-    roi = fr.source_roi(drawn) if drawn is not None else None
+    drawn = _drawn(patch) if over else None  # a layer over the frame changes it only where the layer is drawn
+    roi = None if over and drawn is None else fr.source_roi(drawn)  # a patch in its place, all over its box
     if roi is None:
         return
     x0, y0, x1, y1 = roi
