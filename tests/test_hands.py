@@ -1,17 +1,14 @@
 """The hand mask behind the hand-weighted loss (discs on the hand keypoints found, the wrist for a missed hand), and
 the hand refiner's parts: its boxes, stick figures, paste and training step (end to end: test_plate_pipeline)."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
 from edn_engine import device as devices
 from edn_engine.compositing import blend_patch, over
-from edn_engine.errors import EdnError
 from edn_engine.hand_data import hand_framing
-from edn_engine.models.config import ModelConfig, get_profile
+from edn_engine.models.config import get_profile
 from edn_engine.models.generator import build_generator
 from edn_engine.models.hand import build_hand_discriminator, build_hand_refiner
 from edn_engine.models.losses import GANLoss
@@ -213,27 +210,3 @@ def test_the_face_step_trains_on_each_pairs_second_frame():
         face_step(FrozenBody(build_generator(cfg)), FaceRefine(FG), FD, opt_g, opt_d,
                   {**batch, "face": torch.tensor([centres])}, cfg, GANLoss(), None, amp)
         assert any(not torch.equal(a, b) for a, b in zip(before, FG.parameters())) == moves
-
-
-def test_the_hand_refiners_skips_start_at_hand_skip_finest():
-    """The cpu profile's hand refiner has no U-Net skip at 1/2 (hand_skip_finest 2), where a skip carried the hand
-    figure's colours into the refined hand; a run saved before the setting rebuilds the refiner it trained (1)."""
-    cfg = get_profile("cpu", width=64, height=64, face_size=32, face_ngf=8, face_n_blocks=1)
-    assert cfg.hand_skip_finest == 2
-    torch.manual_seed(0)
-    inputs = (torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 1, 32, 32),
-              torch.rand(1, 3, 32, 32) * 2 - 1)
-    HG = build_hand_refiner(cfg)
-    outputs = {}
-    for key, settings in {"half": dict(hand_skip_finest=1), "none": dict(hand_skip_finest=cfg.face_n_downsample),
-                          "off": dict(skips=False)}.items():
-        other = build_hand_refiner(dataclasses.replace(cfg, **settings))
-        other.load_state_dict(HG.state_dict())  # skips have no weights
-        outputs[key] = other(*inputs)[2]
-    ours = HG(*inputs)[2]
-    assert not torch.allclose(outputs["half"], ours) and not torch.allclose(ours, outputs["off"])
-    assert torch.equal(outputs["none"], outputs["off"])
-    with pytest.raises(EdnError, match="hand_skip_finest must be at least 1"):
-        get_profile("cpu", hand_skip_finest=0)
-    older = {k: v for k, v in cfg.to_dict().items() if k != "hand_skip_finest"}
-    assert ModelConfig.from_dict(older).hand_skip_finest == 1

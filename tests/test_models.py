@@ -138,30 +138,6 @@ def test_non_temporal_generator_ignores_prev_and_no_alpha_head():
     assert alpha is None and torch.equal(rgb, g(label, None)[0])
 
 
-def test_skips_start_at_skip_finest():
-    """skip_finest names the finest resolution whose encoder map is added to the decoder's (1: at 1/2); a level
-    coarser than the coarsest skip leaves the U-Net with no skip at all, the same network as skips=False. A run
-    saved before the setting existed rebuilds with the skip at 1/2 it was trained with."""
-    torch.manual_seed(0)
-    cfg = get_profile("cpu", width=64, height=64, n_blocks=1)
-    label = torch.rand(1, 3, 64, 64) * 2 - 1
-    g = build_generator(cfg)
-    outputs = {}
-    for key, settings in {"half": dict(skip_finest=1), "quarter": dict(skip_finest=2),
-                          "none": dict(skip_finest=cfg.n_downsample), "off": dict(skips=False)}.items():
-        other = build_generator(get_profile("cpu", width=64, height=64, n_blocks=1, **settings))
-        other.load_state_dict(g.state_dict())  # skips have no weights: every variant loads the same ones
-        outputs[key] = other(label, None)[0]
-    assert torch.equal(outputs["quarter"], g(label, None)[0])  # the cpu profile's
-    assert torch.equal(outputs["none"], outputs["off"])
-    assert not torch.allclose(outputs["half"], outputs["quarter"])
-    assert not torch.allclose(outputs["quarter"], outputs["off"])
-    with pytest.raises(EdnError, match="skip_finest"):
-        get_profile("cpu", skip_finest=0)
-    older = {k: v for k, v in get_profile("cpu").to_dict().items() if k != "skip_finest"}
-    assert ModelConfig.from_dict(older).skip_finest == 1
-
-
 def test_local_enhancer_runs_at_1024x512():
     """Structural: the paper-local layout at its real size, with tiny channels so the test is quick."""
     cfg = get_profile("paper-local", ngf=4, n_blocks=1, n_blocks_local=1)
