@@ -13,12 +13,15 @@ of one clip and track: the figure has no meaning on its own.
 
 The hand refiner, where the run trained one, is probed the same way on each hand's box, after the body's frame:
 the hand's figure (hand and forearm, many colours) drawn with its channels rotated (BGR -> GRB), and the change
-of the refined hand over the plate measured on the figure's pixels (dilated by 2).
+of the refined hand over the plate measured on the figure's pixels (dilated by 2). The Face GAN likewise on its
+box: the body's frame refined with the box's figure rotated, against not, measured on the figure's pixels there
+(where a side-on dancer raises her arms, the arms' lines cross the face box).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -35,6 +38,8 @@ from edn_engine.events import Reporter  # noqa: E402
 from edn_engine.generate import plate_for  # noqa: E402
 from edn_engine.hand_data import hand_framing  # noqa: E402
 from edn_engine.inference import BodyFrame, Synthesizer, load_run  # noqa: E402
+from edn_engine.models.face import face_origins  # noqa: E402
+from edn_engine.pose.face import face_centre  # noqa: E402
 from edn_engine.pose.framing import Mipmap  # noqa: E402
 from edn_engine.pose.hands import hand_box  # noqa: E402
 from edn_engine.pose.track import PoseTrack  # noqa: E402
@@ -58,8 +63,8 @@ def leak(run_dir: Path, track: PoseTrack, every: int) -> dict:
     plate = plate_for(run, size)  # as generation lays it: at the track's size, or a one-line error
     framings = run.plan.for_source(size).framings(track)  # the track framed as generation frames it
     framed, mip = frame_track(track, framings), Mipmap(plate)
-    synth = Synthesizer(run.G, None, run.cfg, run.device, amp=False, alpha=run.mattes, HG=run.HG)
-    changes, hand_changes = [], []
+    synth = Synthesizer(run.G, run.FG, run.cfg, run.device, amp=False, alpha=run.mattes, HG=run.HG)
+    changes, hand_changes, face_changes = [], [], []
     for i in range(0, track.frames, every):
         fr, figure = framings[i], stick_figure(framed, i)
         lines = green_lines(figure)
@@ -75,10 +80,15 @@ def leak(run_dir: Path, track: PoseTrack, every: int) -> dict:
         changes.append(float(np.abs(shown[1] - shown[0])[_band(lines)].mean()))
         if run.HG is not None:
             hand_changes += hand_leak(synth, body, track, i, fr, mip, run.hand_size)
+        centre = face_centre(framed.body[i], framed.face[i])
+        if run.FG is not None and centre is not None:
+            face_changes += face_leak(synth, body, figure, centre)
     return {"run": str(run_dir), "step": run.step, "frames": len(changes),
             "mean_change": round(float(np.mean(changes)), 2) if changes else None,
             "hands": len(hand_changes),
             "hand_mean_change": round(float(np.mean(hand_changes)), 2) if hand_changes else None,
+            "faces": len(face_changes),
+            "face_mean_change": round(float(np.mean(face_changes)), 2) if face_changes else None,
             "skip_finest": run.cfg.skip_finest, "hand_skip_finest": run.cfg.hand_skip_finest}
 
 
@@ -103,6 +113,18 @@ def hand_leak(synth: Synthesizer, body: BodyFrame, track: PoseTrack, i: int, fr,
     return out
 
 
+def face_leak(synth: Synthesizer, body: BodyFrame, figure: np.ndarray, centre: tuple[float, float]) -> list[float]:
+    """The change of the Face GAN's colour (0-255) on the figure's pixels in its box, the body's frame refined with
+    the figure's channels rotated (BGR -> GRB) against as drawn; none where the box holds no line."""
+    size = synth.cfg.face_size
+    ((x, y),) = face_origins(torch.tensor([centre]), size, *figure.shape[:2]).tolist()
+    rotated = dataclasses.replace(body, label=to_tensor(figure[..., [1, 2, 0]])[None])
+    faces = [to_image(synth.refine_face(b, torch.tensor(centre))[0])[y:y + size, x:x + size].astype(np.int16)
+             for b in (rotated, body)]
+    lines = _band(figure[y:y + size, x:x + size].max(axis=2) > 40)
+    return [float(np.abs(faces[1] - faces[0])[lines].mean())] if lines.any() else []
+
+
 def _band(pixels: np.ndarray) -> np.ndarray:
     """`pixels` dilated by 2: the lines and the pixels just beside them."""
     return cv2.dilate(pixels.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
@@ -120,7 +142,9 @@ def main() -> None:
     results = []
     for run_dir in args.runs:
         results.append(leak(run_dir, track, args.every))
-        print(f"{run_dir}: {results[-1]['mean_change']}, hands {results[-1]['hand_mean_change']}", file=sys.stderr)
+        r = results[-1]
+        print(f"{run_dir}: {r['mean_change']}, hands {r['hand_mean_change']}, faces {r['face_mean_change']}",
+              file=sys.stderr)
     write_json(args.output, {"benchmark": "bench_colour_leak", "track": str(args.track), "every": args.every,
                              "machine": benchkit.cpu_info(), "runs": results})
 
