@@ -15,7 +15,7 @@ from . import device as devices
 from .errors import EdnError
 from .events import Reporter
 from .models.config import ModelConfig
-from .models.face import build_face_generator, crop_faces, face_origins, paste_faces
+from .models.face import build_face_generator, crop_faces, face_origins, head_weights, paste_faces
 from .models.generator import build_generator
 from .models import int8
 from .models.hand import box_windows, build_hand_refiner
@@ -118,8 +118,10 @@ class Synthesizer:
         if self.FG is not None and centre is not None and float(centre[0]) >= 0:
             size, (h, w) = self.cfg.face_size, rgb.shape[-2:]
             origins = face_origins(centre.reshape(1, 2).float(), size, h, w)
+            head = head_weights(centre, origins, size, self.cfg.face_head)
             with devices.autocast(self.dev, self.amp):
-                face = self.FG.refine(crop_faces(body.label, origins, size), crop_faces(body.shown, origins, size))
+                face = self.FG.refine(crop_faces(body.label, origins, size), crop_faces(body.shown, origins, size),
+                                      None if head is None else head.to(self.dev))
             rgb = paste_faces(rgb, face.float(), origins)
         return rgb[0].cpu(), body.alpha[0].cpu()
 
