@@ -119,10 +119,13 @@ class Synthesizer:
             size, (h, w) = self.cfg.face_size, rgb.shape[-2:]
             origins = face_origins(centre.reshape(1, 2).float(), size, h, w)
             head = head_weights(centre, origins, size, self.cfg.face_head)
+            shown = crop_faces(body.shown, origins, size)
             with devices.autocast(self.dev, self.amp):
-                face = self.FG.refine(crop_faces(body.label, origins, size), crop_faces(body.shown, origins, size),
+                face = self.FG.refine(crop_faces(body.label, origins, size), shown,
                                       None if head is None else head.to(self.dev))
-            rgb = paste_faces(rgb, face.float(), origins)
+            # the Face GAN refines the composite; the person's colour takes its change, not the composite itself
+            # (which would carry the training plate into the RGBA wherever the alpha is partial: a halo)
+            rgb = paste_faces(rgb, crop_faces(rgb, origins, size) + (face.float() - shown), origins).clamp(-1, 1)
         return rgb[0].cpu(), body.alpha[0].cpu()
 
     @torch.no_grad()

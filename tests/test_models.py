@@ -222,6 +222,19 @@ def test_the_face_gans_residual_can_be_confined_to_the_head():
     assert changed.any() and torch.hypot(xs - 20.0, ys - 30.0).max() < 0.25 * 32 + 32 / 8
 
 
+def test_the_face_gans_change_goes_into_the_persons_colour_not_the_plate():
+    """Over a plate, the Face GAN refines the composite; the RGBA takes its change. A Face GAN that changes
+    nothing leaves the person's colour as the body made it: no training plate where the alpha is partial."""
+    cfg = get_profile("cpu", width=64, height=64, n_blocks=1, face_size=32, face_ngf=8, face_n_blocks=1)
+    fg = build_face_generator(cfg)
+    fg.forward = lambda label_crop, face_crop: torch.zeros_like(face_crop)
+    synth = Synthesizer(build_generator(cfg), fg, cfg, torch.device("cpu"), amp=False)
+    body = synth.body_frame(torch.rand(3, 64, 64) * 2 - 1, plate=torch.ones(3, 64, 64))
+    assert 0 < body.alpha.min() and body.alpha.max() < 1  # an untrained alpha: partial everywhere
+    rgb, alpha = synth.refine_face(body, torch.tensor([32.0, 32.0]))
+    assert torch.allclose(rgb, body.rgb[0], atol=1e-6) and torch.equal(alpha, body.alpha[0])
+
+
 def test_all_networks_run_under_bf16_autocast():
     cfg = get_profile("cpu", width=64, height=64)
     g, d, fg, fd = (build_generator(cfg), build_discriminator(cfg), build_face_generator(cfg),
