@@ -161,11 +161,12 @@ def test_the_hand_step_trains_on_the_hands_found_and_shares_the_bodys_generation
              "hand_box": torch.tensor([[[16.0, 8.0, 32.0], [0.0, 0.0, 0.0]]])}  # the second frame's: left found
     amp = devices.autocast(torch.device("cpu"), False)
     body = FrozenBody(G)
-    body.face_crops(batch, torch.tensor([[0, 0]]), 32, amp)
+    face = body.face_crops(batch, torch.tensor([[0, 0]]), 32, amp)
     crops = body.hand_crops(batch, s, amp)
     assert len(calls) == 2 and crops.shape == (1, 2, 4, s, s)  # one generation of the pair for both
     with torch.no_grad():
         fake0, fake1, _, alpha1 = generate_pair(G, batch["label"][:, 0], batch["label"][:, 1], batch, amp)
+    assert torch.allclose(face, torch.cat([fake1, alpha1], 1)[..., :32, :32], atol=1e-2)  # the face's, with alpha
     expected = torch.cat([fake1, alpha1], 1)[0, :, 8:40, 16:48]  # the box, at one source pixel a window pixel
     assert torch.allclose(crops[0, 0], expected, atol=1e-2)  # the second frame's, generated from the first
     assert not torch.allclose(crops[0, 0, :3], fake0[0, :, 8:40, 16:48], atol=1e-2)  # not the first frame's

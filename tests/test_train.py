@@ -342,8 +342,9 @@ def test_resumed_losses_csv_keeps_one_header_when_the_losses_logged_change(tmp_p
 
 
 def test_the_face_stage_generates_each_pairs_body_crops_once():
-    """The body is frozen in the face stage: a pair's face crops are generated the first time it comes round and
-    kept, equal (to half precision) to generating them again; past its byte budget every batch is generated."""
+    """The body is frozen in the face stage: a pair's face crops (and how much of each is the person's) are
+    generated the first time it comes round and kept, equal (to half precision) to generating them again; past its
+    byte budget every batch is generated."""
     cfg = get_profile("cpu", width=64, height=64, face_size=32)
     torch.manual_seed(0)
     G = build_generator(cfg)
@@ -357,7 +358,8 @@ def test_the_face_stage_generates_each_pairs_body_crops_once():
     assert len(calls) == 2  # I0 and I1 of both pairs, once
     with torch.no_grad():
         fake0, fake1, _, _ = generate_pair(G, batch["label"][:, 0], batch["label"][:, 1], batch, amp)
-    assert torch.allclose(first, crop_faces(fake1, origins, 32), atol=1e-3)  # I1: generated from I0, as in use
+    assert torch.allclose(first[:, :3], crop_faces(fake1, origins, 32), atol=1e-3)  # I1: made from I0, as in use
+    assert torch.equal(first[:, 3:], torch.ones(2, 1, 32, 32))  # no plate: the whole frame is the body's
     later = {"label": batch["label"][1:], "frame": batch["frame"][1:]}  # pair (7, 8) alone: kept, not generated
     assert torch.equal(body.face_crops(later, origins[[1]], 32, amp), first[[1]])
     assert len(calls) == 4 and sorted(body.crops) == [("face", 3, 4), ("face", 7, 8)]

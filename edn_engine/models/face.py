@@ -14,7 +14,7 @@ from .generator import GlobalGenerator, init_weights
 
 class FaceGenerator(nn.Module):
     """forward(label_crop, face_crop) -> residual (N, 3, fs, fs) in [-1, 1]; the refined face is
-    `(face_crop + residual).clamp(-1, 1)`, the residual weighed by `head_weights` where given (see `refine`)."""
+    `(face_crop + residual).clamp(-1, 1)`, the residual weighed where given (see `refine`)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -26,9 +26,10 @@ class FaceGenerator(nn.Module):
         return torch.tanh(self.net(torch.cat([label_crop, face_crop], dim=1)))
 
     def refine(self, label_crop: torch.Tensor, face_crop: torch.Tensor,
-               head: torch.Tensor | None = None) -> torch.Tensor:
+               weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The refined face crop; `weight` (N, 1, fs, fs) scales the residual (the head, the person's alpha)."""
         residual = self(label_crop, face_crop)
-        return (face_crop + (residual if head is None else head * residual)).clamp(-1.0, 1.0)
+        return (face_crop + (residual if weight is None else weight * residual)).clamp(-1.0, 1.0)
 
 
 def build_face_generator(cfg: ModelConfig) -> FaceGenerator:

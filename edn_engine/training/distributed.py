@@ -107,8 +107,8 @@ class FaceRefine(nn.Module):
         self.fg = face_generator
 
     def forward(self, label_crop: torch.Tensor, face_crop: torch.Tensor,
-                head: torch.Tensor | None = None) -> torch.Tensor:
-        return self.fg.refine(label_crop, face_crop, head)
+                weight: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fg.refine(label_crop, face_crop, weight)
 
 
 def wrap_for_training(nets: dict[str, nn.Module], world: int, dev: torch.device) -> dict[str, nn.Module]:

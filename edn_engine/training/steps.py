@@ -120,10 +120,12 @@ class FrozenBody:
         return torch.stack([self.crops[k] for k in keys]).float()
 
     def face_crops(self, batch, origins: torch.Tensor, size: int, autocast) -> torch.Tensor:
-        """The body's face crop of each pair's second frame (see `face_step`): (pairs, 3, size, size), fp32."""
+        """The body's face crop of each pair's second frame (see `face_step`) and how much of it is the person's:
+        (pairs, 4, size, size), fp32, its alpha last (1 without a plate: the whole frame is the body's)."""
 
         def make(fake0, fake1, alpha0, alpha1):
-            return crop_faces(fake1.float(), origins, size)
+            seen = torch.ones_like(fake1[:, :1]) if batch.get("plate") is None else alpha1.float()
+            return crop_faces(torch.cat([fake1.float(), seen], 1), origins, size)
 
         return self._kept("face", batch, make, autocast)
 
@@ -157,12 +159,13 @@ def face_step(body: FrozenBody, refine, FD, opt_g, opt_d, batch, cfg: ModelConfi
     centres = torch.where(centres >= 0, centres, torch.tensor([w / 2, h / 2]))
     origins = face_origins(centres, size, h, w)
     lab_c, real_c = (crop_faces(t, origins, size) for t in (labels, reals))
-    fake_c = body.face_crops(batch, origins, size, autocast)
+    fake_c, person = body.face_crops(batch, origins, size, autocast).split([3, 1], dim=1)
+    # the residual only shows on the person (generation adds it to their colour) and, with face_head, their head
     head = head_weights(centres, origins, size, cfg.face_head)
-    head = None if head is None else head.to(fake_c.device)
+    person = person if head is None else person * head.to(person.device)
 
     def make():  # the refined face crop
-        return refine(lab_c, fake_c, head).float(), None
+        return refine(lab_c, fake_c, person).float(), None
 
     def losses(d_fake, d_real, refined, _):
         return face_generator_losses(cfg, gan, d_fake, d_real, refined, real_c, vgg)
