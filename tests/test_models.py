@@ -10,11 +10,10 @@ import torch
 from torch import nn
 
 from edn_engine.errors import EdnError
-from edn_engine.inference import Synthesizer
 from edn_engine.models.config import PROFILES, ModelConfig, default_face_size, get_profile
 from edn_engine.models.discriminator import build_discriminator, disc_input_channels
 from edn_engine.models.face import (build_face_discriminator, build_face_generator, crop_faces, face_origins,
-                                    head_weights, paste_faces)
+                                    paste_faces)
 from edn_engine.models.generator import build_generator
 from edn_engine.models.losses import (GANLoss, VGGLoss, discriminator_losses, face_generator_losses,
                                       feature_matching_loss, generator_losses, limb_mask, masked_l1)
@@ -194,45 +193,6 @@ def test_face_networks_and_crops():
     edge = torch.cat([pasted[0], pasted[-1], pasted[:, 0], pasted[:, -1]])
     assert edge.abs().max() == 0  # the box's outermost pixels are the frame's own
     assert pasted.diff(dim=1).abs().max() <= 1 / m + 1e-6  # no step larger than one ramp step
-
-
-def test_the_face_gans_residual_can_be_confined_to_the_head():
-    """face_head: the residual is whole within that many crop sides of the face centre (which need not be the
-    box's: a face at the frame's edge), gone an eighth of a side further out; 0 leaves it over the whole box."""
-    fs = 64
-    origins = face_origins(torch.tensor([[10.0, 128.0]]), fs, 256, 256)  # the box is shifted: centre at (10, 32)
-    assert head_weights(torch.tensor([[10.0, 128.0]]), origins, fs, 0.0) is None
-    head = head_weights(torch.tensor([[10.0, 128.0]]), origins, fs, 0.25)[0, 0]
-    assert head.shape == (fs, fs) and head[32, 10] == 1 and head[32, 10 + 16] == 1  # 0.25 sides: 16 pixels
-    assert head[32, 10 + 16 + 8] == 0 and head[32, 10 + 20] == 0.5 and head[0, fs - 1] == 0
-    fg = build_face_generator(get_profile("cpu", face_head=0.25))
-    label_c, face_c = torch.rand(1, 3, fs, fs) * 2 - 1, torch.rand(1, 3, fs, fs) * 2 - 1
-    refined = fg.refine(label_c, face_c, head[None, None])
-    assert torch.equal(refined[..., head == 0], face_c[..., head == 0])
-    assert torch.equal(refined[..., head == 1], fg.refine(label_c, face_c)[..., head == 1])
-    with pytest.raises(EdnError, match="face_head must not be negative"):
-        get_profile("cpu", face_head=-0.1)
-    # generation likewise: the refined frame differs from the body's only near the face centre
-    cfg = get_profile("cpu", width=64, height=64, n_blocks=1, face_size=32, face_ngf=8, face_n_blocks=1,
-                      face_head=0.25)
-    synth = Synthesizer(build_generator(cfg), build_face_generator(cfg), cfg, torch.device("cpu"), amp=False)
-    body = synth.body_frame(torch.rand(3, 64, 64) * 2 - 1)
-    changed = (synth.refine_face(body, torch.tensor([20.0, 30.0]))[0] != body.rgb[0]).any(0)
-    ys, xs = changed.nonzero().T
-    assert changed.any() and torch.hypot(xs - 20.0, ys - 30.0).max() < 0.25 * 32 + 32 / 8
-
-
-def test_the_face_gans_change_goes_into_the_persons_colour_not_the_plate():
-    """Over a plate, the Face GAN refines the composite; the RGBA takes its change. A Face GAN that changes
-    nothing leaves the person's colour as the body made it: no training plate where the alpha is partial."""
-    cfg = get_profile("cpu", width=64, height=64, n_blocks=1, face_size=32, face_ngf=8, face_n_blocks=1)
-    fg = build_face_generator(cfg)
-    fg.forward = lambda label_crop, face_crop: torch.zeros_like(face_crop)
-    synth = Synthesizer(build_generator(cfg), fg, cfg, torch.device("cpu"), amp=False)
-    body = synth.body_frame(torch.rand(3, 64, 64) * 2 - 1, plate=torch.ones(3, 64, 64))
-    assert 0 < body.alpha.min() and body.alpha.max() < 1  # an untrained alpha: partial everywhere
-    rgb, alpha = synth.refine_face(body, torch.tensor([32.0, 32.0]))
-    assert torch.allclose(rgb, body.rgb[0], atol=1e-6) and torch.equal(alpha, body.alpha[0])
 
 
 def test_all_networks_run_under_bf16_autocast():

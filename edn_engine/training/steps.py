@@ -82,14 +82,14 @@ def body_step(G, D, opt_g, opt_d, batch, cfg: ModelConfig, gan, vgg, autocast,
 
 
 class FrozenBody:
-    """The body generator during the face stage, where it is frozen (paper, sec. 3.3): what it makes of a training
-    pair never changes, so each pair's face and hand crops are generated once, kept in half precision (24 KB a
-    pair's face at 64 px, 144 KB its hands at 96 px) and reused each time the pair comes round. Its two generator
-    passes were two thirds of a face step (237 of 343 ms on the demo's `cpu` run, fp32 AVX2); with them gone the
-    stage takes several times the steps in its minutes, once each pair has come round (a clip with more pairs than
-    the stage has steps gains little). Kept by pair as the frame has them: the face stage never mirrors the body's
-    frames (`trainer`), so a pair's boxes never change (`hand_step` mirrors a mirrored pair's hand crops). Keeps at
-    most `max_bytes` of crops (past that, pairs not yet kept are generated every time)."""
+    """The body generator during the face stage, where it is frozen (paper, sec. 3.3): what it makes of a training pair
+    never changes, so each pair's face and hand crops are generated once, kept in half precision (32 KB a pair's face
+    and alpha at 64 px, 144 KB its hands at 96 px) and reused each time the pair comes round. Its two generator passes
+    were two thirds of a face step (237 of 343 ms on the demo's `cpu` run, fp32 AVX2); with them gone the stage takes
+    several times the steps in its minutes, once each pair has come round (a clip with more pairs than the stage has
+    steps gains little). Kept by pair as the frame has them: the face stage never mirrors the body's frames (`trainer`),
+    so a pair's boxes never change (`hand_step` mirrors a mirrored pair's hand crops). Keeps at most `max_bytes` of
+    crops (past that, pairs not yet kept are generated every time)."""
 
     def __init__(self, G, max_bytes: int = 512 * 2**20):
         self.G, self.max_bytes, self.nbytes = G, max_bytes, 0
@@ -160,12 +160,11 @@ def face_step(body: FrozenBody, refine, FD, opt_g, opt_d, batch, cfg: ModelConfi
     origins = face_origins(centres, size, h, w)
     lab_c, real_c = (crop_faces(t, origins, size) for t in (labels, reals))
     fake_c, person = body.face_crops(batch, origins, size, autocast).split([3, 1], dim=1)
-    # the residual only shows on the person (generation adds it to their colour) and, with face_head, their head
     head = head_weights(centres, origins, size, cfg.face_head)
-    person = person if head is None else person * head.to(person.device)
+    head = None if head is None else head.to(person.device)
 
-    def make():  # the refined face crop
-        return refine(lab_c, fake_c, person).float(), None
+    def make():  # the refined face crop; its change shows by the person's alpha, as generation adds it to their colour
+        return (fake_c + person * (refine(lab_c, fake_c, head).float() - fake_c)), None
 
     def losses(d_fake, d_real, refined, _):
         return face_generator_losses(cfg, gan, d_fake, d_real, refined, real_c, vgg)
