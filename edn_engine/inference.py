@@ -15,7 +15,7 @@ from . import device as devices
 from .errors import EdnError
 from .events import Reporter
 from .models.config import ModelConfig
-from .models.face import build_face_generator, crop_faces, face_origins, head_weights, paste_faces
+from .models.face import build_face_generator, crop_faces, face_origins, paste_faces
 from .models.generator import build_generator
 from .models import int8
 from .models.hand import box_windows, build_hand_refiner
@@ -118,11 +118,9 @@ class Synthesizer:
         if self.FG is not None and centre is not None and float(centre[0]) >= 0:
             size, (h, w) = self.cfg.face_size, rgb.shape[-2:]
             origins = face_origins(centre.reshape(1, 2).float(), size, h, w)
-            head = head_weights(centre, origins, size, self.cfg.face_head)
             shown = crop_faces(body.shown, origins, size)
             with devices.autocast(self.dev, self.amp):
-                face = self.FG.refine(crop_faces(body.label, origins, size), shown,
-                                      None if head is None else head.to(self.dev))
+                face = self.FG.refine(crop_faces(body.label, origins, size), shown)
             # the Face GAN refines the composite; the person's colour takes its change, not the composite itself
             # (which would carry the training plate into the RGBA wherever the alpha is partial: a halo)
             rgb = paste_faces(rgb, crop_faces(rgb, origins, size) + (face.float() - shown), origins).clamp(-1, 1)

@@ -1,19 +1,16 @@
-"""Where the Face GAN's residual applies, in training and in generation alike: within `face_head` of the face centre
-(when set), and on the person only, by their alpha: over a plate, generation adds the change to the person's colour
-(the composite itself would carry the training plate into the RGBA wherever the alpha is partial: a halo)."""
+"""Where the Face GAN's residual applies, in training and in generation alike: on the person, by their alpha. Over a
+plate, generation adds the change to the person's colour (the composite itself would carry the training plate into
+the RGBA wherever the alpha is partial: a halo), and training weighs it the same way."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
 from edn_engine import device as devices
-from edn_engine.errors import EdnError
 from edn_engine.inference import Synthesizer
 from edn_engine.models.config import get_profile
-from edn_engine.models.face import (build_face_discriminator, build_face_generator, face_origins, head_weights,
-                                    paste_faces)
+from edn_engine.models.face import build_face_discriminator, build_face_generator, face_origins, paste_faces
 from edn_engine.models.generator import build_generator
 from edn_engine.models.losses import GANLoss
 from edn_engine.tensors import composite
@@ -23,9 +20,8 @@ from edn_engine.training.steps import FrozenBody, face_step
 CPU = torch.device("cpu")
 
 
-def tiny(**changes):
-    return get_profile("cpu", width=64, height=64, n_blocks=1, face_size=32, face_ngf=8, face_n_blocks=1,
-                       face_ndf=8, **changes)
+def tiny():
+    return get_profile("cpu", width=64, height=64, n_blocks=1, face_size=32, face_ngf=8, face_n_blocks=1, face_ndf=8)
 
 
 def constant_face_gan(cfg, value: float) -> nn.Module:
@@ -33,29 +29,6 @@ def constant_face_gan(cfg, value: float) -> nn.Module:
     fg = build_face_generator(cfg)
     fg.forward = lambda label_crop, face_crop: torch.full_like(face_crop, value)
     return fg
-
-
-def test_head_weights_are_a_feathered_disc_around_the_face_centre():
-    """Whole within face_head crop sides of the centre (which need not be the box's: a face at the frame's edge),
-    gone an eighth of a side further out; 0 leaves the residual over the whole box."""
-    fs = 64
-    centre = torch.tensor([[10.0, 128.0]])
-    origins = face_origins(centre, fs, 256, 256)  # the box is shifted: the centre at (10, 32) in it
-    assert head_weights(centre, origins, fs, 0.0) is None
-    head = head_weights(centre, origins, fs, 0.25)[0, 0]
-    assert head.shape == (fs, fs) and head[32, 10] == 1 and head[32, 10 + 16] == 1  # 0.25 sides: 16 pixels
-    assert head[32, 10 + 20] == 0.5 and head[32, 10 + 24] == 0 and head[0, fs - 1] == 0
-    with pytest.raises(EdnError, match="face_head must not be negative"):
-        get_profile("cpu", face_head=-0.1)
-
-
-def test_generation_changes_only_the_head_with_face_head():
-    cfg = tiny(face_head=0.25)
-    synth = Synthesizer(build_generator(cfg), build_face_generator(cfg), cfg, CPU, amp=False)
-    body = synth.body_frame(torch.rand(3, 64, 64) * 2 - 1)
-    changed = (synth.refine_face(body, torch.tensor([20.0, 30.0]))[0] != body.rgb[0]).any(0)
-    ys, xs = changed.nonzero().T
-    assert changed.any() and torch.hypot(xs - 20.0, ys - 30.0).max() < 0.25 * 32 + 32 / 8
 
 
 def test_generation_adds_the_face_gans_change_to_the_persons_colour():
@@ -75,11 +48,10 @@ def test_generation_adds_the_face_gans_change_to_the_persons_colour():
         assert torch.allclose(shown[unclamped], (body.shown + body.alpha * change)[unclamped], atol=1e-6)
 
 
-@pytest.mark.parametrize("face_head", [0.0, 0.25])
-def test_training_weighs_the_change_as_generation_shows_it(monkeypatch, face_head):
-    """The face step's refined crop is the body's composite plus the change by the body's alpha (and the head's
-    disc): what generation shows over the training plate."""
-    cfg = tiny(face_head=face_head)
+def test_training_weighs_the_change_as_generation_shows_it(monkeypatch):
+    """The face step's refined crop is the body's composite plus the change by the body's alpha: what generation
+    shows over the training plate."""
+    cfg = tiny()
     torch.manual_seed(0)
     batch = {"label": torch.rand(1, 2, 3, 64, 64) * 2 - 1, "image": torch.rand(1, 2, 3, 64, 64) * 2 - 1,
              "frame": torch.tensor([[3, 4]]), "plate": torch.zeros(1, 2, 3, 64, 64),
@@ -102,6 +74,4 @@ def test_training_weighs_the_change_as_generation_shows_it(monkeypatch, face_hea
     FG.forward = lambda label_crop, face_crop: torch.full_like(face_crop, 0.1) * FG.scale
     opt_g, opt_d = (torch.optim.Adam(n.parameters(), lr=1e-3) for n in (FG, FD))
     face_step(body, FG.refine, FD, opt_g, opt_d, batch, cfg, GANLoss(), None, amp)
-    head = head_weights(torch.tensor([[28.0, 34.0]]), origins, 32, face_head)
-    expected = fake + person * 0.1 * (1 if head is None else head)
-    assert torch.allclose(seen["refined"], expected, atol=1e-6)
+    assert torch.allclose(seen["refined"], fake + person * 0.1, atol=1e-6)

@@ -60,8 +60,6 @@ class ModelConfig:
     face_ndf: int = 64  # channels of the face discriminator's first layer
     face_n_layers_d: int = 3  # strided layers of the face PatchGAN (a single scale)
     face_lr: float = 1.0  # face stage: learning rate as a multiple of the body stage's (pix2pixHD's 2e-4)
-    face_head: float = 0.0  # the Face GAN's residual only within this many crop sides of the face centre (fading
-    #                         over an eighth more); 0: over its whole box, as the paper (`models.face.head_weights`)
     hand_skip_finest: int = 1  # the hand refiner's finest skip, as skip_finest (halvings of its crop)
     hands: bool = True  # the face stage also trains the hand refiner (`models.hand`; person-over-plate runs only),
     #                     with the face networks' sizes, on each hand's box at the source's resolution
@@ -116,8 +114,6 @@ class ModelConfig:
         for name in ("ngf", "ndf", "n_layers_d", "num_d", "face_ngf", "face_ndf", "face_n_layers_d", "max_channels"):
             if getattr(self, name) < 1:
                 raise EdnError(f"model {name} must be at least 1, not {getattr(self, name)}")
-        if self.face_head < 0:
-            raise EdnError(f"model face_head must not be negative, not {self.face_head}")
         if not self.face_lr > 0:
             raise EdnError(f"model face_lr must be positive, not {self.face_lr}")
         for name in ("skip_finest", "hand_skip_finest"):

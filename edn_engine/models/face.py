@@ -14,7 +14,7 @@ from .generator import GlobalGenerator, init_weights
 
 class FaceGenerator(nn.Module):
     """forward(label_crop, face_crop) -> residual (N, 3, fs, fs) in [-1, 1]; the refined face is
-    `(face_crop + residual).clamp(-1, 1)`, the residual weighed where given (see `refine`)."""
+    `(face_crop + residual).clamp(-1, 1)` (see `refine`)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -25,11 +25,8 @@ class FaceGenerator(nn.Module):
     def forward(self, label_crop: torch.Tensor, face_crop: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(torch.cat([label_crop, face_crop], dim=1)))
 
-    def refine(self, label_crop: torch.Tensor, face_crop: torch.Tensor,
-               weight: torch.Tensor | None = None) -> torch.Tensor:
-        """The refined face crop; `weight` (N, 1, fs, fs) scales the residual (the head, the person's alpha)."""
-        residual = self(label_crop, face_crop)
-        return (face_crop + (residual if weight is None else weight * residual)).clamp(-1.0, 1.0)
+    def refine(self, label_crop: torch.Tensor, face_crop: torch.Tensor) -> torch.Tensor:
+        return (face_crop + self(label_crop, face_crop)).clamp(-1.0, 1.0)
 
 
 def build_face_generator(cfg: ModelConfig) -> FaceGenerator:
@@ -48,20 +45,6 @@ def face_origins(centers: torch.Tensor, size: int, height: int, width: int) -> t
     x0 = (c[:, 0].round() - size // 2).clamp(0, width - size)
     y0 = (c[:, 1].round() - size // 2).clamp(0, height - size)
     return torch.stack([x0, y0], dim=1).long()
-
-
-def head_weights(centres: torch.Tensor, origins: torch.Tensor, size: int, radius: float) -> torch.Tensor | None:
-    """(N, 1, size, size) weights of the Face GAN's residual in each crop: 1 within `radius` crop sides of the face
-    centre, falling linearly to 0 over the next eighth of a side; None where `radius` is 0 (the whole box, as the
-    paper). Confined to the head, the residual cannot paint the arms a side-on dancer raises across the box."""
-    if radius <= 0:
-        return None
-    centre = torch.as_tensor(centres, dtype=torch.float32).reshape(-1, 2) - origins.float()
-    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
-                            indexing="ij")
-    distance = torch.hypot(xs - centre[:, :1, None], ys - centre[:, 1:, None])
-    margin = max(size / 8, 1.0)
-    return ((radius * size + margin - distance) / margin).clamp(0.0, 1.0)[:, None]
 
 
 def crop_faces(img: torch.Tensor, origins: torch.Tensor, size: int) -> torch.Tensor:

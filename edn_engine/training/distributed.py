@@ -106,9 +106,8 @@ class FaceRefine(nn.Module):
         super().__init__()
         self.fg = face_generator
 
-    def forward(self, label_crop: torch.Tensor, face_crop: torch.Tensor,
-                weight: torch.Tensor | None = None) -> torch.Tensor:
-        return self.fg.refine(label_crop, face_crop, weight)
+    def forward(self, label_crop: torch.Tensor, face_crop: torch.Tensor) -> torch.Tensor:
+        return self.fg.refine(label_crop, face_crop)
 
 
 def wrap_for_training(nets: dict[str, nn.Module], world: int, dev: torch.device) -> dict[str, nn.Module]:

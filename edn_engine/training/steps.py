@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..models.config import ModelConfig
-from ..models.face import crop_faces, face_origins, head_weights
+from ..models.face import crop_faces, face_origins
 from ..models.hand import box_windows
 from ..models.losses import discriminator_losses, face_generator_losses, generator_losses, hand_generator_losses
 from ..tensors import carry, composite
@@ -156,15 +156,12 @@ def face_step(body: FrozenBody, refine, FD, opt_g, opt_d, batch, cfg: ModelConfi
     # Frames without a face still run, at weight 0, so that every process takes the same optimizer steps.
     weight = (centres[:, 0] >= 0).float().mean().item()
     size, (h, w) = cfg.face_size, labels.shape[-2:]
-    centres = torch.where(centres >= 0, centres, torch.tensor([w / 2, h / 2]))
-    origins = face_origins(centres, size, h, w)
+    origins = face_origins(torch.where(centres >= 0, centres, torch.tensor([w / 2, h / 2])), size, h, w)
     lab_c, real_c = (crop_faces(t, origins, size) for t in (labels, reals))
     fake_c, person = body.face_crops(batch, origins, size, autocast).split([3, 1], dim=1)
-    head = head_weights(centres, origins, size, cfg.face_head)
-    head = None if head is None else head.to(person.device)
 
     def make():  # the refined face crop; its change shows by the person's alpha, as generation adds it to their colour
-        return (fake_c + person * (refine(lab_c, fake_c, head).float() - fake_c)), None
+        return (fake_c + person * (refine(lab_c, fake_c).float() - fake_c)), None
 
     def losses(d_fake, d_real, refined, _):
         return face_generator_losses(cfg, gan, d_fake, d_real, refined, real_c, vgg)
