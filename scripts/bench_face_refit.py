@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -101,7 +102,9 @@ def main() -> None:
 
     from edn_engine.atomic import write_json
 
-    result = {"benchmark": "bench_face_refit", "work": str(args.work), "code": str(REPO),
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            check=False).stdout.strip()
+    result = {"benchmark": "bench_face_refit", "work": str(args.work), "code": str(REPO), "commit": commit or None,
               "machine": benchkit.cpu_info(), "avx2_only": args.avx2, "variants": []}
     source = args.work / args.run if args.run else sorted(args.work.glob("run_*_window*"))[0]
     result["run"] = source.name
