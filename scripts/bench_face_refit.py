@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -31,14 +32,17 @@ from edn_engine import threads  # noqa: E402  (stdlib only: it does not load tor
 
 threads.apply_policy()
 
+if TYPE_CHECKING:
+    from edn_engine.training.config import TrainConfig
+
 FIGURES = ("person_found", "body_error", "hands_found", "face_found", "ssim_person", "ssim_face", "background_psnr",
            "flicker")
 RUN_FILES = ("run.json", "plate.png", "plate_mask.png", "hand_bank.npz", "losses.csv")
 
 
-def body_checkpoint(source: Path, run: Path, changes: dict) -> tuple[int, int]:
+def body_checkpoint(source: Path, run: Path, changes: dict) -> tuple[int, TrainConfig]:
     """Write into `run` the source run at the end of its body stage, with fresh face networks and `changes` to its
-    model settings; returns (body steps, planned steps)."""
+    model settings; returns its body steps and the trainer's config for the rest of its planned steps."""
     import torch
 
     from edn_engine.models.config import ModelConfig
@@ -53,7 +57,7 @@ def body_checkpoint(source: Path, run: Path, changes: dict) -> tuple[int, int]:
     state, _ = load_latest(source)
     body_steps, steps = int(state["plan"]["body_steps"]), int(state["plan"]["steps"])
     cfg = ModelConfig.from_dict({**state["model"], **changes})
-    tcfg = train_config(TrainOptions(steps=steps, perceptual=cfg.perceptual, amp=False))
+    tcfg = train_config(TrainOptions(steps=steps, amp=False))
     torch.manual_seed(tcfg.seed)  # built as the trainer builds them: the seed fixes every initial weight
     fresh = Networks.build(cfg, "FG" in state["nets"], "HG" in state["nets"], tcfg, torch.device("cpu"))
     nets, optim = dict(state["nets"]), dict(state["optim"])
@@ -62,7 +66,7 @@ def body_checkpoint(source: Path, run: Path, changes: dict) -> tuple[int, int]:
             nets[name], optim[name] = getattr(fresh, name).state_dict(), fresh.opt[name].state_dict()
     save_checkpoint(run, {**state, "nets": nets, "optim": optim, "step": body_steps, "model": cfg.to_dict(),
                           "sampler": {"step": body_steps}}, body_steps)
-    return body_steps, steps
+    return body_steps, tcfg
 
 
 def refit(work: Path, source: Path, variant: str, out: Path) -> dict:
@@ -70,17 +74,15 @@ def refit(work: Path, source: Path, variant: str, out: Path) -> dict:
     from edn_engine.commands.train import parse_overrides
     from edn_engine.evaluate import evaluate_run
     from edn_engine.events import Reporter
-    from edn_engine.pipeline import TrainOptions, train_config
     from edn_engine.training import train
 
     changes = {} if variant == "as_trained" else parse_overrides(variant.split(","))
     if out.exists():
         shutil.rmtree(out)
-    body_steps, steps = body_checkpoint(source, out / "run", changes)
-    summary = train(work / "dataset_window", out / "run", train_config(TrainOptions(steps=steps, amp=False)),
-                    resume=True, reporter=Reporter(False))
+    body_steps, tcfg = body_checkpoint(source, out / "run", changes)
+    summary = train(work / "dataset_window", out / "run", tcfg, resume=True, reporter=Reporter(False))
     report = evaluate_run(out / "run", out / "eval", reporter=Reporter(False))
-    return {"variant": variant, "changes": changes, "body_steps": body_steps, "face_steps": steps - body_steps,
+    return {"variant": variant, "changes": changes, "body_steps": body_steps, "face_steps": tcfg.steps - body_steps,
             "train_seconds": summary.get("seconds"), **{k: report["model"].get(k) for k in FIGURES},
             "eval": str(out / "eval")}
 
