@@ -24,8 +24,6 @@ THIN, SOLID = 0.5 * 255, 0.9 * 255  # `blend_patch(clears=True)`: the frame's al
 # up (for a glow, a shadow). Cleared, the rectangle left to resample was 56% of the window instead of all of it.
 ALPHA_FLOOR = 3
 MATTE_TRUST = 8.0  # the segmentation matte gates that, fully where it is at least 1/8 (its soft edge is wide)
-EDGE_KERNEL = np.ones((5, 5), np.uint8)  # `pull_from_plate`: a real edge's blur, about 2 pixels each side
-EDGE_REACH = 5  # pixels (`pull_from_plate`): how far a solid colour is carried in one step of OpenCV's inpainting
 
 
 def paste(fr: Framing, window_rgba: np.ndarray, plate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,36 +63,15 @@ def over(rgba: np.ndarray, background: np.ndarray) -> np.ndarray:
 def pull_from_plate(bgra: np.ndarray, plate: np.ndarray) -> np.ndarray:
     """A crop of a real frame with its matte as alpha (BGRA uint8) pulled off the plate behind it (BGR uint8, the
     same size): alpha where the picture differs from the plate, within the matte, and the colour there unmixed from
-    the plate, so that whatever it is laid over, no wall comes with it. Over its own plate it looks as before. Why:
-    the segmentation matte is coarse; around a training hand (`hand_bank`) it held the wall between and around the
-    fingers, and laid over the body (a hand across the chest, driven by another dancer) that wall showed as a pale,
-    glassy halo.
-
-    EXPERIMENT (measured, then reverted): on the soft edge around the solid person (pixels FOREGROUND from the plate,
-    eroded past the edge's blur), each pixel is read as a mix of the plate and the person's nearest solid colour
-    (carried outward by inpainting): alpha is how far along that line it lies. The distance ramp alone overstates
-    the edge's alpha (skin lies 70-220 from the wall) and leaves wall in its colour: a light rim."""
+    the plate (picture = alpha * colour + (1 - alpha) * plate, solved for colour), so that whatever it is laid over,
+    no wall comes with it. Over its own plate it looks as before. Why: the segmentation matte is coarse; around a
+    training hand (`hand_bank`) it held the wall between and around the fingers, and laid over the body (a hand
+    across the chest, driven by another dancer) that wall showed as a pale, glassy halo."""
     image, back = bgra[..., :3].astype(np.float32), plate.astype(np.float32)
-    distance = np.linalg.norm(image - back, axis=2)
-    inside = np.clip(bgra[..., 3].astype(np.float32) * (MATTE_TRUST / 255.0), 0.0, 1.0)
-    alpha = np.clip((distance - BACKGROUND) / (FOREGROUND - BACKGROUND), 0.0, 1.0)  # where no solid colour is near
+    alpha = np.clip((np.linalg.norm(image - back, axis=2) - BACKGROUND) / (FOREGROUND - BACKGROUND), 0.0, 1.0)
+    alpha *= np.clip(bgra[..., 3].astype(np.float32) * (MATTE_TRUST / 255.0), 0.0, 1.0)
     unmixed = back + (image - back) / np.maximum(alpha, 1 / 255)[..., None]  # noise amplified where alpha hides it
     colour = np.where(alpha[..., None] > 0, unmixed, image)
-    far = ((distance >= FOREGROUND) & (inside >= 1.0)).astype(np.uint8)
-    solid = cv2.erode(far, EDGE_KERNEL, borderType=cv2.BORDER_REPLICATE).astype(bool)  # past the edge's blur
-    if solid.any() and not solid.all():
-        person = cv2.inpaint(bgra[..., :3].copy(), (~solid).astype(np.uint8), EDGE_REACH, cv2.INPAINT_TELEA)
-        person = person.astype(np.float32)
-        towards = person - back
-        reach = (towards * towards).sum(axis=2)
-        along = np.clip(((image - back) * towards).sum(axis=2) / np.maximum(reach, 1.0), 0.0, 1.0)
-        # a solid colour that stands out from the plate gives a line to read the pixel along
-        edge = (reach >= FOREGROUND * FOREGROUND) & ~solid & (distance > BACKGROUND)
-        alpha = np.where(edge, along, alpha)
-        # that colour, plus what the mix leaves unexplained (not divided by alpha: noise stays noise)
-        rest = image - (along[..., None] * person + (1.0 - along[..., None]) * back)
-        colour = np.where(edge[..., None], person + rest, colour)
-    alpha *= inside
     colour = np.clip(colour + 0.5, 0, 255).astype(np.uint8)
     return cv2.merge([*cv2.split(colour), (alpha * 255 + 0.5).astype(np.uint8)])
 
