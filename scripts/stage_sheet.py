@@ -1,10 +1,11 @@
 """Which stage drew what: a run's frames generated stage by stage, side by side with the real ones.
 
-    .venv/bin/python scripts/stage_sheet.py RUN TRACK VIDEO --frames 276:300:4 -o sheet.png
+    .venv/bin/python scripts/stage_sheet.py RUN TRACK [--video VIDEO] --frames 276:300:4 -o sheet.png
 
 Columns, per frame: the body generator alone; with the Face GAN; with the hand refiner (`--hands refined`); with
-the training hands laid over (`--hands training`, what `edn generate` writes); the real frame of VIDEO (the run's
-clip, TRACK in its pixels, as the dataset's `track_source.npz`). Each row is cropped around the person. Why: an
+the training hands laid over (`--hands training`, what `edn generate` writes); with `--video`, the real frame (the
+run's clip, TRACK in its pixels, as the dataset's `track_source.npz`; without it, TRACK may be any driving track,
+`edn pose drive`'s). Each row is cropped around the person. Why: an
 artefact seen in a composite belongs to one stage; the side-on dancer's multicoloured speckles on romp_sample2's
 last held-out frames were put down to the Face GAN, but the body generator alone draws them (a view its training
 frames do not show), and the stripes where a hidden hand's box lies over the torso are the hand refiner's.
@@ -67,7 +68,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("track", type=Path, help="pose track in the clip's pixels (a dataset's track_source.npz)")
-    ap.add_argument("video", type=Path, help="the clip TRACK was extracted from (the real column)")
+    ap.add_argument("--video", type=Path, help="the clip TRACK was extracted from: a column of its real frames")
     ap.add_argument("--frames", default="0:8:2", help="rows of TRACK, start:stop[:step]")
     ap.add_argument("-o", "--output", type=Path, required=True, help="the sheet (.png)")
     args = ap.parse_args()
@@ -78,16 +79,19 @@ def main() -> None:
         track.save(Path(tmp) / "track.npz")
         folders = generate_stages(args.run, Path(tmp) / "track.npz", Path(tmp))
         wanted = [track.frame_start + row - start for row in rows]
-        real = {n: bgr for n, bgr in open_source(args.video, wanted[0], wanted[-1]) if n in wanted}
+        real = {} if args.video is None else {
+            n: bgr for n, bgr in open_source(args.video, wanted[0], wanted[-1]) if n in wanted}
         sheet = []
         for n in wanted:
             name = f"frame_{n:06d}.png"
             x0, y0 = crop_box(cv2.imread(str(folders["training"] / name), cv2.IMREAD_UNCHANGED))
-            cells = [cv2.imread(str(folders[s] / "composite" / name)) for s, _, _ in STAGES] + [real[n]]
+            cells = [cv2.imread(str(folders[s] / "composite" / name)) for s, _, _ in STAGES] + [real.get(n)]
+            cells = [c for c in cells if c is not None]
             sheet.append(cv2.hconcat([c[y0:y0 + CROP, x0:x0 + CROP] for c in cells]))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.output), cv2.vconcat(sheet))
-    print(f"{args.output}: {len(sheet)} frames; columns {', '.join(s for s, _, _ in STAGES)}, real")
+    columns = [s for s, _, _ in STAGES] + ([] if args.video is None else ["real"])
+    print(f"{args.output}: {len(sheet)} frames; columns {', '.join(columns)}")
 
 
 if __name__ == "__main__":
