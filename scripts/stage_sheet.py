@@ -32,10 +32,11 @@ from edn_engine.video import open_source  # noqa: E402
 
 STAGES = (("body", "body", False), ("face", "body", True), ("refined", "refined", True),
           ("training", "training", True))  # (column, --hands, Face GAN)
-CROP = 400  # source pixels around the person, each side's half
+CROP = 400  # the side of the square cut around the person, in source pixels
 
 
 def _without_face_gan(*args, **kwargs):
+    """`load_run` with the Face GAN left out (`edn generate` has no switch for it)."""
     run = load_run(*args, **kwargs)
     run.FG = None  # the run is sent whole to the frame writer's process, so the change reaches it there
     return run
