@@ -4,7 +4,8 @@ Each held-out frame is reconstructed from its own pose (the generator fed its pr
 compared with the real frame. The baselines answer "could we just look the pose up?" (see `retrieval`): the
 training frame of the nearest posture ("retrieval") and the one whose pose in source pixels is nearest as it
 stands ("retrieval_absolute": the right posture in the right place). All three are scored the same way (see
-`metrics`), the poses by the same detector on the real and the output frames:
+`metrics`), the poses by the same detector on the real and the output frames, each frame on its own (no
+tracking from the frame before, so that a frame's figures are its own):
 
     ssim_frame, psnr_frame      whole frame
     ssim_person, psnr_person    the box around the real frame's matte (the person region)
@@ -119,10 +120,11 @@ def detect_folder(folder: Path, frames: list[int], reporter: Reporter, stage: st
     from .pose.detect import DetectorConfig, extract_pose
     from .pose.follow import FollowConfig
 
-    # Each frame is scored on its own: no following, which could drop a garbled frame as "someone else".
+    # Each frame is scored on its own: no following, which could drop a garbled frame as "someone else", and no
+    # tracking, which carried one frame's detection into the next (a change to frame 284 flipped hands at 289-291)
     reporter.log(f"detecting poses on the {stage} frames")
     track, _ = extract_pose(folder, start=min(frames), end=max(frames), mattes_dir=None, reporter=reporter,
-                            config=DetectorConfig(follow=FollowConfig(enabled=False)))
+                            config=DetectorConfig(follow=FollowConfig(enabled=False), static_image_mode=True))
     return keypoints(track, [n - track.frame_start for n in frames])
 
 

@@ -241,6 +241,29 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.mark.slow
+def test_each_frame_is_detected_on_its_own_not_through_the_frames_before(tmp_path):
+    """`edn eval` scores a frame by what the detector finds on it alone. MediaPipe's tracking carried one frame's
+    landmarks into the next: a change to one generated frame flipped hands found five frames later."""
+    import cv2
+    from conftest import VIDEO
+    from edn_engine.evaluate import detect_folder
+    from edn_engine.events import Reporter
+    from edn_engine.video import open_source
+
+    real = {n: cv2.resize(img, (480, 270)) for n, img in open_source(VIDEO / "romp_sample2.mp4", 40, 250)
+            if n in (40, 120, 200, 247, 248, 249, 250)}
+    found = []
+    for name, before in (("in order ü", (247, 248, 249)), ("other frames before", (40, 120, 200))):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i, n in enumerate((*before, 250)):
+            cv2.imwrite(str(folder / f"frame_{i:06d}.png"), real[n])
+        found.append(detect_folder(folder, [0, 1, 2, 3], Reporter(False), name)[3])
+    assert (found[0][:, 2] > 0).sum() > 100  # a person, her hands and face, found
+    assert np.array_equal(found[0], found[1])  # the same frame, the same keypoints, whatever came before
+
+
+@pytest.mark.slow
 def test_edn_eval_gives_every_figure_for_model_and_retrieval(tiny_run, odd_dir):
     import json
 

@@ -58,6 +58,8 @@ class DetectorConfig:
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     smooth_landmarks: bool = True
+    # each frame detected afresh, none tracked from the one before (`edn eval`: a frame's score is its own)
+    static_image_mode: bool = False
     workers: int | None = None  # None: one per core (at most 2) when the input is long enough to pay for it
     min_frames_per_worker: int = 60  # a worker's start-up (~1 s) must pay for itself
     follow: FollowConfig = FollowConfig()
@@ -210,7 +212,7 @@ def _holistic(config: DetectorConfig) -> Iterator:
     import mediapipe as mp
 
     graph = mp.solutions.holistic.Holistic(
-        static_image_mode=False,
+        static_image_mode=config.static_image_mode,
         model_complexity=config.model_complexity,
         smooth_landmarks=config.smooth_landmarks,
         enable_segmentation=True,
