@@ -121,7 +121,7 @@ def detect_folder(folder: Path, frames: list[int], reporter: Reporter, stage: st
     from .pose.follow import FollowConfig
 
     # Each frame is scored on its own: no following, which could drop a garbled frame as "someone else", and no
-    # tracking, which carried one frame's detection into the next (a change to frame 284 flipped hands at 289-291)
+    # tracking, which carried one frame's detection into the next (changed frames 274-286 flipped hands at 289-291)
     reporter.log(f"detecting poses on the {stage} frames")
     track, _ = extract_pose(folder, start=min(frames), end=max(frames), mattes_dir=None, reporter=reporter,
                             config=DetectorConfig(follow=FollowConfig(enabled=False), static_image_mode=True))

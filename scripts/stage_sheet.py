@@ -9,7 +9,8 @@ run's clip, TRACK in its pixels, as the dataset's `track_source.npz`; without it
 artefact seen in a composite belongs to one stage; the side-on dancer's multicoloured speckles on romp_sample2's
 last held-out frames were put down to the Face GAN, but the body generator alone draws them (a view its training
 frames do not show), and the stripes where a hidden hand's box lies over the torso are the hand refiner's.
-Generation runs as `edn generate` does on this CPU (int8 where it has no bf16), over the rows of TRACK asked for.
+Generation runs as `edn generate` does on this CPU (int8 where it has no bf16), over every row from start to stop
+(the first without a previous frame, so not exactly what a whole track's generation draws there).
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ def generate_stages(run: Path, track: Path, work: Path) -> dict[str, Path]:
         folders[name] = work / name
         gen.load_run = load_run if face else _without_face_gan
         try:
-            gen.generate(run, track, folders[name], hands=hands)
+            summary = gen.generate(run, track, folders[name], hands=hands)
         finally:
             gen.load_run = load_run
+        if summary["face_gan"] != face or (hands == "training" and not summary["training_hands"]):
+            sys.exit(f"{run}: the {name} column cannot be drawn (no Face GAN, or no training hands, in this run)")
     return folders
 
 
@@ -68,14 +71,21 @@ def crop_box(rgba: np.ndarray) -> tuple[int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
-    ap.add_argument("track", type=Path, help="pose track in the clip's pixels (a dataset's track_source.npz)")
+    ap.add_argument("track", type=Path,
+                    help="pose track in the clip's pixels (a dataset's track_source.npz, or any driving track)")
     ap.add_argument("--video", type=Path, help="the clip TRACK was extracted from: a column of its real frames")
     ap.add_argument("--frames", default="0:8:2", help="rows of TRACK, start:stop[:step]")
     ap.add_argument("-o", "--output", type=Path, required=True, help="the sheet (.png)")
     args = ap.parse_args()
-    start, stop, *step = (int(v) for v in args.frames.split(":"))
-    rows = range(start, stop, step[0] if step else 1)
-    track = PoseTrack.load(args.track).slice(start, stop)
+    track = PoseTrack.load(args.track)
+    try:
+        start, stop, *step = (int(v) for v in args.frames.split(":"))
+        rows = range(start, stop, *step[:1])
+    except ValueError:
+        ap.error(f"--frames must be start:stop[:step] with a step above 0, not {args.frames!r}")
+    if not 0 <= start < stop <= track.frames or not rows:
+        ap.error(f"--frames {args.frames}: the track has rows 0 to {track.frames - 1}")
+    track = track.slice(start, stop)
     with tempfile.TemporaryDirectory() as tmp:
         track.save(Path(tmp) / "track.npz")
         folders = generate_stages(args.run, Path(tmp) / "track.npz", Path(tmp))
