@@ -27,9 +27,10 @@ tracking from the frame before, so that a frame's figures are its own):
                                 about a torso length to body_error and pose_error with every limb in place
 
 Frames of any size are scored one at a time, so a long clip at full resolution stays out of memory.
-REPORT_DIR gets `report.json` ({"frames": n, "model": {...}, "retrieval": {...}, "retrieval_absolute": {...}}:
-a contract other tools read), `contact_sheet.png` (stick figure | retrievals | generated | real for a spread of
-frames) and `side_by_side.mp4` (the same panels for every frame, scaled to at most PANEL_HEIGHT).
+REPORT_DIR gets `report.json` ({"frames": n, "detection": DETECTION, "model": {...}, "retrieval": {...},
+"retrieval_absolute": {...}}: a contract other tools read), `contact_sheet.png` (stick figure | retrievals |
+generated | real for a spread of frames) and `side_by_side.mp4` (the same panels for every frame, scaled to at most
+PANEL_HEIGHT).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ __all__ = ["FIGURES", "Sample", "Scorer", "score", "evaluate_run", "evaluate_fra
            "retrieve_absolute", "run_dataset_dir"]
 
 BASELINES = {"retrieval": "retrieval: posture", "retrieval_absolute": "retrieval: place"}  # report key: panel
+# How the detector saw the frames, written into each report: figures scored with MediaPipe's tracking (before
+# 2026-12-04, no such key) do not compare with these
+DETECTION = "each frame on its own"
 PANEL_HEIGHT = 360  # contact-sheet and video panels are scaled down to this height
 
 
@@ -294,7 +298,8 @@ def evaluate_frames(out_dir: Path, store, samples: Iterable[Sample], generated_d
     out_dir.mkdir(parents=True, exist_ok=True)
     video_path = out_dir / "side_by_side.mp4"
     write_video(video_path, rows(), fps=float(store.manifest.get("fps") or 30.0))
-    report = {"frames": len(staged), **{m: scorers[m].figures(detected[m], ref) for m in detected}}
+    report = {"frames": len(staged), "detection": DETECTION,
+              **{m: scorers[m].figures(detected[m], ref) for m in detected}}
     write_json(out_dir / "report.json", report)
     sheet_path = out_dir / "contact_sheet.png"
     write_image(sheet_path, contact_sheet(sheet, ("stick figure", *(BASELINES[m] for m in picks), "generated",

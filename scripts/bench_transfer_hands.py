@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from edn_engine import metrics  # noqa: E402
 from edn_engine.atomic import write_json  # noqa: E402
 from edn_engine.dataset_store import FrameStore  # noqa: E402
-from edn_engine.evaluate import detect_folder  # noqa: E402
+from edn_engine.evaluate import DETECTION, detect_folder  # noqa: E402
 from edn_engine.events import Reporter  # noqa: E402
 from edn_engine.generate import generate  # noqa: E402
 from edn_engine.layout import RUN_HAND_BANK  # noqa: E402
@@ -108,7 +108,8 @@ def main() -> None:
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     entry = {"label": args.label, "commit": commit, "run": str(args.run), "track": str(args.track),
-             "rows": [args.start, end], "bank_from_dataset": args.bank_from_dataset, "machine": benchkit.cpu_info(),
+             "rows": [args.start, end], "bank_from_dataset": args.bank_from_dataset, "detection": DETECTION,
+             "machine": benchkit.cpu_info(),
              "isa_held": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ},
              "results": results}
     report = json.loads(args.output.read_text()) if args.output.is_file() else {

@@ -29,7 +29,7 @@ from edn_engine import metrics  # noqa: E402
 from edn_engine.atomic import write_json  # noqa: E402
 from edn_engine.dataset import load_manifest  # noqa: E402
 from edn_engine.errors import EdnError  # noqa: E402
-from edn_engine.evaluate import detect_folder  # noqa: E402
+from edn_engine.evaluate import DETECTION, detect_folder  # noqa: E402
 from edn_engine.compositing import paste  # noqa: E402
 from edn_engine.events import Reporter  # noqa: E402
 from edn_engine.pose.window import window_framing  # noqa: E402
@@ -87,7 +87,7 @@ def main() -> int:
     reference = detected.pop("real")
     result = {"benchmark": "what each training window size keeps of the real held-out frames (a perfect model)",
               "dataset": str(args.dataset), "source": Path(manifest["source"]).name, "frames": len(frames),
-              "window_size_in_dataset": manifest["size"],
+              "window_size_in_dataset": manifest["size"], "detection": DETECTION,
               "sizes": {name: figures(det, reference) for name, det in detected.items()},
               "machine": {"platform": platform.platform(), "python": platform.python_version()}}
     write_json(args.output, result)

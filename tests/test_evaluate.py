@@ -271,7 +271,7 @@ def test_edn_eval_gives_every_figure_for_model_and_retrieval(tiny_run, odd_dir):
 
     done = edn("eval", tiny_run, "-o", odd_dir / "report")[-1]
     report = json.loads((odd_dir / "report" / "report.json").read_text())
-    assert set(report) == {"frames", "model", "retrieval", "retrieval_absolute"} and report["frames"] == 4
+    assert set(report) == {"frames", "detection", "model", "retrieval", "retrieval_absolute"} and report["frames"] == 4
     for method in ("model", "retrieval", "retrieval_absolute"):
         assert set(report[method]) == set(FIGURES)
     # At 64x64 the detector may find no hands or face on the real frames: then those two figures are undefined.
