@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,9 +103,7 @@ def main() -> None:
 
     from edn_engine.atomic import write_json
 
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            check=False).stdout.strip()
-    result = {"benchmark": "bench_face_refit", "work": str(args.work), "code": str(REPO), "commit": commit or None,
+    result = {"benchmark": "bench_face_refit", "work": str(args.work), "code": str(REPO), "commit": benchkit.commit(),
               "machine": benchkit.cpu_info(), "avx2_only": args.avx2, "variants": []}
     source = args.work / args.run if args.run else sorted(args.work.glob("run_*_window*"))[0]
     result["run"] = source.name

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -105,9 +104,7 @@ def main() -> None:
         track.save(track_path)
         run = run_with_own_bank(args.run, work) if args.bank_from_dataset else args.run
         results = {h: measure(run, track, track_path, h, work) for h in args.hands.split(",")}
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    entry = {"label": args.label, "commit": commit, "run": str(args.run), "track": str(args.track),
+    entry = {"label": args.label, "commit": benchkit.commit(), "run": str(args.run), "track": str(args.track),
              "rows": [args.start, end], "bank_from_dataset": args.bank_from_dataset, "detection": DETECTION,
              "machine": benchkit.cpu_info(),
              "isa_held": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ},

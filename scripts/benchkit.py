@@ -82,6 +82,13 @@ def cpu_info() -> dict:
             "aten_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
+def commit() -> str | None:
+    """This checkout's short commit (None outside git), recorded in a benchmark's JSON: the code it measured."""
+    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         check=False).stdout.strip()
+    return out or None
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
